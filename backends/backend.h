@@ -1,0 +1,114 @@
+/* ferry — backends: where blocks come from.
+ *
+ * A backend is anything that can answer "which disks, how big, which ranges
+ * hold data, read these bytes". ferry-export serves local backends (file),
+ * ferryfs reads through any backend (http for a remote exporter or any
+ * range-capable HTTPS server; file for a local image).
+ *
+ * One opened backend is a "source" holding one or more disks. Every
+ * operation is safe to call from several threads at once.
+ *
+ * All functions return 0 (or a count >= 0) on success and -errno on
+ * failure, after logging one line with ferry_error() naming the object.
+ */
+#ifndef FERRY_BACKEND_H
+#define FERRY_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/extents.h"
+
+#define FERRY_NAME_MAX 96
+
+struct ferry_disk_info {
+	char name[FERRY_NAME_MAX + 1];
+	uint64_t size;		/* bytes */
+	uint32_t sector_size;	/* logical sector size, 512 if unknown */
+	uint64_t allocated;	/* data bytes by the allocation map */
+	char generation[128];	/* changes whenever the content may have */
+};
+
+/* Receives bytes at disk offset @off as they arrive. @return 0 or -errno
+ * (which aborts the transfer and is returned by the read). */
+typedef int (*ferry_sink_fn)(void *arg, uint64_t off, const void *buf,
+			     size_t len);
+
+struct ferry_source;
+
+struct ferry_backend {
+	const char *name;
+
+	/* Release everything. */
+	void (*close)(struct ferry_source *src);
+
+	/* Fill @map (already initialised with the disk size) with the data
+	 * ranges of disk @disk. */
+	int (*extents)(struct ferry_source *src, unsigned disk,
+		       struct ferry_extents *map);
+
+	/* Read exactly @len bytes at @off into @buf (short = error). */
+	int (*pread)(struct ferry_source *src, unsigned disk, void *buf,
+		     size_t len, uint64_t off);
+
+	/* Optional: stream [off, off+len) to @sink as it arrives; network
+	 * backends implement this so received bytes go straight to their
+	 * destination. Without it, ferry_source_read() uses pread. */
+	int (*fetch)(struct ferry_source *src, unsigned disk, uint64_t off,
+		     uint64_t len, ferry_sink_fn sink, void *arg);
+
+	/* Room for per-chunk digests (integrity and incremental re-sync);
+	 * NULL while no backend provides them. */
+	int (*digest)(struct ferry_source *src, unsigned disk, uint64_t chunk,
+		      void *out, size_t outlen);
+};
+
+struct ferry_source {
+	const struct ferry_backend *ops;
+	char id[512];		/* stable identity, for cache naming */
+	size_t ndisks;
+	struct ferry_disk_info *disks;
+	/* If set and true, long operations give up with -ECANCELED. */
+	const volatile bool *cancel;
+	void *priv;
+};
+
+/*! ferry_source_read() : stream [off, off+len) of @disk to @sink, through
+ * the backend's fetch or, lacking it, pread in pieces. */
+int ferry_source_read(struct ferry_source *src, unsigned disk, uint64_t off,
+		      uint64_t len, ferry_sink_fn sink, void *arg);
+
+/*! ferry_source_close() : close and free @src (NULL is fine). */
+void ferry_source_close(struct ferry_source *src);
+
+/*! ferry_valid_disk_name() : [A-Za-z0-9_.-]{1,96}, not starting with '.'.
+ * Disk names become file names in a mount and path segments on the wire. */
+bool ferry_valid_disk_name(const char *name);
+
+/* --- backends/file.c --- */
+
+/*! ferry_file_open() :
+ * A raw image file or block device, opened read-only, as one disk named
+ * @name. Size by fstat or BLKGETSIZE64; extents by SEEK_DATA/SEEK_HOLE
+ * (block devices: all data). */
+int ferry_file_open(const char *name, const char *path,
+		    struct ferry_source **out);
+
+/* --- backends/http.c --- */
+
+struct ferry_http_opts {
+	unsigned connections;	/* pool size: parallel requests */
+	bool verbose;
+};
+
+/*! ferry_http_open() :
+ * @spec is either a ferry connection string (ferry://TOKEN@HOST:PORT/?pin=)
+ * for a ferry-export, whose disks are listed, or an https:// (or http://)
+ * URL of one image on any server that supports Range requests.
+ * Errors name the cause: a refused token (-EACCES), a key that does not
+ * match the pin (-EPERM), an unreachable host, a server without ranges. */
+int ferry_http_open(const char *spec, const struct ferry_http_opts *opts,
+		    struct ferry_source **out);
+
+#endif

@@ -1,0 +1,673 @@
+/* ferry — http backend: a ferry-export (ferry://) or any HTTPS server that
+ * supports Range requests (https://).
+ *
+ * Each request borrows an easy handle from a small pool; a handle keeps its
+ * keep-alive connection, so N concurrent readers use N persistent TLS
+ * connections and decrypt on N threads (a single multi handle would put all
+ * decryption on one core, which on a 2-core transit host halves the rate).
+ * Received bytes go straight to the caller's sink at their disk offset.
+ *
+ * Authentication to a ferry-export: bearer token, and the server's public
+ * key must match the pin from the connection string (the certificate is
+ * self-signed, so the pin, not a CA, is what is trusted).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "backends/backend.h"
+#include "common/connstr.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define POOL_MAX 64
+#define MAX_JSON (64u << 20)	/* largest listing or map we accept */
+#define RETRIES 3
+
+struct http_priv {
+	bool ferry;		/* talking to ferry-export */
+	char base[600];		/* https://host:port */
+	char what[600];		/* for messages: host:port or URL */
+	char pin[128];
+	char **disk_url;	/* per disk */
+	struct curl_slist *headers;
+	bool verbose;
+
+	pthread_mutex_t lock;
+	CURL *idle[POOL_MAX];
+	size_t nidle;
+};
+
+/* One transfer's state, shared by the header and write callbacks. */
+struct xfer {
+	struct ferry_source *src;
+	long status;
+	/* Range mode: bytes expected at @off, delivered to the sink. */
+	bool ranged;
+	uint64_t off, want, got;
+	bool range_ok;
+	ferry_sink_fn sink;
+	void *arg;
+	int sink_err;
+	/* Collect mode: the body in memory (JSON). */
+	char *body;
+	size_t blen, bcap;
+	/* From Content-Range: "bytes A-B/TOTAL" or "bytes * /TOTAL". */
+	int64_t cr_start, cr_total;
+	char etag[100];
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void
+curl_init_once(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static size_t
+header_cb(char *line, size_t size, size_t n, void *arg)
+{
+	struct xfer *x = arg;
+	size_t len = size * n;
+	char buf[256];
+
+	if (len >= sizeof buf)
+		return len;
+	memcpy(buf, line, len);
+	buf[len] = '\0';
+	if (strncmp(buf, "HTTP/", 5) == 0) {
+		/* A new response (after a redirect or 100): start over. */
+		const char *sp = strchr(buf, ' ');
+
+		x->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+		x->cr_start = x->cr_total = -1;
+		x->etag[0] = '\0';
+	} else if (strncasecmp(buf, "Content-Range:", 14) == 0) {
+		const char *v = buf + 14;
+		long long a, b, t;
+
+		while (*v == ' ')
+			v++;
+		if (sscanf(v, "bytes %lld-%lld/%lld", &a, &b, &t) == 3 &&
+		    a >= 0 && b >= a && t > b) {
+			x->cr_start = a;
+			x->cr_total = t;
+		} else if (sscanf(v, "bytes */%lld", &t) == 1 && t >= 0) {
+			x->cr_total = t;
+		}
+	} else if (strncasecmp(buf, "ETag:", 5) == 0 ||
+		   (strncasecmp(buf, "Last-Modified:", 14) == 0 &&
+		    !x->etag[0])) {
+		const char *v = strchr(buf, ':') + 1;
+
+		while (*v == ' ')
+			v++;
+		snprintf(x->etag, sizeof x->etag, "%.*s",
+			 (int)strcspn(v, "\r\n"), v);
+	}
+	return len;
+}
+
+static size_t
+write_cb(char *data, size_t size, size_t n, void *arg)
+{
+	struct xfer *x = arg;
+	size_t len = size * n;
+
+	if (x->src->cancel && *x->src->cancel) {
+		x->sink_err = -ECANCELED;
+		return 0;
+	}
+	if (!x->ranged) {
+		if (x->blen + len > MAX_JSON)
+			return 0;
+		if (x->blen + len + 1 > x->bcap) {
+			size_t cap = FERRY_MAX(x->bcap * 2, x->blen + len + 1);
+			char *b = realloc(x->body, cap);
+
+			if (!b)
+				return 0;
+			x->body = b;
+			x->bcap = cap;
+		}
+		memcpy(x->body + x->blen, data, len);
+		x->blen += len;
+		x->body[x->blen] = '\0';
+		return len;
+	}
+	/* Range mode: only a 206 whose Content-Range starts where we asked
+	 * may be written; anything else (a 200 with the whole file, an error
+	 * page) is never taken for disk data. */
+	if (x->status != 206 || x->cr_start != (int64_t)(x->off)) {
+		x->range_ok = false;
+		return 0;
+	}
+	if (len > x->want - x->got) {
+		x->range_ok = false;
+		return 0;
+	}
+	x->sink_err = x->sink(x->arg, x->off + x->got, data, len);
+	if (x->sink_err < 0)
+		return 0;
+	x->got += len;
+	return len;
+}
+
+static int
+progress_cb(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut,
+	    curl_off_t un)
+{
+	struct xfer *x = arg;
+
+	(void)dt; (void)dn; (void)ut; (void)un;
+	return x->src->cancel && *x->src->cancel;
+}
+
+static CURL *
+handle_get(struct http_priv *p)
+{
+	CURL *h = NULL;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->nidle > 0)
+		h = p->idle[--p->nidle];
+	pthread_mutex_unlock(&p->lock);
+	if (h)
+		return h;
+
+	h = curl_easy_init();
+	if (!h)
+		return NULL;
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, p->headers);
+	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 15L);
+	/* A stalled connection: under 1 byte/s for 30 s gives up (and is
+	 * retried on a fresh connection). */
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 30L);
+	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024);
+	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress_cb);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https,http");
+	if (p->ferry) {
+		/* Self-signed: trust is the pin, not a CA or a name. */
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+		curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, p->pin);
+	} else {
+		curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	}
+	if (p->verbose)
+		curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
+	return h;
+}
+
+static void
+handle_put(struct http_priv *p, CURL *h, bool reusable)
+{
+	pthread_mutex_lock(&p->lock);
+	if (reusable && p->nidle < POOL_MAX) {
+		p->idle[p->nidle++] = h;
+		h = NULL;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (h)
+		curl_easy_cleanup(h);
+}
+
+/* The single place where curl and HTTP outcomes become errno, with one log
+ * line naming the object. */
+static int
+http_error(struct http_priv *p, const char *url, CURLcode cc,
+	   const struct xfer *x, const char *curlmsg)
+{
+	if (cc == CURLE_WRITE_ERROR && x->sink_err < 0)
+		return x->sink_err;	/* the sink logged it */
+	if (cc == CURLE_ABORTED_BY_CALLBACK || x->sink_err == -ECANCELED)
+		return -ECANCELED;
+	switch (cc) {
+	case CURLE_OK:
+		break;
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+		ferry_error("%s: the server's public key does not match the "
+			    "pin in the connection string", p->what);
+		return -EPERM;
+	case CURLE_COULDNT_RESOLVE_HOST:
+		ferry_error("%s: cannot resolve host: %s", p->what, curlmsg);
+		return -EHOSTUNREACH;
+	case CURLE_COULDNT_CONNECT:
+		ferry_error("%s: cannot connect: %s", p->what, curlmsg);
+		return -ECONNREFUSED;
+	case CURLE_OPERATION_TIMEDOUT:
+		ferry_error("%s: timed out: %s", url, curlmsg);
+		return -ETIMEDOUT;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+		ferry_error("%s: TLS failed: %s", p->what, curlmsg);
+		return -EPROTO;
+	case CURLE_WRITE_ERROR:
+		if (x->ranged && x->status == 200) {
+			ferry_error("%s: server ignored the Range request "
+				    "(HTTP 200)", url);
+			return -EPROTO;
+		}
+		if (x->ranged && x->status == 206) {
+			ferry_error("%s: server answered another range than "
+				    "asked (at %" PRIu64 ")", url, x->off);
+			return -EPROTO;
+		}
+		break;
+	default:
+		ferry_error("%s: %s", url, curlmsg);
+		return -EIO;
+	}
+	switch (x->status) {
+	case 401:
+	case 403:
+		ferry_error("%s: the server rejected the token (HTTP %ld)",
+			    p->what, x->status);
+		return -EACCES;
+	case 404:
+		ferry_error("%s: not found (HTTP 404)", url);
+		return -ENOENT;
+	case 416:
+		ferry_error("%s: range not satisfiable (HTTP 416)", url);
+		return -ERANGE;
+	default:
+		ferry_error("%s: HTTP %ld", url, x->status);
+		return -EIO;
+	}
+}
+
+/* Errors that another attempt on a fresh connection may cure. */
+static bool
+transient(int r)
+{
+	return r == -EIO || r == -ETIMEDOUT || r == -ECONNREFUSED ||
+	       r == -EPROTO;
+}
+
+/* One request. @x is prepared by the caller (range or collect mode). */
+static int
+request(struct ferry_source *src, const char *url, struct xfer *x)
+{
+	struct http_priv *p = src->priv;
+	char errbuf[CURL_ERROR_SIZE] = "";
+	char range[64];
+	CURLcode cc;
+	CURL *h;
+	int r;
+
+	h = handle_get(p);
+	if (!h) {
+		ferry_error("%s: cannot create a curl handle", url);
+		return -ENOMEM;
+	}
+	x->src = src;
+	x->status = 0;
+	x->cr_start = x->cr_total = -1;
+	x->range_ok = true;
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, x);
+	if (x->ranged) {
+		snprintf(range, sizeof range, "%" PRIu64 "-%" PRIu64, x->off,
+			 x->off + x->want - 1);
+		curl_easy_setopt(h, CURLOPT_RANGE, range);
+	} else {
+		curl_easy_setopt(h, CURLOPT_RANGE, NULL);
+	}
+	cc = curl_easy_perform(h);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+	if (cc == CURLE_OK && x->ranged && x->status == 206 &&
+	    x->got == x->want) {
+		r = 0;
+	} else if (cc == CURLE_OK && !x->ranged && x->status == 200) {
+		r = 0;
+	} else if (cc == CURLE_OK && x->ranged && x->status == 206) {
+		ferry_error("%s: short body: %" PRIu64 " of %" PRIu64
+			    " bytes at %" PRIu64, url, x->got, x->want,
+			    x->off);
+		r = -EIO;
+	} else {
+		r = http_error(p, url, cc, x, errbuf[0] ? errbuf :
+			       curl_easy_strerror(cc));
+	}
+	/* A handle whose transfer failed may hold a broken connection;
+	 * drop it rather than hand it to the next request. */
+	handle_put(p, h, r == 0);
+	return r;
+}
+
+static int
+http_fetch(struct ferry_source *src, unsigned disk, uint64_t off,
+	   uint64_t len, ferry_sink_fn sink, void *arg)
+{
+	struct http_priv *p = src->priv;
+	int r = 0;
+
+	for (int attempt = 0; len > 0; attempt++) {
+		struct xfer x = {
+			.ranged = true, .off = off, .want = len,
+			.sink = sink, .arg = arg,
+		};
+
+		r = request(src, p->disk_url[disk], &x);
+		/* Keep what arrived; ask again only for the rest. */
+		off += x.got;
+		len -= x.got;
+		if (r == 0 || !transient(r) || attempt >= RETRIES)
+			break;
+		if (x.got > 0)
+			attempt = 0;
+		usleep(200000u << attempt);
+	}
+	return r;
+}
+
+static int
+http_pread_sink(void *arg, uint64_t off, const void *buf, size_t len)
+{
+	char **base = arg;	/* base[0] = buffer, base[1] = its offset */
+
+	memcpy(base[0] + (off - (uint64_t)(uintptr_t)base[1]), buf, len);
+	return 0;
+}
+
+static int
+http_pread(struct ferry_source *src, unsigned disk, void *buf, size_t len,
+	   uint64_t off)
+{
+	char *ctx[2] = { buf, (char *)(uintptr_t)off };
+
+	return http_fetch(src, disk, off, len, http_pread_sink, ctx);
+}
+
+static int
+get_json(struct ferry_source *src, const char *url, json_t **out)
+{
+	struct xfer x = { .ranged = false };
+	json_error_t jerr;
+	int r;
+
+	r = request(src, url, &x);
+	if (r == 0) {
+		*out = json_loadb(x.body ? x.body : "", x.blen, 0, &jerr);
+		if (!*out) {
+			ferry_error("%s: bad JSON: %s", url, jerr.text);
+			r = -EPROTO;
+		}
+	}
+	free(x.body);
+	return r;
+}
+
+static int
+http_extents(struct ferry_source *src, unsigned disk,
+	     struct ferry_extents *map)
+{
+	struct http_priv *p = src->priv;
+	struct xfer x = { .ranged = false };
+	char url[800], why[200];
+	int r;
+
+	if (!p->ferry)
+		return ferry_extents_all_data(map);
+	snprintf(url, sizeof url, "%s/extents", p->disk_url[disk]);
+	r = request(src, url, &x);
+	if (r == 0) {
+		uint64_t size = map->size;
+
+		r = ferry_extents_from_json(x.body ? x.body : "", x.blen, size,
+					    map, why, sizeof why);
+		if (r < 0)
+			ferry_error("%s: bad extent map: %s", url, why);
+	}
+	free(x.body);
+	return r;
+}
+
+static void
+http_close(struct ferry_source *src)
+{
+	struct http_priv *p = src->priv;
+
+	if (p) {
+		for (size_t i = 0; i < p->nidle; i++)
+			curl_easy_cleanup(p->idle[i]);
+		if (p->disk_url)
+			for (size_t i = 0; i < src->ndisks; i++)
+				free(p->disk_url[i]);
+		free(p->disk_url);
+		curl_slist_free_all(p->headers);
+		pthread_mutex_destroy(&p->lock);
+		free(p);
+	}
+	free(src->disks);
+	free(src);
+}
+
+static const struct ferry_backend http_backend = {
+	.name = "http",
+	.close = http_close,
+	.extents = http_extents,
+	.pread = http_pread,
+	.fetch = http_fetch,
+};
+
+/* GET /v1/disks of a ferry-export. */
+static int
+list_ferry_disks(struct ferry_source *src)
+{
+	struct http_priv *p = src->priv;
+	char url[700];
+	json_t *root = NULL, *arr, *e;
+	size_t i, n = 0;
+	int r;
+
+	snprintf(url, sizeof url, "%s/v1/disks", p->base);
+	r = get_json(src, url, &root);
+	if (r < 0)
+		return r;
+	arr = json_object_get(root, "disks");
+	if (!json_is_array(arr)) {
+		ferry_error("%s: no \"disks\" array", url);
+		r = -EPROTO;
+		goto out;
+	}
+	src->disks = calloc(json_array_size(arr) + 1, sizeof *src->disks);
+	p->disk_url = calloc(json_array_size(arr) + 1, sizeof *p->disk_url);
+	if (!src->disks || !p->disk_url) {
+		r = -ENOMEM;
+		goto out;
+	}
+	json_array_foreach(arr, i, e) {
+		struct ferry_disk_info *d = &src->disks[n];
+		const char *name, *gen = "";
+		json_int_t size, alloc = -1, sector = 512;
+
+		if (json_unpack(e, "{s:s, s:I, s?:I, s?:I, s?:s}", "name",
+				&name, "size", &size, "allocated", &alloc,
+				"sector_size", &sector, "generation",
+				&gen) < 0 || size < 0 ||
+		    !ferry_valid_disk_name(name) || sector <= 0 ||
+		    sector > 65536) {
+			ferry_error("%s: disk entry %zu is malformed; skipped",
+				    url, i);
+			continue;
+		}
+		snprintf(d->name, sizeof d->name, "%s", name);
+		snprintf(d->generation, sizeof d->generation, "%s", gen);
+		d->size = (uint64_t)size;
+		d->allocated = alloc >= 0 ? (uint64_t)alloc : d->size;
+		d->sector_size = (uint32_t)sector;
+		if (asprintf(&p->disk_url[n], "%s/v1/disks/%s", p->base,
+			     name) < 0) {
+			p->disk_url[n] = NULL;
+			r = -ENOMEM;
+			goto out;
+		}
+		src->ndisks = ++n;
+	}
+	src->ndisks = n;
+	if (n == 0) {
+		ferry_error("%s: the exporter serves no disks", p->what);
+		r = -ENOENT;
+	}
+out:
+	json_decref(root);
+	return r;
+}
+
+/* A plain URL: one disk, its name from the last path segment. */
+static int
+probe_plain_url(struct ferry_source *src, const char *url)
+{
+	struct http_priv *p = src->priv;
+	struct ferry_disk_info *d;
+	struct xfer x = { .ranged = true, .off = 0, .want = 1 };
+	const char *seg, *end;
+	char name[FERRY_NAME_MAX + 1];
+	size_t n = 0;
+	int r;
+
+	src->disks = calloc(1, sizeof *src->disks);
+	p->disk_url = calloc(1, sizeof *p->disk_url);
+	if (!src->disks || !p->disk_url || !(p->disk_url[0] = strdup(url)))
+		return -ENOMEM;
+	src->ndisks = 1;
+	d = &src->disks[0];
+
+	end = url + strcspn(url, "?#");
+	seg = end;
+	while (seg > url && seg[-1] != '/')
+		seg--;
+	for (const char *c = seg; c < end && n < FERRY_NAME_MAX; c++)
+		name[n++] = (isalnum((unsigned char)*c) || *c == '-' ||
+			     *c == '_' || *c == '.') ? *c : '_';
+	name[n] = '\0';
+	if (n > 4) {
+		char *dot = strrchr(name, '.');
+
+		if (dot && dot != name)
+			*dot = '\0';	/* "vm.img" -> "vm" */
+	}
+	while (name[0] == '.')
+		memmove(name, name + 1, strlen(name));
+	snprintf(d->name, sizeof d->name, "%s", name[0] ? name : "disk");
+	d->sector_size = 512;
+
+	/* Size from "Content-Range: bytes 0-0/SIZE" of a one-byte range;
+	 * an empty file answers 416 with "bytes * /0". */
+	x.sink = http_pread_sink;
+	{
+		char byte;
+		char *ctx[2] = { &byte, (char *)(uintptr_t)0 };
+
+		x.arg = ctx;
+		r = request(src, url, &x);
+	}
+	if (r == -ERANGE && x.cr_total == 0) {
+		r = 0;
+	} else if (r == 0 && x.cr_total > 0) {
+		d->size = (uint64_t)x.cr_total;
+	} else if (r == 0) {
+		ferry_error("%s: no total size in Content-Range", url);
+		r = -EPROTO;
+	}
+	if (r < 0)
+		return r;
+	d->allocated = d->size;
+	snprintf(d->generation, sizeof d->generation, "%" PRIu64 "-%s",
+		 d->size, x.etag);
+	return 0;
+}
+
+int
+ferry_http_open(const char *spec, const struct ferry_http_opts *opts,
+		struct ferry_source **out)
+{
+	struct ferry_source *src;
+	struct http_priv *p;
+	char why[200];
+	int r;
+
+	pthread_once(&curl_once, curl_init_once);
+	src = calloc(1, sizeof *src);
+	p = calloc(1, sizeof *p);
+	if (!src || !p) {
+		free(src);
+		free(p);
+		return -ENOMEM;
+	}
+	src->ops = &http_backend;
+	src->priv = p;
+	pthread_mutex_init(&p->lock, NULL);
+	p->verbose = opts && opts->verbose;
+	p->headers = curl_slist_append(NULL, "User-Agent: ferryfs/"
+				       FERRY_VERSION);
+	if (!p->headers) {
+		r = -ENOMEM;
+		goto fail;
+	}
+
+	if (strncmp(spec, "ferry://", 8) == 0) {
+		struct ferry_connstr c;
+		char auth[300];
+
+		r = ferry_connstr_parse(spec, &c, why, sizeof why);
+		if (r < 0) {
+			ferry_error("bad connection string: %s", why);
+			goto fail;
+		}
+		p->ferry = true;
+		ferry_connstr_base_url(&c, p->base, sizeof p->base);
+		snprintf(p->what, sizeof p->what, "%s", p->base);
+		snprintf(p->pin, sizeof p->pin, "%s", c.pin);
+		snprintf(auth, sizeof auth, "Authorization: Bearer %s",
+			 c.token);
+		struct curl_slist *h = curl_slist_append(p->headers, auth);
+
+		if (!h) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		p->headers = h;
+		snprintf(src->id, sizeof src->id, "ferry:%s", p->base);
+		r = list_ferry_disks(src);
+	} else if (strncmp(spec, "https://", 8) == 0 ||
+		   strncmp(spec, "http://", 7) == 0) {
+		size_t n = strcspn(spec, "?#");
+
+		snprintf(p->what, sizeof p->what, "%.*s", (int)n, spec);
+		snprintf(src->id, sizeof src->id, "url:%.*s", (int)n, spec);
+		r = probe_plain_url(src, spec);
+	} else {
+		ferry_error("%s: not a ferry:// connection string or an "
+			    "https:// URL", spec);
+		r = -EINVAL;
+	}
+	if (r < 0)
+		goto fail;
+	*out = src;
+	return 0;
+fail:
+	http_close(src);
+	return r;
+}

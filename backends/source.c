@@ -1,0 +1,65 @@
+/* ferry — backend-independent helpers. See backend.h. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/backend.h"
+#include "common/util.h"
+
+#define READ_PIECE (1024 * 1024)
+
+bool
+ferry_valid_disk_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > FERRY_NAME_MAX || name[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+		      c == '-'))
+			return false;
+	}
+	return true;
+}
+
+int
+ferry_source_read(struct ferry_source *src, unsigned disk, uint64_t off,
+		  uint64_t len, ferry_sink_fn sink, void *arg)
+{
+	char *buf;
+	int r = 0;
+
+	if (src->ops->fetch)
+		return src->ops->fetch(src, disk, off, len, sink, arg);
+
+	buf = malloc(FERRY_MIN(len, (uint64_t)READ_PIECE));
+	if (!buf)
+		return -ENOMEM;
+	while (len > 0 && r == 0) {
+		size_t n = (size_t)FERRY_MIN(len, (uint64_t)READ_PIECE);
+
+		if (src->cancel && *src->cancel) {
+			r = -ECANCELED;
+			break;
+		}
+		r = src->ops->pread(src, disk, buf, n, off);
+		if (r == 0)
+			r = sink(arg, off, buf, n);
+		off += n;
+		len -= n;
+	}
+	free(buf);
+	return r;
+}
+
+void
+ferry_source_close(struct ferry_source *src)
+{
+	if (!src)
+		return;
+	src->ops->close(src);
+}

@@ -1,0 +1,172 @@
+/* ferry — small pure helpers. See util.h. */
+#include <ctype.h>
+#include <strings.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+
+#include "common/util.h"
+
+int
+ferry_parse_size(const char *s, uint64_t *out)
+{
+	uint64_t v = 0, mult = 1;
+	const char *p = s;
+
+	if (!s || !isdigit((unsigned char)*p))
+		return -EINVAL;
+	for (; isdigit((unsigned char)*p); p++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return -ERANGE;
+		v = v * 10 + d;
+	}
+	switch (toupper((unsigned char)*p)) {
+	case '\0': break;
+	case 'K': mult = 1ULL << 10; p++; break;
+	case 'M': mult = 1ULL << 20; p++; break;
+	case 'G': mult = 1ULL << 30; p++; break;
+	case 'T': mult = 1ULL << 40; p++; break;
+	case 'B': break;
+	default: return -EINVAL;
+	}
+	if (mult > 1 && *p == 'i')
+		p++;
+	if (*p == 'B' || *p == 'b')
+		p++;
+	if (*p != '\0')
+		return -EINVAL;
+	if (v > UINT64_MAX / mult)
+		return -ERANGE;
+	*out = v * mult;
+	return 0;
+}
+
+char *
+ferry_format_size(uint64_t n, char *buf, size_t len)
+{
+	static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double v = (double)n;
+	unsigned u = 0;
+
+	while (v >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%" PRIu64 " B", n);
+	else
+		snprintf(buf, len, "%.1f %s", v, units[u]);
+	return buf;
+}
+
+void
+ferry_hex(const void *in, size_t len, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *b = in;
+
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = digits[b[i] >> 4];
+		out[2 * i + 1] = digits[b[i] & 15];
+	}
+	out[2 * len] = '\0';
+}
+
+int
+ferry_random_token(char out[65])
+{
+	unsigned char raw[32];
+
+	if (RAND_bytes(raw, sizeof raw) != 1)
+		return -EIO;
+	ferry_hex(raw, sizeof raw, out);
+	return 0;
+}
+
+double
+ferry_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int
+parse_u64(const char **p, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (**p < '0' || **p > '9')
+		return -EINVAL;
+	for (; **p >= '0' && **p <= '9'; (*p)++) {
+		unsigned d = (unsigned)(**p - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return -ERANGE;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
+int
+ferry_parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
+{
+	const char *p = h;
+	uint64_t a = 0, b = 0;
+	int r;
+
+	while (*p == ' ')
+		p++;
+	if (strncasecmp(p, "bytes=", 6) != 0)
+		return -EINVAL;
+	p += 6;
+	while (*p == ' ')
+		p++;
+	if (*p == '-') {
+		p++;
+		if (parse_u64(&p, &b) < 0 || b == 0)
+			return b == 0 && *p == '\0' ? -ERANGE : -EINVAL;
+		while (*p == ' ')
+			p++;
+		if (*p)
+			return -EINVAL;
+		if (size == 0)
+			return -ERANGE;
+		*len = FERRY_MIN(b, size);
+		*off = size - *len;
+		return 0;
+	}
+	r = parse_u64(&p, &a);
+	if (r < 0 || *p != '-')
+		return r == -ERANGE ? -ERANGE : -EINVAL;
+	p++;
+	if (*p >= '0' && *p <= '9') {
+		r = parse_u64(&p, &b);
+		if (r == -ERANGE)
+			b = UINT64_MAX;	/* "to the end", however written */
+		else if (r < 0)
+			return r;
+		if (b < a)
+			return -EINVAL;
+	} else {
+		b = UINT64_MAX;
+	}
+	while (*p == ' ')
+		p++;
+	if (*p)
+		return -EINVAL;	/* junk, or a second range */
+	if (a >= size)
+		return -ERANGE;
+	*off = a;
+	*len = FERRY_MIN(b, size - 1) - a + 1;
+	return 0;
+}
+

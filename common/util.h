@@ -1,0 +1,38 @@
+/* ferry — small pure helpers. */
+#ifndef FERRY_UTIL_H
+#define FERRY_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FERRY_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define FERRY_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/*! ferry_parse_size() :
+ * Parse "4096", "64K", "1M", "2G", "1T" (binary multiples, optional "i"/"B":
+ * "64KiB", "1MB"). Rejects empty, negative, trailing junk and overflow.
+ * @return 0 and *out, or -EINVAL / -ERANGE. */
+int ferry_parse_size(const char *s, uint64_t *out);
+
+/*! ferry_format_size() : "1.5 GiB"-style text of n into buf. @return buf. */
+char *ferry_format_size(uint64_t n, char *buf, size_t len);
+
+/*! ferry_hex() : lowercase hex of len bytes into out (2*len+1 bytes). */
+void ferry_hex(const void *in, size_t len, char *out);
+
+/*! ferry_random_token() : 32 random bytes as 64 hex chars into out[65].
+ * @return 0 or -EIO if the CSPRNG failed. */
+int ferry_random_token(char out[65]);
+
+/*! ferry_parse_range() :
+ * An HTTP Range header value: "bytes=A-B", "bytes=A-" or "bytes=-N", one
+ * range only, against a disk of @size bytes; the end is clipped to the disk.
+ * @return 0 with [*off, *off + *len), -EINVAL if malformed, -ERANGE if it
+ * does not overlap the disk (416). */
+int ferry_parse_range(const char *h, uint64_t size, uint64_t *off,
+		      uint64_t *len);
+
+/*! ferry_now() : monotonic seconds. */
+double ferry_now(void);
+
+#endif

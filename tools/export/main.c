@@ -1,0 +1,353 @@
+/* ferry-export — serve disks read-only over HTTPS to ferryfs (or curl).
+ *
+ * Opens each NAME=PATH through a backend, makes (or loads) a TLS key and a
+ * bearer token, listens, and prints one connection string
+ *   ferry://TOKEN@HOST:PORT/?pin=sha256//BASE64
+ * as the first line of stdout. Several threads each run an event loop and
+ * accept from the same listening socket, so TLS encryption of concurrent
+ * streams uses every core.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/thread.h>
+#include <openssl/evp.h>
+
+#include "common/connstr.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "tools/export/export.h"
+
+#define MAX_THREADS 64
+
+struct worker {
+	pthread_t tid;
+	struct event_base *base;
+	struct evhttp *http;
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+"Usage: ferry-export [OPTIONS] NAME=PATH...\n"
+"Serve disks (raw image files or block devices) read-only over HTTPS.\n"
+"\n"
+"  -l, --listen HOST:PORT  address to listen on (default 0.0.0.0:8703;\n"
+"                          port 0 picks a free port)\n"
+"  -u, --url-file FILE     also write the connection string to FILE (0600)\n"
+"                          once listening\n"
+"  -t, --token TOKEN       bearer token (default: 256 random bits)\n"
+"  -c, --cert FILE         PEM certificate (chain); needs --key\n"
+"  -k, --key FILE          PEM private key\n"
+"  -T, --threads N         event-loop threads (default: number of CPUs)\n"
+"  -v, --verbose           more log lines\n"
+"  -h, --help              this text\n"
+"  -V, --version           version\n"
+"\n"
+"NAME becomes the disk's name (letters, digits, '.', '_', '-').\n"
+"The first line of stdout is the connection string for ferryfs:\n"
+"  ferry://TOKEN@HOST:PORT/?pin=sha256//BASE64\n"
+"Without --cert/--key a fresh key and self-signed certificate are made in\n"
+"memory; the pin in the connection string is what clients trust.\n");
+}
+
+static int
+split_hostport(const char *s, char *host, size_t hostlen, char *port,
+	       size_t portlen)
+{
+	const char *colon;
+
+	if (s[0] == '[') {
+		const char *end = strchr(s, ']');
+
+		if (!end || end[1] != ':')
+			return -EINVAL;
+		snprintf(host, hostlen, "%.*s", (int)(end - s - 1), s + 1);
+		colon = end + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return -EINVAL;
+		snprintf(host, hostlen, "%.*s", (int)(colon - s), s);
+	}
+	if (!colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1))
+		return -EINVAL;
+	snprintf(port, portlen, "%s", colon + 1);
+	return 0;
+}
+
+static int
+listen_on(const char *host, const char *port, unsigned *bound)
+{
+	struct addrinfo hints = {
+		.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+		.ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+	}, *res, *ai;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	int fd = -1, one = 1, r;
+
+	r = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+	if (r) {
+		ferry_error("listen address %s:%s: %s", host, port,
+			    gai_strerror(r));
+		return -EINVAL;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
+			    SOCK_NONBLOCK, ai->ai_protocol);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+		    listen(fd, 1024) == 0)
+			break;
+		r = errno;
+		close(fd);
+		fd = -1;
+		errno = r;
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		ferry_error("listen on %s:%s: %m", host, port);
+		return -EADDRINUSE;
+	}
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	*bound = ntohs(ss.ss_family == AF_INET6 ?
+		       ((struct sockaddr_in6 *)&ss)->sin6_port :
+		       ((struct sockaddr_in *)&ss)->sin_port);
+	return fd;
+}
+
+static int
+write_url_file(const char *path, const char *line)
+{
+	char tmp[4096];
+	FILE *f;
+
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	umask(077);
+	f = fopen(tmp, "w");
+	if (!f || fprintf(f, "%s\n", line) < 0 || fclose(f) != 0) {
+		ferry_error("%s: %m", tmp);
+		return -errno;
+	}
+	if (rename(tmp, path) < 0) {
+		ferry_error("%s: rename: %m", path);
+		return -errno;
+	}
+	return 0;
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	event_base_dispatch(w->base);
+	return NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "url-file", required_argument, NULL, 'u' },
+		{ "token", required_argument, NULL, 't' },
+		{ "cert", required_argument, NULL, 'c' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "threads", required_argument, NULL, 'T' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *listen_arg = "0.0.0.0:8703", *url_file = NULL;
+	const char *token_arg = NULL, *cert = NULL, *key = NULL;
+	struct exporter ex = { 0 };
+	struct worker workers[MAX_THREADS] = { 0 };
+	struct ferry_connstr cs = { 0 };
+	char host[256], port[16], line[1024];
+	long nthreads = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned bound;
+	sigset_t sigs;
+	int opt, fd = -1, sig, rc = 1;
+
+	ferry_log_init(argv[0]);
+	while ((opt = getopt_long(argc, argv, "l:u:t:c:k:T:vhV", longopts,
+				  NULL)) != -1) {
+		switch (opt) {
+		case 'l': listen_arg = optarg; break;
+		case 'u': url_file = optarg; break;
+		case 't': token_arg = optarg; break;
+		case 'c': cert = optarg; break;
+		case 'k': key = optarg; break;
+		case 'T':
+			nthreads = strtol(optarg, NULL, 10);
+			if (nthreads < 1 || nthreads > MAX_THREADS) {
+				ferry_error("--threads must be 1-%d",
+					    MAX_THREADS);
+				return 2;
+			}
+			break;
+		case 'v': ferry_log_verbose(true); break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("ferry-export " FERRY_VERSION "\n"); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (nthreads < 1)
+		nthreads = 1;
+	if (nthreads > MAX_THREADS)
+		nthreads = MAX_THREADS;
+	if (optind >= argc) {
+		ferry_error("no disks to export (give NAME=PATH)");
+		usage(stderr);
+		return 2;
+	}
+	if (!cert != !key) {
+		ferry_error("--cert and --key go together");
+		return 2;
+	}
+	if (split_hostport(listen_arg, host, sizeof host, port,
+			   sizeof port) < 0) {
+		ferry_error("--listen %s: expected HOST:PORT", listen_arg);
+		return 2;
+	}
+	if (token_arg) {
+		if (strlen(token_arg) < 16 || strlen(token_arg) >= sizeof cs.token ||
+		    strspn(token_arg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"
+			   "KLMNOPQRSTUVWXYZ0123456789-._~") !=
+		    strlen(token_arg)) {
+			ferry_error("--token: 16-255 URL-safe characters "
+				    "(letters, digits, - . _ ~)");
+			return 2;
+		}
+		snprintf(cs.token, sizeof cs.token, "%s", token_arg);
+	} else if (ferry_random_token(cs.token) < 0) {
+		ferry_error("cannot make a random token");
+		return 1;
+	}
+	EVP_Digest(cs.token, strlen(cs.token), ex.token_hash, NULL,
+		   EVP_sha256(), NULL);
+
+	ex.ndisks = (size_t)(argc - optind);
+	ex.disks = calloc(ex.ndisks, sizeof *ex.disks);
+	if (!ex.disks)
+		return 1;
+	for (size_t i = 0; i < ex.ndisks; i++) {
+		char *arg = argv[optind + (int)i], *eq = strchr(arg, '=');
+
+		if (!eq || eq == arg || !eq[1]) {
+			ferry_error("%s: expected NAME=PATH", arg);
+			goto out;
+		}
+		*eq = '\0';
+		ex.disks[i].name = arg;
+		ex.disks[i].path = eq + 1;
+		if (!ferry_valid_disk_name(arg)) {
+			ferry_error("%s: disk names are 1-%d letters, digits, "
+				    "'.', '_' or '-', not starting with '.'",
+				    arg, FERRY_NAME_MAX);
+			goto out;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(ex.disks[j].name, arg) == 0) {
+				ferry_error("%s: disk name given twice", arg);
+				goto out;
+			}
+		if (ferry_file_open(arg, eq + 1, &ex.disks[i].src) < 0)
+			goto out;
+	}
+	if (tls_server_ctx(cert, key, &ex.ssl, cs.pin) < 0)
+		goto out;
+
+	/* Signals are taken by sigwait() below, in no thread's handler. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	fd = listen_on(host, port, &bound);
+	if (fd < 0)
+		goto out;
+	evthread_use_pthreads();
+	for (long i = 0; i < nthreads; i++) {
+		struct worker *w = &workers[i];
+		int wfd = dup(fd);
+
+		w->base = event_base_new();
+		w->http = w->base ? evhttp_new(w->base) : NULL;
+		if (!w->http || wfd < 0 ||
+		    !evhttp_accept_socket_with_handle(w->http, wfd)) {
+			ferry_error("cannot start event loop %ld", i);
+			if (wfd >= 0)
+				close(wfd);
+			goto stop;
+		}
+		serve_setup(&ex, w->http);
+		if (pthread_create(&w->tid, NULL, worker_main, w) != 0) {
+			ferry_error("cannot start thread %ld", i);
+			goto stop;
+		}
+	}
+
+	/* Print the host clients should use: a wildcard listen address
+	 * means "this machine", so name it. */
+	if (!host[0] || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
+		gethostname(cs.host, sizeof cs.host - 1);
+	else
+		snprintf(cs.host, sizeof cs.host, "%s", host);
+	cs.port = bound;
+	ferry_connstr_format(&cs, line, sizeof line);
+	printf("%s\n", line);
+	fflush(stdout);
+	if (url_file && write_url_file(url_file, line) < 0)
+		goto stop;
+	ferry_info("serving %zu disk%s on %s:%u with %ld thread%s", ex.ndisks,
+		   ex.ndisks == 1 ? "" : "s", host, bound, nthreads,
+		   nthreads == 1 ? "" : "s");
+
+	if (sigwait(&sigs, &sig) == 0)
+		ferry_info("%s: stopping", strsignal(sig));
+	rc = 0;
+stop:
+	for (long i = 0; i < nthreads; i++)
+		if (workers[i].base)
+			event_base_loopbreak(workers[i].base);
+	for (long i = 0; i < nthreads; i++) {
+		struct worker *w = &workers[i];
+
+		if (w->tid)
+			pthread_join(w->tid, NULL);
+		if (w->http)
+			evhttp_free(w->http);
+		if (w->base)
+			event_base_free(w->base);
+	}
+	if (url_file && rc == 0)
+		unlink(url_file);
+out:
+	if (fd >= 0)
+		close(fd);
+	for (size_t i = 0; i < ex.ndisks; i++)
+		ferry_source_close(ex.disks[i].src);
+	free(ex.disks);
+	SSL_CTX_free(ex.ssl);
+	return rc;
+}

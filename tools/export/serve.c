@@ -1,0 +1,434 @@
+/* ferry-export — the HTTP endpoints (doc/protocol.md).
+ *
+ *   GET /v1/disks               JSON list of the exported disks
+ *   GET /v1/disks/NAME          the bytes; Range: bytes=A-B gives 206
+ *   GET /v1/disks/NAME/extents  allocation map (data / zero ranges)
+ *
+ * Every request needs "Authorization: Bearer TOKEN". Only names given on
+ * the command line are looked up, by exact match after percent-decoding,
+ * so no path can reach another file. HEAD works wherever GET does. Nothing
+ * here writes to a source.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "tools/export/export.h"
+
+/* Replies up to this size are read whole and sent at once; larger ones
+ * (a whole-disk download) stream in PIECE-sized parts, one in flight. */
+#define SMALL_REPLY (8u << 20)
+#define PIECE (1u << 20)
+
+struct stream {
+	struct evhttp_request *req;
+	struct evhttp_connection *evcon;
+	struct export_disk *d;
+	uint64_t off, left;
+	char peer[80];
+};
+
+static const char *
+method_name(struct evhttp_request *req)
+{
+	switch (evhttp_request_get_command(req)) {
+	case EVHTTP_REQ_GET: return "GET";
+	case EVHTTP_REQ_HEAD: return "HEAD";
+	default: return "?";
+	}
+}
+
+static void
+peer_of(struct evhttp_request *req, char *out, size_t len)
+{
+	struct evhttp_connection *c = evhttp_request_get_connection(req);
+	char *addr = NULL;
+	ev_uint16_t port = 0;
+
+	if (c)
+		evhttp_connection_get_peer(c, &addr, &port);
+	snprintf(out, len, "%s%s%s:%u", addr && strchr(addr, ':') ? "[" : "",
+		 addr ? addr : "?", addr && strchr(addr, ':') ? "]" : "",
+		 (unsigned)port);
+}
+
+/* Reply with a one-line text body and log it: the one log line for every
+ * refused request, with the peer address. */
+static void __attribute__((format(printf, 4, 5)))
+refuse(struct evhttp_request *req, int code, const char *reason,
+       const char *fmt, ...)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	struct evbuffer *body = evbuffer_new();
+	char peer[80], msg[300];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	peer_of(req, peer, sizeof peer);
+	ferry_error("%s %s %.200s: %d %s", peer, method_name(req),
+		    evhttp_request_get_uri(req), code, msg);
+	evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
+	if (code == 401)
+		evhttp_add_header(h, "WWW-Authenticate", "Bearer realm=\"ferry\"");
+	if (body)
+		evbuffer_add_printf(body, "%d %s: %s\n", code, reason, msg);
+	evhttp_send_reply(req, code, reason, body);
+	if (body)
+		evbuffer_free(body);
+}
+
+static bool
+authorized(const struct exporter *ex, struct evhttp_request *req)
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req),
+					   "Authorization");
+	unsigned char md[32];
+
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return false;
+	/* Compare digests in constant time: neither the token's bytes nor
+	 * its length leak through timing. */
+	EVP_Digest(h + 7, strlen(h + 7), md, NULL, EVP_sha256(), NULL);
+	return CRYPTO_memcmp(md, ex->token_hash, sizeof md) == 0;
+}
+
+/* Read [off, off+len) into @buf without an extra copy. */
+static int
+read_into(struct export_disk *d, struct evbuffer *buf, uint64_t off,
+	  size_t len)
+{
+	struct evbuffer_iovec v[4];
+	int n = evbuffer_reserve_space(buf, (ev_ssize_t)len, v, 4);
+	size_t left = len;
+	int used = 0, r = 0;
+
+	if (n <= 0)
+		return -ENOMEM;
+	for (; used < n && left > 0; used++) {
+		size_t take = FERRY_MIN(v[used].iov_len, left);
+
+		r = d->src->ops->pread(d->src, 0, v[used].iov_base, take, off);
+		if (r < 0)
+			return r;	/* reserved space is simply dropped */
+		v[used].iov_len = take;
+		off += take;
+		left -= take;
+	}
+	return evbuffer_commit_space(buf, v, used) == 0 ? 0 : -ENOMEM;
+}
+
+static void stream_next(struct evhttp_connection *evcon, void *arg);
+
+static void
+stream_closed(struct evhttp_connection *evcon, void *arg)
+{
+	struct stream *st = arg;
+
+	(void)evcon;
+	ferry_error("%s GET /v1/disks/%s: connection lost with %" PRIu64
+		    " bytes unsent", st->peer, st->d->name, st->left);
+	/* Detached from its dead connection, the request is ours to free;
+	 * still attached (server shutting down), libevent frees it. */
+	if (!evhttp_request_get_connection(st->req))
+		evhttp_send_reply_end(st->req);
+	free(st);
+}
+
+static void
+stream_next(struct evhttp_connection *evcon, void *arg)
+{
+	struct stream *st = arg;
+	struct evbuffer *buf;
+	size_t n;
+
+	(void)evcon;
+	if (st->left == 0) {
+		evhttp_connection_set_closecb(st->evcon, NULL, NULL);
+		evhttp_send_reply_end(st->req);
+		free(st);
+		return;
+	}
+	n = (size_t)FERRY_MIN(st->left, (uint64_t)PIECE);
+	buf = evbuffer_new();
+	if (!buf || read_into(st->d, buf, st->off, n) < 0) {
+		/* Headers are gone already: end the body short and close,
+		 * so the client sees a truncated transfer, never bad data. */
+		ferry_error("%s GET /v1/disks/%s: read failed at %" PRIu64
+			    "; closing the connection", st->peer, st->d->name,
+			    st->off);
+		if (buf)
+			evbuffer_free(buf);
+		evhttp_connection_set_closecb(st->evcon, NULL, NULL);
+		evhttp_connection_free_on_completion(st->evcon);
+		evhttp_send_reply_end(st->req);
+		free(st);
+		return;
+	}
+	st->off += n;
+	st->left -= n;
+	evhttp_send_reply_chunk_with_cb(st->req, buf, stream_next, st);
+	evbuffer_free(buf);
+}
+
+static void
+serve_data(struct evhttp_request *req, struct export_disk *d)
+{
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+	const char *range = evhttp_find_header(
+		evhttp_request_get_input_headers(req), "Range");
+	uint64_t size = d->src->disks[0].size, off = 0, len = size;
+	int code = 200, r;
+	const char *reason = "OK";
+	char hdr[128];
+
+	if (range) {
+		r = ferry_parse_range(range, size, &off, &len);
+		if (r == -ERANGE) {
+			snprintf(hdr, sizeof hdr, "bytes */%" PRIu64, size);
+			evhttp_add_header(out, "Content-Range", hdr);
+			refuse(req, 416, "Range Not Satisfiable",
+			       "range %.60s outside disk %s of %" PRIu64
+			       " bytes", range, d->name, size);
+			return;
+		}
+		if (r < 0) {
+			refuse(req, 400, "Bad Request",
+			       "malformed Range header %.60s", range);
+			return;
+		}
+		code = 206;
+		reason = "Partial Content";
+		snprintf(hdr, sizeof hdr, "bytes %" PRIu64 "-%" PRIu64
+			 "/%" PRIu64, off, off + len - 1, size);
+		evhttp_add_header(out, "Content-Range", hdr);
+	}
+	evhttp_add_header(out, "Content-Type", "application/octet-stream");
+	evhttp_add_header(out, "Accept-Ranges", "bytes");
+	snprintf(hdr, sizeof hdr, "%" PRIu64, len);
+	evhttp_add_header(out, "Content-Length", hdr);
+
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD || len == 0) {
+		evhttp_send_reply(req, code, reason, NULL);
+		return;
+	}
+	if (len <= SMALL_REPLY) {
+		struct evbuffer *buf = evbuffer_new();
+
+		if (!buf || read_into(d, buf, off, (size_t)len) < 0) {
+			if (buf)
+				evbuffer_free(buf);
+			evhttp_remove_header(out, "Content-Length");
+			evhttp_remove_header(out, "Content-Range");
+			refuse(req, 500, "Internal Server Error",
+			       "reading disk %s at %" PRIu64 " failed",
+			       d->name, off);
+			return;
+		}
+		evhttp_send_reply(req, code, reason, buf);
+		evbuffer_free(buf);
+		return;
+	}
+
+	struct stream *st = calloc(1, sizeof *st);
+
+	if (!st) {
+		refuse(req, 503, "Service Unavailable", "out of memory");
+		return;
+	}
+	st->req = req;
+	st->evcon = evhttp_request_get_connection(req);
+	st->d = d;
+	st->off = off;
+	st->left = len;
+	peer_of(req, st->peer, sizeof st->peer);
+	/* Content-Length is set, so this is not chunked encoding. */
+	evhttp_send_reply_start(req, code, reason);
+	evhttp_connection_set_closecb(st->evcon, stream_closed, st);
+	stream_next(st->evcon, st);
+}
+
+static void
+send_json(struct evhttp_request *req, json_t *root)
+{
+	char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+	struct evbuffer *buf = evbuffer_new();
+
+	json_decref(root);
+	if (!text || !buf) {
+		free(text);
+		if (buf)
+			evbuffer_free(buf);
+		refuse(req, 503, "Service Unavailable", "out of memory");
+		return;
+	}
+	evbuffer_add(buf, text, strlen(text));
+	evbuffer_add(buf, "\n", 1);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+			  "Content-Type", "application/json");
+	evhttp_send_reply(req, 200, "OK", buf);
+	evbuffer_free(buf);
+	free(text);
+}
+
+static void
+serve_list(struct evhttp_request *req, struct exporter *ex)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < ex->ndisks; i++) {
+		const struct ferry_disk_info *di = &ex->disks[i].src->disks[0];
+
+		json_array_append_new(arr, json_pack(
+			"{sssIsIsIss}", "name", ex->disks[i].name,
+			"size", (json_int_t)di->size,
+			"sector_size", (json_int_t)di->sector_size,
+			"allocated", (json_int_t)di->allocated,
+			"generation", di->generation));
+	}
+	send_json(req, arr ? json_pack("{so}", "disks", arr) : NULL);
+}
+
+static void
+serve_extents(struct evhttp_request *req, struct export_disk *d)
+{
+	struct ferry_extents m;
+	struct evbuffer *buf;
+	char *text;
+	int r;
+
+	ferry_extents_init(&m, d->src->disks[0].size);
+	r = d->src->ops->extents(d->src, 0, &m);
+	if (r < 0) {
+		ferry_extents_free(&m);
+		refuse(req, 500, "Internal Server Error",
+		       "extent map of %s failed", d->name);
+		return;
+	}
+	text = ferry_extents_to_json(&m);
+	ferry_extents_free(&m);
+	buf = evbuffer_new();
+	if (!text || !buf) {
+		free(text);
+		if (buf)
+			evbuffer_free(buf);
+		refuse(req, 503, "Service Unavailable", "out of memory");
+		return;
+	}
+	evbuffer_add(buf, text, strlen(text));
+	evbuffer_add(buf, "\n", 1);
+	free(text);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+			  "Content-Type", "application/json");
+	evhttp_send_reply(req, 200, "OK", buf);
+	evbuffer_free(buf);
+}
+
+static struct export_disk *
+find_disk(struct exporter *ex, const char *name)
+{
+	for (size_t i = 0; i < ex->ndisks; i++)
+		if (strcmp(ex->disks[i].name, name) == 0)
+			return &ex->disks[i];
+	return NULL;
+}
+
+static void
+handle(struct evhttp_request *req, void *arg)
+{
+	struct exporter *ex = arg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	struct export_disk *d;
+	const char *rest, *slash;
+	char *seg, *name;
+	size_t seglen, namelen;
+
+	if (!authorized(ex, req)) {
+		refuse(req, 401, "Unauthorized", "missing or wrong token");
+		return;
+	}
+	if (!path || path[0] != '/') {
+		refuse(req, 400, "Bad Request", "malformed request target");
+		return;
+	}
+	if (strcmp(path, "/v1/disks") == 0) {
+		serve_list(req, ex);
+		return;
+	}
+	if (strncmp(path, "/v1/disks/", 10) != 0) {
+		refuse(req, 404, "Not Found", "no such endpoint");
+		return;
+	}
+	rest = path + 10;
+	slash = strchr(rest, '/');
+	seglen = slash ? (size_t)(slash - rest) : strlen(rest);
+	seg = strndup(rest, seglen);
+	name = seg ? evhttp_uridecode(seg, 0, &namelen) : NULL;
+	free(seg);
+	if (!name) {
+		refuse(req, 503, "Service Unavailable", "out of memory");
+		return;
+	}
+	if (strlen(name) != namelen) {
+		free(name);
+		refuse(req, 400, "Bad Request", "NUL byte in disk name");
+		return;
+	}
+	d = find_disk(ex, name);
+	free(name);
+	if (!d) {
+		refuse(req, 404, "Not Found", "no such disk");
+		return;
+	}
+	if (!slash)
+		serve_data(req, d);
+	else if (strcmp(slash, "/extents") == 0)
+		serve_extents(req, d);
+	else
+		refuse(req, 404, "Not Found", "no such endpoint");
+}
+
+static struct bufferevent *
+make_bev(struct event_base *base, void *arg)
+{
+	struct exporter *ex = arg;
+	SSL *ssl = SSL_new(ex->ssl);
+	struct bufferevent *bev;
+
+	if (!ssl)
+		return NULL;
+	bev = bufferevent_openssl_socket_new(base, -1, ssl,
+					     BUFFEREVENT_SSL_ACCEPTING,
+					     BEV_OPT_CLOSE_ON_FREE);
+	/* Clients that just close (curl after a download) are not errors. */
+	if (bev)
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
+void
+serve_setup(struct exporter *ex, struct evhttp *http)
+{
+	evhttp_set_bevcb(http, make_bev, ex);
+	evhttp_set_gencb(http, handle, ex);
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_max_headers_size(http, 16384);
+	evhttp_set_max_body_size(http, 0);
+	evhttp_set_timeout(http, 120);
+}
