@@ -1,0 +1,317 @@
+/* ferryfs — the persistent chunk cache of one disk.
+ *
+ *   NAME.data  sparse file of the disk's size; chunk data at its offset,
+ *              holes stay holes and read as zeros
+ *   NAME.map   32-byte header + one bit per chunk: "durable in NAME.data"
+ *   NAME.json  what the cache belongs to: source, disk, size, generation,
+ *              chunk size
+ *
+ * The guarantee: a bit in NAME.map is only ever written after the data
+ * under it was fdatasync'ed, so after a crash or kill -9 the map may miss
+ * chunks (they are fetched again) but never claims one it lacks. A cache
+ * for another source, size, generation or chunk size is reset, not mixed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "common/log.h"
+#include "fs/ferryfs.h"
+
+#define MAP_MAGIC "FERRYMAP"
+#define MAP_VERSION 1
+#define MAP_HDR 32
+
+struct map_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t reserved;
+	uint64_t chunk;
+	uint64_t nchunks;
+};
+_Static_assert(sizeof(struct map_header) == MAP_HDR, "map header size");
+
+static int
+full_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		off += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+cache_lock_dir(struct ferryfs *fs)
+{
+	char path[PATH_MAX + 16];
+
+	snprintf(path, sizeof path, "%s/.lock", fs->cache_dir);
+	fs->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fs->lock_fd < 0) {
+		int r = -errno;
+
+		ferry_error("cache %s: %m", path);
+		return r;
+	}
+	if (flock(fs->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		ferry_error("cache %s is in use by another ferryfs",
+			    fs->cache_dir);
+		close(fs->lock_fd);
+		fs->lock_fd = -1;
+		return -EBUSY;
+	}
+	return 0;
+}
+
+static json_t *
+meta_of(struct ferryfs *fs, struct fdisk *d)
+{
+	return json_pack("{sssssIsssI}", "source", fs->src->id,
+			 "name", d->info.name,
+			 "size", (json_int_t)d->info.size,
+			 "generation", d->info.generation,
+			 "chunk", (json_int_t)d->chunk);
+}
+
+/* Why the cache on disk cannot be reused, or NULL if it can. */
+static const char *
+meta_mismatch(struct ferryfs *fs, struct fdisk *d, const char *metapath)
+{
+	json_t *have = json_load_file(metapath, 0, NULL), *want;
+	const char *why = NULL;
+	static const char *keys[] = { "source", "name", "size", "generation",
+				      "chunk" };
+
+	if (!have)
+		return "no readable NAME.json";
+	want = meta_of(fs, d);
+	for (size_t i = 0; want && i < sizeof keys / sizeof keys[0]; i++)
+		if (!json_equal(json_object_get(have, keys[i]),
+				json_object_get(want, keys[i]))) {
+			why = keys[i];
+			break;
+		}
+	json_decref(have);
+	json_decref(want);
+	return why;
+}
+
+static int
+write_meta(struct ferryfs *fs, struct fdisk *d, const char *metapath)
+{
+	char tmp[PATH_MAX + 16];
+	json_t *m = meta_of(fs, d);
+	int fd, r = 0;
+
+	snprintf(tmp, sizeof tmp, "%s.tmp", metapath);
+	if (!m || json_dump_file(m, tmp, JSON_INDENT(1)) < 0) {
+		json_decref(m);
+		ferry_error("cache %s: cannot write", tmp);
+		return -EIO;
+	}
+	json_decref(m);
+	fd = open(tmp, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0 || rename(tmp, metapath) < 0) {
+		r = -errno;
+		ferry_error("cache %s: %m", metapath);
+	}
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/* Start afresh. Order matters for crash safety: the old map goes first,
+ * so that no state on disk claims data the truncated file lacks. */
+static int
+reset(struct ferryfs *fs, struct fdisk *d, const char *datapath,
+      const char *mappath, const char *metapath)
+{
+	struct map_header h = { .version = MAP_VERSION };
+
+	if (unlink(mappath) < 0 && errno != ENOENT)
+		goto fail;
+	if (ftruncate(d->data_fd, 0) < 0 ||
+	    ftruncate(d->data_fd, (off_t)d->info.size) < 0 ||
+	    fsync(d->data_fd) < 0)
+		goto fail_data;
+	d->map_fd = open(mappath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+			 0600);
+	if (d->map_fd < 0)
+		goto fail;
+	memcpy(h.magic, MAP_MAGIC, 8);
+	h.chunk = d->chunk;
+	h.nchunks = d->nchunks;
+	if (full_pwrite(d->map_fd, &h, sizeof h, 0) < 0 ||
+	    ftruncate(d->map_fd, MAP_HDR +
+		      (off_t)ferry_bitmap_bytes(d->nchunks)) < 0 ||
+	    fsync(d->map_fd) < 0)
+		goto fail;
+	return write_meta(fs, d, metapath);
+fail_data:
+	mappath = datapath;
+fail:
+	{
+		int r = -errno;
+
+		ferry_error("cache %s: %m", mappath);
+		return r;
+	}
+}
+
+static int
+load_map(struct fdisk *d, const char *mappath)
+{
+	struct map_header h;
+	size_t nbytes = ferry_bitmap_bytes(d->nchunks);
+	uint8_t *bits;
+	struct stat st;
+
+	d->map_fd = open(mappath, O_RDWR | O_CLOEXEC);
+	if (d->map_fd < 0)
+		return -errno;
+	if (fstat(d->map_fd, &st) < 0 ||
+	    (uint64_t)st.st_size != MAP_HDR + nbytes ||
+	    pread(d->map_fd, &h, sizeof h, 0) != (ssize_t)sizeof h ||
+	    memcmp(h.magic, MAP_MAGIC, 8) != 0 || h.version != MAP_VERSION ||
+	    h.chunk != d->chunk || h.nchunks != d->nchunks)
+		return -EINVAL;
+	bits = malloc(nbytes + 1);
+	if (!bits)
+		return -ENOMEM;
+	if (pread(d->map_fd, bits, nbytes, MAP_HDR) != (ssize_t)nbytes) {
+		free(bits);
+		return -EIO;
+	}
+	ferry_bitmap_load(&d->present, bits);
+	free(bits);
+	return 0;
+}
+
+int
+cache_open(struct ferryfs *fs, struct fdisk *d)
+{
+	char datapath[PATH_MAX + 16], mappath[PATH_MAX + 16],
+	     metapath[PATH_MAX + 16];
+	const char *why;
+	struct stat st;
+	int r;
+
+	snprintf(d->path, sizeof d->path, "%s/%s", fs->cache_dir,
+		 d->info.name);
+	snprintf(datapath, sizeof datapath, "%s.data", d->path);
+	snprintf(mappath, sizeof mappath, "%s.map", d->path);
+	snprintf(metapath, sizeof metapath, "%s.json", d->path);
+	d->map_fd = -1;
+
+	d->data_fd = open(datapath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (d->data_fd < 0) {
+		r = -errno;
+		ferry_error("cache %s: %m", datapath);
+		return r;
+	}
+	why = meta_mismatch(fs, d, metapath);
+	if (!why && (fstat(d->data_fd, &st) < 0 ||
+		     (uint64_t)st.st_size != d->info.size))
+		why = "data file size";
+	if (!why && (r = load_map(d, mappath)) < 0)
+		why = "presence map";
+	if (why) {
+		if (d->map_fd >= 0)
+			close(d->map_fd);
+		d->map_fd = -1;
+		/* A brand-new cache is not news; a replaced one is. */
+		if (access(metapath, F_OK) == 0)
+			ferry_info("cache %s: does not match this disk (%s "
+				   "differs); starting afresh", d->path, why);
+		ferry_bitmap_free(&d->present);
+		r = ferry_bitmap_init(&d->present, d->nchunks);
+		if (r < 0)
+			return r;
+		return reset(fs, d, datapath, mappath, metapath);
+	}
+
+	/* Count what the map claims; a bit on a chunk without data (the
+	 * map file was edited) means nothing. */
+	for (uint64_t c = 0; c < d->nchunks; c++) {
+		if (!ferry_bitmap_test(&d->present, c))
+			continue;
+		if (!fetch_chunk_has_data(d, c)) {
+			ferry_bitmap_clear(&d->present, c);
+			continue;
+		}
+		d->present_chunks++;
+		d->cached += ferry_extents_data_in(&d->map, c * d->chunk,
+						   d->chunk);
+	}
+	if (d->present_chunks)
+		ferry_info("cache %s: resuming with %" PRIu64 " of %" PRIu64
+			   " chunks", d->path, (uint64_t)d->present_chunks,
+			   d->data_chunks);
+	return 0;
+}
+
+int
+cache_flush(struct fdisk *d)
+{
+	size_t nbytes = ferry_bitmap_bytes(d->nchunks);
+	uint8_t *snap;
+	int r;
+
+	if (!atomic_exchange(&d->dirty, false))
+		return 0;
+	snap = malloc(nbytes + 1);
+	if (!snap) {
+		d->dirty = true;
+		return -ENOMEM;
+	}
+	/* Every bit in the snapshot was set after its pwrite returned, so
+	 * the fdatasync below covers its data. */
+	ferry_bitmap_snapshot(&d->present, snap);
+	if (fdatasync(d->data_fd) < 0) {
+		r = -errno;
+		ferry_error("cache %s.data: fdatasync: %m", d->path);
+		goto fail;
+	}
+	r = full_pwrite(d->map_fd, snap, nbytes, MAP_HDR);
+	if (r == 0 && fdatasync(d->map_fd) < 0)
+		r = -errno;
+	if (r < 0) {
+		errno = -r;
+		ferry_error("cache %s.map: %m", d->path);
+		goto fail;
+	}
+	free(snap);
+	return 0;
+fail:
+	d->dirty = true;
+	free(snap);
+	return r;
+}
+
+void
+cache_close(struct fdisk *d)
+{
+	if (d->data_fd >= 0)
+		close(d->data_fd);
+	if (d->map_fd >= 0)
+		close(d->map_fd);
+	d->data_fd = d->map_fd = -1;
+}

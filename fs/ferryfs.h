@@ -1,0 +1,141 @@
+/* ferryfs — state shared by the filesystem's files.
+ *
+ *   main.c   options, start-up, mount
+ *   cache.c  per-disk cache files: sparse data + crash-safe presence map
+ *   fetch.c  chunk scheduler: demand reads first, readahead, hydration
+ *   ops.c    FUSE low-level operations and .ferry/status.json
+ */
+#ifndef FERRYFS_H
+#define FERRYFS_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "backends/backend.h"
+#include "common/bitmap.h"
+#include "common/extents.h"
+
+struct fetch_job;
+
+struct fdisk {
+	unsigned idx;			/* disk index in the source */
+	struct ferry_disk_info info;
+	struct ferry_extents map;	/* data ranges; the rest is holes */
+	uint64_t chunk;			/* chunk size in bytes */
+	uint64_t nchunks;
+	uint64_t data_chunks;		/* chunks holding any data */
+
+	/* Bit set: the chunk's data is in the cache file and may be read.
+	 * Set only after the bytes are written; read without locks. */
+	struct ferry_bitmap present;
+	/* Bit set: a fetch job exists for the chunk (under sched.lock). */
+	struct ferry_bitmap busy;
+	uint64_t hydrate_next;		/* hydration cursor (sched.lock) */
+
+	int data_fd;			/* sparse file, disk-sized */
+	int map_fd;			/* header + persisted presence bits */
+	char path[PATH_MAX];		/* cache path prefix, for messages */
+
+	_Atomic uint64_t present_chunks; /* data chunks present */
+	_Atomic uint64_t cached;	/* data bytes present */
+	_Atomic uint64_t received;	/* HTTP body bytes received */
+	atomic_bool dirty;		/* presence changed since the flush */
+
+	pthread_mutex_t lock;		/* error, failing, rate */
+	char error[256];
+	bool failing;			/* the last fetch failed */
+	double rate;			/* bytes/s over the last interval */
+	uint64_t rate_bytes;
+	double rate_time;
+};
+
+struct fetch_queue {
+	struct fetch_job *head, *tail;
+};
+
+struct sched {
+	pthread_mutex_t lock;
+	pthread_cond_t work;		/* a job is waiting for a worker */
+	pthread_cond_t done;		/* a job finished */
+	struct fetch_queue demand;	/* readers are waiting on these */
+	struct fetch_queue ahead;	/* readahead */
+	struct fetch_job *inflight;	/* every job not yet done */
+	size_t rr;			/* next disk to hydrate */
+};
+
+struct ferryfs {
+	struct ferry_source *src;
+	struct fdisk *disks;
+	size_t ndisks;
+
+	char source_spec[2048];
+	char cache_dir[PATH_MAX];
+	int lock_fd;
+	uint64_t chunk;
+	bool prefetch;
+	unsigned streams;
+	unsigned readahead;		/* chunks ahead of a reader */
+	time_t mount_time;
+
+	volatile bool stop;
+	struct sched sched;
+	pthread_t *workers;
+	unsigned nworkers;
+	pthread_t flusher;
+	bool flusher_started;
+	pthread_mutex_t flush_lock;
+	pthread_cond_t flush_cond;
+};
+
+/* cache.c */
+
+/*! cache_open() : open or create the cache of @d under fs->cache_dir,
+ * keeping what a previous mount of the same disk (source, size,
+ * generation, chunk size) left; anything else is reset with a log line.
+ * @return 0 or -errno. */
+int cache_open(struct ferryfs *fs, struct fdisk *d);
+
+/*! cache_flush() : make the presence map on disk claim exactly the chunks
+ * present now, after their data is durable (data fdatasync, then map
+ * write, then map fdatasync). No-op when nothing changed. */
+int cache_flush(struct fdisk *d);
+
+void cache_close(struct fdisk *d);
+
+/*! cache_lock_dir() : take the cache directory for this mount alone.
+ * @return 0, or -EBUSY if another ferryfs uses it. */
+int cache_lock_dir(struct ferryfs *fs);
+
+/* fetch.c */
+
+/*! fetch_start() : start the worker threads (after daemonizing). */
+int fetch_start(struct ferryfs *fs);
+
+/*! fetch_stop() : stop and join the workers. */
+void fetch_stop(struct ferryfs *fs);
+
+/*! fetch_ensure() :
+ * Make sure the data of [off, off+len) of @d is in the cache, fetching the
+ * missing chunks that hold data (holes are never fetched) and waiting for
+ * them; queues readahead behind the range.
+ * @return 0, or -errno of a failed fetch (the cache then claims nothing). */
+int fetch_ensure(struct ferryfs *fs, struct fdisk *d, uint64_t off,
+		 uint64_t len);
+
+/*! fetch_chunk_has_data() : does chunk @c of @d hold any data? */
+bool fetch_chunk_has_data(const struct fdisk *d, uint64_t c);
+
+/* ops.c */
+extern const struct fuse_lowlevel_ops ferryfs_ops;
+
+/*! status_render() : .ferry/status.json as a malloc'd string. */
+char *status_render(struct ferryfs *fs);
+
+/*! disk_state() : "syncing", "complete" or "error". */
+const char *disk_state(struct fdisk *d);
+
+#endif

@@ -1,0 +1,415 @@
+/* ferryfs — chunk scheduler.
+ *
+ * Workers (-o streams=N, one backend connection each) take jobs in strict
+ * priority: chunks readers wait for, then readahead behind readers, then
+ * background hydration of the next allocated chunk not yet cached (round
+ * robin over disks). Hydration jobs are made only when a worker is idle, so
+ * a demand read waits at most for the chunks already on the wire.
+ *
+ * Readers whose data is cached never take a lock: presence is an atomic
+ * bitmap. The scheduler lock is held only to queue, pick or finish a job.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "fs/ferryfs.h"
+
+struct fetch_job {
+	struct fdisk *d;
+	uint64_t chunk;
+	struct fetch_queue *queue;	/* queued on, or NULL */
+	struct fetch_job *qnext, *qprev;
+	struct fetch_job *inext;	/* in sched.inflight */
+	bool done;
+	int err;
+	int waiters;
+};
+
+bool
+fetch_chunk_has_data(const struct fdisk *d, uint64_t c)
+{
+	return ferry_extents_data_in(&d->map, c * d->chunk, d->chunk) > 0;
+}
+
+static void
+q_push(struct fetch_queue *q, struct fetch_job *j)
+{
+	j->queue = q;
+	j->qnext = NULL;
+	j->qprev = q->tail;
+	if (q->tail)
+		q->tail->qnext = j;
+	else
+		q->head = j;
+	q->tail = j;
+}
+
+static void
+q_remove(struct fetch_job *j)
+{
+	struct fetch_queue *q = j->queue;
+
+	if (!q)
+		return;
+	if (j->qprev)
+		j->qprev->qnext = j->qnext;
+	else
+		q->head = j->qnext;
+	if (j->qnext)
+		j->qnext->qprev = j->qprev;
+	else
+		q->tail = j->qprev;
+	j->queue = NULL;
+	j->qnext = j->qprev = NULL;
+}
+
+static struct fetch_job *
+job_new(struct sched *s, struct fdisk *d, uint64_t c)
+{
+	struct fetch_job *j = calloc(1, sizeof *j);
+
+	if (!j)
+		return NULL;
+	j->d = d;
+	j->chunk = c;
+	j->inext = s->inflight;
+	s->inflight = j;
+	ferry_bitmap_set(&d->busy, c);
+	return j;
+}
+
+static struct fetch_job *
+job_find(struct sched *s, struct fdisk *d, uint64_t c)
+{
+	for (struct fetch_job *j = s->inflight; j; j = j->inext)
+		if (j->d == d && j->chunk == c)
+			return j;
+	return NULL;
+}
+
+/* Next job for a worker, or NULL; sched.lock held. */
+static struct fetch_job *
+job_next(struct ferryfs *fs)
+{
+	struct sched *s = &fs->sched;
+	struct fetch_job *j = s->demand.head ? s->demand.head : s->ahead.head;
+
+	if (j) {
+		q_remove(j);
+		return j;
+	}
+	if (!fs->prefetch)
+		return NULL;
+	for (size_t i = 0; i < fs->ndisks; i++) {
+		size_t di = (s->rr + i) % fs->ndisks;
+		struct fdisk *d = &fs->disks[di];
+
+		for (uint64_t c = d->hydrate_next; c < d->nchunks; c++) {
+			if (ferry_bitmap_test(&d->present, c) ||
+			    ferry_bitmap_test(&d->busy, c) ||
+			    !fetch_chunk_has_data(d, c))
+				continue;
+			d->hydrate_next = c + 1;
+			s->rr = di + 1;
+			return job_new(s, d, c);
+		}
+		d->hydrate_next = d->nchunks;
+	}
+	return NULL;
+}
+
+static int
+sink_to_cache(void *arg, uint64_t off, const void *buf, size_t len)
+{
+	struct fdisk *d = arg;
+	const char *p = buf;
+
+	d->received += len;
+	while (len > 0) {
+		ssize_t n = pwrite(d->data_fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int r = -errno;
+
+			ferry_error("cache %s.data: write at %" PRIu64 ": %m",
+				    d->path, off);
+			return r;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Fetch the data ranges of chunk @c straight into the cache file. */
+static int
+fetch_chunk(struct ferryfs *fs, struct fdisk *d, uint64_t c)
+{
+	uint64_t start = c * d->chunk;
+	uint64_t end = FERRY_MIN(start + d->chunk, d->info.size);
+
+	for (size_t i = ferry_extents_find(&d->map, start); i < d->map.n; i++) {
+		const struct ferry_extent *e = &d->map.v[i];
+		uint64_t a = FERRY_MAX(e->off, start);
+		uint64_t b = FERRY_MIN(e->off + e->len, end);
+		int r;
+
+		if (e->off >= end)
+			break;
+		r = ferry_source_read(fs->src, d->idx, a, b - a, sink_to_cache,
+				      d);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* sched.lock held. */
+static void
+job_finish(struct ferryfs *fs, struct fetch_job *j, int err)
+{
+	struct sched *s = &fs->sched;
+	struct fdisk *d = j->d;
+
+	if (err == 0) {
+		d->cached += ferry_extents_data_in(&d->map,
+						   j->chunk * d->chunk,
+						   d->chunk);
+		d->present_chunks++;
+		ferry_bitmap_set(&d->present, j->chunk);
+		d->dirty = true;
+	} else if (j->chunk < d->hydrate_next) {
+		d->hydrate_next = j->chunk;	/* hydration comes back */
+	}
+	pthread_mutex_lock(&d->lock);
+	if (err == 0) {
+		d->failing = false;
+	} else if (err != -ECANCELED) {
+		const char *msg = ferry_last_error();
+
+		d->failing = true;
+		snprintf(d->error, sizeof d->error, "%s",
+			 msg[0] ? msg : strerror(-err));
+	}
+	pthread_mutex_unlock(&d->lock);
+
+	ferry_bitmap_clear(&d->busy, j->chunk);
+	for (struct fetch_job **pp = &s->inflight; *pp; pp = &(*pp)->inext)
+		if (*pp == j) {
+			*pp = j->inext;
+			break;
+		}
+	j->done = true;
+	j->err = err;
+	if (j->waiters == 0)
+		free(j);
+	pthread_cond_broadcast(&s->done);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct ferryfs *fs = arg;
+	struct sched *s = &fs->sched;
+	unsigned backoff = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		struct fetch_job *j = NULL;
+		bool demand;
+		int err;
+
+		while (!fs->stop && !(j = job_next(fs)))
+			pthread_cond_wait(&s->work, &s->lock);
+		if (fs->stop)
+			break;
+		demand = j->waiters > 0;
+		pthread_mutex_unlock(&s->lock);
+
+		err = fetch_chunk(fs, j->d, j->chunk);
+
+		pthread_mutex_lock(&s->lock);
+		job_finish(fs, j, err);
+		if (err == 0 || demand) {
+			backoff = 0;
+			continue;
+		}
+		/* Background work that fails (source gone, cache full)
+		 * must not spin: wait, longer each time, up to 30 s. */
+		backoff = backoff ? FERRY_MIN(backoff * 2, 30u) : 1;
+		pthread_mutex_unlock(&s->lock);
+		for (unsigned t = 0; t < backoff * 10 && !fs->stop; t++)
+			usleep(100000);
+		pthread_mutex_lock(&s->lock);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+static bool
+range_needs_fetch(const struct fdisk *d, uint64_t c, uint64_t off,
+		  uint64_t end)
+{
+	uint64_t a = FERRY_MAX(off, c * d->chunk);
+	uint64_t b = FERRY_MIN(end, (c + 1) * d->chunk);
+
+	return !ferry_bitmap_test(&d->present, c) &&
+	       ferry_extents_data_in(&d->map, a, b - a) > 0;
+}
+
+/* Queue readahead for the chunks after @last; sched.lock held. */
+static void
+queue_readahead(struct ferryfs *fs, struct fdisk *d, uint64_t last)
+{
+	for (uint64_t c = last + 1;
+	     c <= last + fs->readahead && c < d->nchunks; c++) {
+		struct fetch_job *j;
+
+		if (ferry_bitmap_test(&d->present, c) ||
+		    ferry_bitmap_test(&d->busy, c) ||
+		    !fetch_chunk_has_data(d, c))
+			continue;
+		j = job_new(&fs->sched, d, c);
+		if (!j)
+			return;
+		q_push(&fs->sched.ahead, j);
+		pthread_cond_signal(&fs->sched.work);
+	}
+}
+
+int
+fetch_ensure(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t len)
+{
+	struct sched *s = &fs->sched;
+	uint64_t end = off + len, first, last, n = 0;
+	struct fetch_job *small[16], **jobs = small;
+	bool ahead = false;
+	int r = 0;
+
+	if (len == 0 || off >= d->info.size)
+		return 0;
+	if (end > d->info.size)
+		end = d->info.size;
+	first = off / d->chunk;
+	last = (end - 1) / d->chunk;
+	for (uint64_t c = first; c <= last; c++)
+		if (range_needs_fetch(d, c, off, end))
+			n++;
+	/* Keep readahead going while a reader moves through cached data:
+	 * look only at the farthest chunk of the window (one atomic load). */
+	if (fs->readahead && last + fs->readahead < d->nchunks &&
+	    !ferry_bitmap_test(&d->present, last + fs->readahead))
+		ahead = true;
+	if (n == 0 && !ahead)
+		return 0;
+
+	if (n > sizeof small / sizeof small[0]) {
+		jobs = calloc(n, sizeof *jobs);
+		if (!jobs)
+			return -ENOMEM;
+	}
+	pthread_mutex_lock(&s->lock);
+	n = 0;
+	for (uint64_t c = first; c <= last; c++) {
+		struct fetch_job *j;
+
+		if (!range_needs_fetch(d, c, off, end))
+			continue;
+		j = ferry_bitmap_test(&d->busy, c) ? job_find(s, d, c) : NULL;
+		if (!j) {
+			j = job_new(s, d, c);
+			if (!j) {
+				r = -ENOMEM;
+				break;
+			}
+			q_push(&s->demand, j);
+		} else if (j->queue == &s->ahead) {
+			/* Readahead a reader now needs: to the front. */
+			q_remove(j);
+			q_push(&s->demand, j);
+		}	/* else queued as demand already, or on the wire */
+		j->waiters++;
+		jobs[n++] = j;
+	}
+	if (n)
+		pthread_cond_broadcast(&s->work);
+	if (ahead)
+		queue_readahead(fs, d, last);
+	for (uint64_t i = 0; i < n; i++) {
+		struct fetch_job *j = jobs[i];
+
+		while (!j->done && !fs->stop)
+			pthread_cond_wait(&s->done, &s->lock);
+		if (!j->done) {
+			r = -ECANCELED;	/* unmounting */
+			j->waiters--;
+			continue;
+		}
+		if (j->err && !r)
+			r = j->err;
+		if (--j->waiters == 0)
+			free(j);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (jobs != small)
+		free(jobs);
+	return r;
+}
+
+int
+fetch_start(struct ferryfs *fs)
+{
+	struct sched *s = &fs->sched;
+
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->work, NULL);
+	pthread_cond_init(&s->done, NULL);
+	fs->workers = calloc(fs->streams, sizeof *fs->workers);
+	if (!fs->workers)
+		return -ENOMEM;
+	for (unsigned i = 0; i < fs->streams; i++) {
+		if (pthread_create(&fs->workers[i], NULL, worker_main, fs)) {
+			ferry_error("cannot start fetch worker %u", i);
+			return -EAGAIN;
+		}
+		fs->nworkers++;
+	}
+	return 0;
+}
+
+void
+fetch_stop(struct ferryfs *fs)
+{
+	struct sched *s = &fs->sched;
+
+	pthread_mutex_lock(&s->lock);
+	fs->stop = true;
+	pthread_cond_broadcast(&s->work);
+	pthread_cond_broadcast(&s->done);
+	pthread_mutex_unlock(&s->lock);
+	for (unsigned i = 0; i < fs->nworkers; i++)
+		pthread_join(fs->workers[i], NULL);
+	/* Jobs nobody will run any more. */
+	while (s->inflight) {
+		struct fetch_job *j = s->inflight;
+
+		s->inflight = j->inext;
+		ferry_bitmap_clear(&j->d->busy, j->chunk);
+		if (j->waiters == 0)
+			free(j);
+	}
+	s->demand.head = s->demand.tail = NULL;
+	s->ahead.head = s->ahead.tail = NULL;
+	free(fs->workers);
+	fs->workers = NULL;
+	fs->nworkers = 0;
+}

@@ -1,0 +1,385 @@
+/* ferryfs — mount the disks of a ferry-export (or one HTTPS image) as
+ * lazily fetched, persistently cached, read-only files. */
+#define FUSE_USE_VERSION 312
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fuse_lowlevel.h>
+#include <openssl/evp.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "fs/ferryfs.h"
+
+struct options {
+	char *source;
+	char *chunk;
+	char *cache;
+	int prefetch;
+	unsigned streams;
+	int readahead;
+	int verbose;
+};
+
+#define FERRY_OPT(t, p, v) { t, offsetof(struct options, p), v }
+
+static const struct fuse_opt ferry_opts[] = {
+	FERRY_OPT("chunk=%s", chunk, 0),
+	FERRY_OPT("cache=%s", cache, 0),
+	FERRY_OPT("prefetch=%d", prefetch, 0),
+	FERRY_OPT("streams=%u", streams, 0),
+	FERRY_OPT("readahead=%d", readahead, 0),
+	FERRY_OPT("verbose", verbose, 1),
+	/* These may come in from /etc/fstab; they mean nothing here. */
+	FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("nofail", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_END
+};
+
+static void
+usage(const char *prog)
+{
+	printf(
+"Usage: %s [-f] [-o OPTIONS] SOURCE MOUNTPOINT\n"
+"Mount the disks of a ferry-export as read-only files fetched on demand.\n"
+"\n"
+"SOURCE is a connection string printed by ferry-export\n"
+"  (ferry://TOKEN@HOST:PORT/?pin=sha256//BASE64), an https:// URL of one\n"
+"  image on a server that supports Range requests, or file:///PATH of a\n"
+"  local raw image or block device.\n"
+"\n"
+"The mount shows NAME.raw per disk and .ferry/status.json.\n"
+"\n"
+"ferryfs options:\n"
+"  -o chunk=SIZE        fetch and cache unit (default 1M; K/M/G suffixes,\n"
+"                       a multiple of 4K)\n"
+"  -o cache=DIR         persistent cache (default /var/cache/ferry/ID as\n"
+"                       root, else ~/.cache/ferry/ID; ID from the source)\n"
+"  -o prefetch=0|1      background hydration of every allocated chunk\n"
+"                       (default 1)\n"
+"  -o streams=N         parallel connections (default 4)\n"
+"  -o readahead=N       chunks fetched ahead of a reader (default: streams)\n"
+"  -o verbose           log more\n"
+"\n", prog);
+}
+
+static int
+opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct options *o = data;
+
+	(void)outargs;
+	if (key == FUSE_OPT_KEY_NONOPT && !o->source) {
+		o->source = strdup(arg);
+		return 0;
+	}
+	return 1;
+}
+
+static int
+mkdir_p(const char *path)
+{
+	char buf[PATH_MAX];
+
+	snprintf(buf, sizeof buf, "%s", path);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int
+default_cache_dir(struct ferryfs *fs, char *out, size_t len)
+{
+	unsigned char md[32];
+	char id[65];
+	const char *home = getenv("HOME"), *xdg = getenv("XDG_CACHE_HOME");
+
+	EVP_Digest(fs->src->id, strlen(fs->src->id), md, NULL, EVP_sha256(),
+		   NULL);
+	ferry_hex(md, 8, id);
+	if (geteuid() == 0)
+		snprintf(out, len, "/var/cache/ferry/%s", id);
+	else if (xdg && xdg[0] == '/')
+		snprintf(out, len, "%s/ferry/%s", xdg, id);
+	else if (home && home[0] == '/')
+		snprintf(out, len, "%s/.cache/ferry/%s", home, id);
+	else
+		return -ENOENT;
+	return 0;
+}
+
+/* file:///path/to/image: a local image as one disk named after the file. */
+static int
+open_local(const char *spec, struct ferry_source **out)
+{
+	const char *path = spec + strlen("file://"), *base;
+	char name[FERRY_NAME_MAX + 1];
+	size_t n = 0;
+
+	base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	for (const char *c = base; *c && n < FERRY_NAME_MAX; c++)
+		name[n++] = ferry_valid_disk_name((char[]){ *c, 0 }) ||
+			    *c == '.' ? *c : '_';
+	name[n] = '\0';
+	if (n > 4 && strrchr(name, '.') && strrchr(name, '.') != name)
+		*strrchr(name, '.') = '\0';
+	if (!ferry_valid_disk_name(name))
+		snprintf(name, sizeof name, "disk");
+	return ferry_file_open(name, path, out);
+}
+
+static int
+setup_disks(struct ferryfs *fs)
+{
+	fs->ndisks = fs->src->ndisks;
+	fs->disks = calloc(fs->ndisks, sizeof *fs->disks);
+	if (!fs->disks)
+		return -ENOMEM;
+	for (size_t i = 0; i < fs->ndisks; i++) {
+		struct fdisk *d = &fs->disks[i];
+		int r;
+
+		d->idx = (unsigned)i;
+		d->info = fs->src->disks[i];
+		d->chunk = fs->chunk;
+		d->nchunks = (d->info.size + d->chunk - 1) / d->chunk;
+		d->data_fd = d->map_fd = -1;
+		pthread_mutex_init(&d->lock, NULL);
+		ferry_extents_init(&d->map, d->info.size);
+		r = fs->src->ops->extents(fs->src, d->idx, &d->map);
+		if (r < 0)
+			return r;
+		if (ferry_bitmap_init(&d->present, d->nchunks) < 0 ||
+		    ferry_bitmap_init(&d->busy, d->nchunks) < 0)
+			return -ENOMEM;
+		for (uint64_t c = 0; c < d->nchunks; c++)
+			if (fetch_chunk_has_data(d, c))
+				d->data_chunks++;
+		r = cache_open(fs, d);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Once a second: make newly fetched chunks durable in the presence map,
+ * and sample the receive rate for status.json. */
+static void *
+flusher_main(void *arg)
+{
+	struct ferryfs *fs = arg;
+
+	pthread_mutex_lock(&fs->flush_lock);
+	while (!fs->stop) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&fs->flush_cond, &fs->flush_lock, &ts);
+		pthread_mutex_unlock(&fs->flush_lock);
+		for (size_t i = 0; i < fs->ndisks; i++) {
+			struct fdisk *d = &fs->disks[i];
+			double now = ferry_now();
+			uint64_t got = d->received;
+			int r = cache_flush(d);
+
+			pthread_mutex_lock(&d->lock);
+			if (r < 0) {
+				snprintf(d->error, sizeof d->error, "%s",
+					 ferry_last_error());
+				d->failing = true;
+			}
+			if (d->rate_time > 0 && now > d->rate_time)
+				d->rate = (double)(got - d->rate_bytes) /
+					  (now - d->rate_time);
+			d->rate_bytes = got;
+			d->rate_time = now;
+			pthread_mutex_unlock(&d->lock);
+		}
+		pthread_mutex_lock(&fs->flush_lock);
+	}
+	pthread_mutex_unlock(&fs->flush_lock);
+	return NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct options o = { .prefetch = 1, .streams = 4, .readahead = -1 };
+	struct fuse_cmdline_opts cmd = { 0 };
+	struct ferryfs fs = { .lock_fd = -1 };
+	struct ferry_http_opts hopts = { 0 };
+	struct fuse_session *se = NULL;
+	struct fuse_loop_config *cfg = NULL;
+	char fsname[600];
+	uint64_t chunk = 1u << 20;
+	int rc = 1, r;
+
+	ferry_log_init(argv[0]);
+	if (fuse_opt_parse(&args, &o, ferry_opts, opt_proc) < 0 ||
+	    fuse_parse_cmdline(&args, &cmd) < 0)
+		return 2;
+	if (cmd.show_help) {
+		usage(argv[0]);
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
+		rc = 0;
+		goto out_args;
+	}
+	if (cmd.show_version) {
+		printf("ferryfs " FERRY_VERSION "\n");
+		fuse_lowlevel_version();
+		rc = 0;
+		goto out_args;
+	}
+	ferry_log_verbose(o.verbose);
+	if (!o.source || !cmd.mountpoint) {
+		ferry_error("usage: ferryfs [-f] [-o OPTIONS] SOURCE MOUNTPOINT "
+			    "(--help for more)");
+		rc = 2;
+		goto out_args;
+	}
+	if (o.chunk && (ferry_parse_size(o.chunk, &chunk) < 0 ||
+			chunk < 4096 || chunk > (1u << 30) || chunk % 4096)) {
+		ferry_error("-o chunk=%s: a size from 4K to 1G, a multiple of "
+			    "4K", o.chunk);
+		rc = 2;
+		goto out_args;
+	}
+	if (o.streams < 1 || o.streams > 64) {
+		ferry_error("-o streams=%u: 1 to 64", o.streams);
+		rc = 2;
+		goto out_args;
+	}
+	fs.chunk = chunk;
+	fs.prefetch = o.prefetch != 0;
+	fs.streams = o.streams;
+	fs.readahead = o.readahead < 0 ? o.streams : (unsigned)o.readahead;
+	fs.mount_time = time(NULL);
+	snprintf(fs.source_spec, sizeof fs.source_spec, "%s", o.source);
+	pthread_mutex_init(&fs.flush_lock, NULL);
+	pthread_cond_init(&fs.flush_cond, NULL);
+
+	hopts.connections = o.streams;
+	hopts.verbose = o.verbose > 1;
+	if (strncmp(o.source, "file://", 7) == 0)
+		r = open_local(o.source, &fs.src);
+	else
+		r = ferry_http_open(o.source, &hopts, &fs.src);
+	if (r < 0)
+		goto out_args;	/* the backend said why */
+	fs.src->cancel = &fs.stop;
+
+	if (o.cache) {
+		snprintf(fs.cache_dir, sizeof fs.cache_dir, "%s", o.cache);
+	} else if (default_cache_dir(&fs, fs.cache_dir,
+				     sizeof fs.cache_dir) < 0) {
+		ferry_error("no HOME for the default cache; give -o cache=DIR");
+		goto out_src;
+	}
+	if ((r = mkdir_p(fs.cache_dir)) < 0) {
+		errno = -r;
+		ferry_error("cache %s: %m", fs.cache_dir);
+		goto out_src;
+	}
+	{
+		char real[PATH_MAX];
+
+		/* fuse_daemonize() moves to /: keep the cache path whole. */
+		if (!realpath(fs.cache_dir, real)) {
+			ferry_error("cache %s: %m", fs.cache_dir);
+			goto out_src;
+		}
+		snprintf(fs.cache_dir, sizeof fs.cache_dir, "%s", real);
+	}
+	if (cache_lock_dir(&fs) < 0 || setup_disks(&fs) < 0)
+		goto out_disks;
+
+	snprintf(fsname, sizeof fsname, "-ofsname=ferry,subtype=ferry,ro,"
+		 "default_permissions");
+	fuse_opt_add_arg(&args, fsname);
+	se = fuse_session_new(&args, &ferryfs_ops, sizeof ferryfs_ops, &fs);
+	if (!se)
+		goto out_disks;
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out_session;
+	if (fuse_session_mount(se, cmd.mountpoint) != 0)
+		goto out_signals;
+	ferry_info("%s: %zu disk%s mounted on %s, cache %s", fs.src->id,
+		   fs.ndisks, fs.ndisks == 1 ? "" : "s", cmd.mountpoint,
+		   fs.cache_dir);
+	fuse_daemonize(cmd.foreground);
+
+	/* Threads start after daemonizing: fork() keeps only its caller. */
+	if (fetch_start(&fs) < 0)
+		goto out_unmount;
+	if (pthread_create(&fs.flusher, NULL, flusher_main, &fs) == 0)
+		fs.flusher_started = true;
+
+	if (cmd.singlethread) {
+		r = fuse_session_loop(se);
+	} else {
+		cfg = fuse_loop_cfg_create();
+		fuse_loop_cfg_set_clone_fd(cfg, cmd.clone_fd);
+		if (cmd.max_idle_threads != UINT_MAX)
+			fuse_loop_cfg_set_idle_threads(cfg,
+						       cmd.max_idle_threads);
+		/* Readers block while their chunks arrive: allow plenty. */
+		fuse_loop_cfg_set_max_threads(cfg,
+					      FERRY_MAX(cmd.max_threads, 64u));
+		r = fuse_session_loop_mt(se, cfg);
+		fuse_loop_cfg_destroy(cfg);
+	}
+	rc = r == 0 ? 0 : 1;
+
+out_unmount:
+	fetch_stop(&fs);
+	pthread_mutex_lock(&fs.flush_lock);
+	fs.stop = true;
+	pthread_cond_broadcast(&fs.flush_cond);
+	pthread_mutex_unlock(&fs.flush_lock);
+	if (fs.flusher_started)
+		pthread_join(fs.flusher, NULL);
+	for (size_t i = 0; i < fs.ndisks; i++)
+		cache_flush(&fs.disks[i]);
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+out_disks:
+	for (size_t i = 0; i < fs.ndisks; i++) {
+		cache_close(&fs.disks[i]);
+		ferry_extents_free(&fs.disks[i].map);
+		ferry_bitmap_free(&fs.disks[i].present);
+		ferry_bitmap_free(&fs.disks[i].busy);
+	}
+	free(fs.disks);
+	if (fs.lock_fd >= 0)
+		close(fs.lock_fd);
+out_src:
+	ferry_source_close(fs.src);
+out_args:
+	free(o.source);
+	free(o.chunk);
+	free(o.cache);
+	free(cmd.mountpoint);
+	fuse_opt_free_args(&args);
+	return rc;
+}
