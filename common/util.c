@@ -1,5 +1,6 @@
 /* ferry — small pure helpers. See util.h. */
 #include <ctype.h>
+#include <stdbool.h>
 #include <strings.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -102,6 +103,7 @@ static int
 parse_u64(const char **p, uint64_t *out)
 {
 	uint64_t v = 0;
+	bool overflow = false;
 
 	if (**p < '0' || **p > '9')
 		return -EINVAL;
@@ -109,11 +111,12 @@ parse_u64(const char **p, uint64_t *out)
 		unsigned d = (unsigned)(**p - '0');
 
 		if (v > (UINT64_MAX - d) / 10)
-			return -ERANGE;
-		v = v * 10 + d;
+			overflow = true;
+		else
+			v = v * 10 + d;
 	}
-	*out = v;
-	return 0;
+	*out = overflow ? UINT64_MAX : v;
+	return overflow ? -ERANGE : 0;
 }
 
 int
@@ -132,12 +135,15 @@ ferry_parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
 		p++;
 	if (*p == '-') {
 		p++;
-		if (parse_u64(&p, &b) < 0 || b == 0)
-			return b == 0 && *p == '\0' ? -ERANGE : -EINVAL;
+		r = parse_u64(&p, &b);
+		if (r == -EINVAL)
+			return -EINVAL;
 		while (*p == ' ')
 			p++;
 		if (*p)
 			return -EINVAL;
+		if (b == 0)
+			return -ERANGE;	/* "the last 0 bytes" */
 		if (size == 0)
 			return -ERANGE;
 		*len = FERRY_MIN(b, size);
@@ -145,15 +151,14 @@ ferry_parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
 		return 0;
 	}
 	r = parse_u64(&p, &a);
-	if (r < 0 || *p != '-')
-		return r == -ERANGE ? -ERANGE : -EINVAL;
+	if (r == -EINVAL || *p != '-')
+		return -EINVAL;
 	p++;
 	if (*p >= '0' && *p <= '9') {
-		r = parse_u64(&p, &b);
-		if (r == -ERANGE)
-			b = UINT64_MAX;	/* "to the end", however written */
-		else if (r < 0)
-			return r;
+		/* An overflowing end means "to the end": parse_u64 gave
+		 * UINT64_MAX. */
+		if (parse_u64(&p, &b) == -EINVAL)
+			return -EINVAL;
 		if (b < a)
 			return -EINVAL;
 	} else {

@@ -23,6 +23,7 @@
 
 #include <jansson.h>
 
+#include "common/chunk.h"
 #include "common/log.h"
 #include "fs/ferryfs.h"
 
@@ -258,8 +259,7 @@ cache_open(struct ferryfs *fs, struct fdisk *d)
 			continue;
 		}
 		d->present_chunks++;
-		d->cached += ferry_extents_data_in(&d->map, c * d->chunk,
-						   d->chunk);
+		d->cached += ferry_chunk_data(&d->map, d->chunk, c);
 	}
 	if (d->present_chunks)
 		ferry_info("cache %s: resuming with %" PRIu64 " of %" PRIu64

@@ -121,10 +121,12 @@ void fetch_stop(struct ferryfs *fs);
 /*! fetch_ensure() :
  * Make sure the data of [off, off+len) of @d is in the cache, fetching the
  * missing chunks that hold data (holes are never fetched) and waiting for
- * them; queues readahead behind the range.
+ * them. A @sequential reader (this read starts where its previous one
+ * ended) also gets readahead of the next chunks, so a lone random read
+ * fetches no more than its own chunks.
  * @return 0, or -errno of a failed fetch (the cache then claims nothing). */
 int fetch_ensure(struct ferryfs *fs, struct fdisk *d, uint64_t off,
-		 uint64_t len);
+		 uint64_t len, bool sequential);
 
 /*! fetch_chunk_has_data() : does chunk @c of @d hold any data? */
 bool fetch_chunk_has_data(const struct fdisk *d, uint64_t c);

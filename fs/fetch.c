@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/chunk.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "fs/ferryfs.h"
@@ -34,7 +35,7 @@ struct fetch_job {
 bool
 fetch_chunk_has_data(const struct fdisk *d, uint64_t c)
 {
-	return ferry_extents_data_in(&d->map, c * d->chunk, d->chunk) > 0;
+	return ferry_chunk_data(&d->map, d->chunk, c) > 0;
 }
 
 static void
@@ -181,9 +182,7 @@ job_finish(struct ferryfs *fs, struct fetch_job *j, int err)
 	struct fdisk *d = j->d;
 
 	if (err == 0) {
-		d->cached += ferry_extents_data_in(&d->map,
-						   j->chunk * d->chunk,
-						   d->chunk);
+		d->cached += ferry_chunk_data(&d->map, d->chunk, j->chunk);
 		d->present_chunks++;
 		ferry_bitmap_set(&d->present, j->chunk);
 		d->dirty = true;
@@ -259,11 +258,9 @@ static bool
 range_needs_fetch(const struct fdisk *d, uint64_t c, uint64_t off,
 		  uint64_t end)
 {
-	uint64_t a = FERRY_MAX(off, c * d->chunk);
-	uint64_t b = FERRY_MIN(end, (c + 1) * d->chunk);
-
 	return !ferry_bitmap_test(&d->present, c) &&
-	       ferry_extents_data_in(&d->map, a, b - a) > 0;
+	       ferry_chunk_data_in_range(&d->map, d->chunk, c, off,
+					 end - off) > 0;
 }
 
 /* Queue readahead for the chunks after @last; sched.lock held. */
@@ -287,7 +284,8 @@ queue_readahead(struct ferryfs *fs, struct fdisk *d, uint64_t last)
 }
 
 int
-fetch_ensure(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t len)
+fetch_ensure(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t len,
+	     bool sequential)
 {
 	struct sched *s = &fs->sched;
 	uint64_t end = off + len, first, last, n = 0;
@@ -295,18 +293,17 @@ fetch_ensure(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t len)
 	bool ahead = false;
 	int r = 0;
 
-	if (len == 0 || off >= d->info.size)
+	if (!ferry_chunk_span(off, len, d->info.size, d->chunk, &first, &last))
 		return 0;
 	if (end > d->info.size)
 		end = d->info.size;
-	first = off / d->chunk;
-	last = (end - 1) / d->chunk;
 	for (uint64_t c = first; c <= last; c++)
 		if (range_needs_fetch(d, c, off, end))
 			n++;
 	/* Keep readahead going while a reader moves through cached data:
 	 * look only at the farthest chunk of the window (one atomic load). */
-	if (fs->readahead && last + fs->readahead < d->nchunks &&
+	if (sequential && fs->readahead &&
+	    last + fs->readahead < d->nchunks &&
 	    !ferry_bitmap_test(&d->present, last + fs->readahead))
 		ahead = true;
 	if (n == 0 && !ahead)

@@ -13,6 +13,7 @@
 #include <fuse_lowlevel.h>
 #include <openssl/evp.h>
 
+#include "common/chunk.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "fs/ferryfs.h"
@@ -157,7 +158,7 @@ setup_disks(struct ferryfs *fs)
 		d->idx = (unsigned)i;
 		d->info = fs->src->disks[i];
 		d->chunk = fs->chunk;
-		d->nchunks = (d->info.size + d->chunk - 1) / d->chunk;
+		d->nchunks = ferry_chunk_count(d->info.size, d->chunk);
 		d->data_fd = d->map_fd = -1;
 		pthread_mutex_init(&d->lock, NULL);
 		ferry_extents_init(&d->map, d->info.size);

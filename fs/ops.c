@@ -280,6 +280,15 @@ ferry_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			       EISDIR : ENOENT);
 		return;
 	}
+	/* Where the next sequential read of this open file would start. */
+	uint64_t *next = calloc(1, sizeof *next);
+
+	if (!next) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	*next = UINT64_MAX;
+	fi->fh = (uint64_t)(uintptr_t)next;
 	fi->keep_cache = 1;
 	fuse_reply_open(req, fi);
 }
@@ -287,8 +296,8 @@ ferry_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void
 ferry_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	if (ino == INO_STATUS)
-		free((char *)(uintptr_t)fi->fh);
+	(void)ino;
+	free((void *)(uintptr_t)fi->fh);	/* status text or disk cursor */
 	fuse_reply_err(req, 0);
 }
 
@@ -321,7 +330,13 @@ ferry_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	size = (size_t)FERRY_MIN((uint64_t)size, d->info.size - (uint64_t)off);
-	r = fetch_ensure(fs, d, (uint64_t)off, size);
+	uint64_t *next = (uint64_t *)(uintptr_t)fi->fh;
+	/* Racy between threads of one open file, and harmless: it only
+	 * decides whether to read ahead. */
+	bool seq = __atomic_exchange_n(next, (uint64_t)off + size,
+				       __ATOMIC_RELAXED) == (uint64_t)off;
+
+	r = fetch_ensure(fs, d, (uint64_t)off, size, seq);
 	if (r < 0) {
 		fuse_reply_err(req, r == -ECANCELED || r == -ENOMEM ? -r : EIO);
 		return;
