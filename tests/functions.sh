@@ -1,0 +1,132 @@
+# Shared helpers for tests/test-*.sh: start ferry-export on 127.0.0.1:0,
+# mount ferryfs in the foreground, and clean up in a trap: unmount with
+# fusermount3 -u, stop only the processes started here, by PID.
+set -u
+set -o pipefail
+
+: "${FERRY_EXPORT:=$(dirname "$0")/../build/tools/export/ferry-export}"
+: "${FERRYFS:=$(dirname "$0")/../build/fs/ferryfs}"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/ferry-test.XXXXXX")
+PIDS=()
+MOUNTS=()
+
+cleanup() {
+	local m p
+	for m in "${MOUNTS[@]}"; do
+		mountpoint -q "$m" 2>/dev/null && fusermount3 -u "$m" 2>/dev/null
+	done
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null
+	done
+	for p in "${PIDS[@]}"; do
+		timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -9 "$p" 2>/dev/null
+	done
+	for m in "${MOUNTS[@]}"; do
+		mountpoint -q "$m" 2>/dev/null && fusermount3 -uz "$m" 2>/dev/null
+	done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+fail() {
+	echo "FAIL: $*" >&2
+	for f in "$T"/*.log; do
+		[ -f "$f" ] && { echo "--- $f" >&2; tail -20 "$f" >&2; }
+	done
+	exit 1
+}
+
+ok() {
+	echo "ok: $*"
+}
+
+# requires CMD...: skip (77) when a tool is missing.
+requires() {
+	local c
+	for c in "$@"; do
+		command -v "$c" >/dev/null 2>&1 || { echo "SKIP: needs $c"; exit 77; }
+	done
+	[ -e /dev/fuse ] || { echo "SKIP: needs /dev/fuse"; exit 77; }
+}
+
+# make_disk PATH: a 256 MiB sparse disk with random data, compressible
+# text, written zeros and holes, and data in the short tail.
+make_disk() {
+	local p=$1 M=$((1024 * 1024))
+	rm -f "$p"
+	truncate -s $((256 * M - 12345)) "$p"
+	head -c $((8 * M)) /dev/urandom | dd of="$p" bs=1M seek=0 conv=notrunc status=none
+	head -c $((32 * M)) /dev/urandom | dd of="$p" bs=1M seek=40 conv=notrunc status=none
+	yes "ferry test disk: compressible line of text 0123456789" |
+		head -c $((32 * M)) | dd of="$p" bs=1M seek=72 conv=notrunc status=none
+	head -c $((8 * M)) /dev/zero | dd of="$p" bs=1M seek=168 conv=notrunc status=none
+	head -c $((3 * M + 777)) /dev/urandom | dd of="$p" bs=1 seek=$((200 * M - 5)) conv=notrunc status=none 2>/dev/null ||
+		head -c $((3 * M + 777)) /dev/urandom | dd of="$p" oflag=seek_bytes seek=$((200 * M - 5)) conv=notrunc status=none
+	head -c 4000 /dev/urandom | dd of="$p" oflag=seek_bytes seek=$((256 * M - 12345 - 4000)) conv=notrunc status=none
+}
+
+# start_export NAME=PATH...: sets EXPORT_PID and URL.
+start_export() {
+	local f="$T/url.$RANDOM"
+	"$FERRY_EXPORT" --listen 127.0.0.1:0 --url-file "$f" "$@" \
+		>"$T/export.out" 2>>"$T/export.log" &
+	EXPORT_PID=$!
+	PIDS+=("$EXPORT_PID")
+	for _ in $(seq 100); do
+		[ -s "$f" ] && break
+		kill -0 "$EXPORT_PID" 2>/dev/null || fail "ferry-export exited"
+		sleep 0.1
+	done
+	[ -s "$f" ] || fail "ferry-export did not write its URL"
+	URL=$(cat "$f")
+	TOKEN=${URL#ferry://}; TOKEN=${TOKEN%%@*}
+	HOSTPORT=${URL#*@}; HOSTPORT=${HOSTPORT%%/*}
+	PIN=${URL#*pin=}
+}
+
+# mount_ferry SOURCE MNT [OPTIONS]: ferryfs -f in the background; sets FS_PID.
+mount_ferry() {
+	local src=$1 mnt=$2 opts=${3:-}
+	mkdir -p "$mnt"
+	MOUNTS+=("$mnt")
+	"$FERRYFS" -f ${opts:+-o "$opts"} "$src" "$mnt" 2>>"$T/ferryfs.log" &
+	FS_PID=$!
+	PIDS+=("$FS_PID")
+	for _ in $(seq 100); do
+		[ -f "$mnt/.ferry/status.json" ] && return 0
+		kill -0 "$FS_PID" 2>/dev/null || fail "ferryfs exited before mounting"
+		sleep 0.1
+	done
+	fail "ferryfs did not mount $mnt"
+}
+
+# unmount_ferry MNT: unmount and wait for ferryfs to exit cleanly.
+unmount_ferry() {
+	fusermount3 -u "$1" || fail "fusermount3 -u $1"
+	timeout 30 tail --pid="$FS_PID" -f /dev/null || fail "ferryfs did not exit"
+	wait "$FS_PID" || fail "ferryfs exited with $?"
+}
+
+# status MNT DISK FIELD: one field of .ferry/status.json.
+status() {
+	jq -r --arg d "$2" ".disks[] | select(.name == \$d) | .$3" "$1/.ferry/status.json"
+}
+
+# wait_state MNT DISK STATE [SECONDS]
+wait_state() {
+	local i
+	for i in $(seq $((${4:-120} * 10))); do
+		[ "$(status "$1" "$2" state)" = "$3" ] && return 0
+		sleep 0.1
+	done
+	fail "$2 did not reach $3: $(cat "$1/.ferry/status.json")"
+}
+
+# api PATH [CURL ARGS...]: HTTP status of an authenticated request.
+api() {
+	local path=$1
+	shift
+	curl -sk --path-as-is -o "$T/body" -w '%{http_code}' \
+		-H "Authorization: Bearer $TOKEN" "$@" "https://$HOSTPORT$path"
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: install dependencies, build twice
+# (optimised, and with AddressSanitizer + UBSan), run every unit and
+# integration test under meson in both, and print "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+bash contrib/install-deps.sh || { echo "0 passed, 1 failed"; exit 1; }
+
+pass=0 fail=0 rc=0
+run_suite() {	# run_suite BUILDDIR MESON-OPTIONS...
+	local dir=$1
+	shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" "$@" >/dev/null || return 1
+	fi
+	ninja -C "$dir" >/dev/null || { ninja -C "$dir"; return 1; }
+	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
+	UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+		meson test -C "$dir" --print-errorlogs --num-processes 2 \
+		--timeout-multiplier "${TIMEOUT_MULTIPLIER:-1}"
+	local r=$?
+	local p f
+	# Count from meson's JSON log: one object per test.
+	p=$(jq -s '[.[] | select(.result == "OK" or .result == "SKIP" or .result == "EXPECTEDFAIL")] | length' \
+		"$dir/meson-logs/testlog.json")
+	f=$(jq -s '[.[] | select(.result != "OK" and .result != "SKIP" and .result != "EXPECTEDFAIL")] | length' \
+		"$dir/meson-logs/testlog.json")
+	pass=$((pass + p)); fail=$((fail + f))
+	return $r
+}
+
+run_suite build || rc=1
+if [ "${FERRY_SANITIZE:-1}" = 1 ]; then
+	run_suite build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+		-Dbuildtype=debug || rc=1
+fi
+[ "$rc" = 0 ] || [ "$fail" -gt 0 ] || fail=$((fail + 1))	# a build failed
+echo "$pass passed, $fail failed"
+exit $rc
