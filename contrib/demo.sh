@@ -56,7 +56,7 @@ ls -l "$W/mnt"
 
 say "converting from the mount while it hydrates: qemu-img convert -O qcow2"
 start=$(date +%s.%N)
-qemu-img convert -p -f raw -O qcow2 "$W/mnt/sample.raw" "$W/sample.qcow2"
+qemu-img convert -f raw -O qcow2 "$W/mnt/sample.raw" "$W/sample.qcow2"
 end=$(date +%s.%N)
 qemu-img info "$W/sample.qcow2" | grep -E 'virtual size|disk size'
 printf 'converted in %.2f s\n' "$(echo "$end - $start" | bc -l 2>/dev/null || echo 0)"
