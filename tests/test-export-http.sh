@@ -76,6 +76,18 @@ ok "206 ranges carry the source's bytes"
 cmp "$T/body" "$T/disk.img" || fail "whole download differs"
 ok "200 whole download"
 
+# Clients that hang up in the middle of a streamed body do not hurt the
+# exporter: it logs the lost connection and serves the next request.
+for _ in 1 2 3; do
+	curl -sk -H "Authorization: Bearer $TOKEN" "https://$HOSTPORT/v1/disks/disk" |
+		head -c 100000 > /dev/null
+done
+sleep 0.5
+kill -0 "$EXPORT_PID" || fail "exporter died after clients hung up"
+[ "$(api /v1/disks/disk -r 0-9)" = 206 ] || fail "exporter not serving after hang-ups"
+grep -q "connection lost" "$T/export.log" || fail "lost connection not logged"
+ok "clients hanging up mid-stream"
+
 # HEAD gives the size without a body.
 curl -sk -I -H "Authorization: Bearer $TOKEN" "https://$HOSTPORT/v1/disks/disk" > "$T/hdr"
 grep -qi "^content-length: $SIZE" "$T/hdr" || fail "HEAD content-length"
