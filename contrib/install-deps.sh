@@ -2,10 +2,7 @@
 # Install what ferry needs to build and test, from Debian's packages.
 # Runs apt-get only for what is missing; needs root (or sudo) for that.
 set -eu
-PKGS="meson ninja-build pkg-config gcc libc6-dev
-      libfuse3-dev fuse3 libcurl4-openssl-dev libssl-dev libevent-dev
-      libjansson-dev libzstd-dev
-      curl jq qemu-utils python3 ca-certificates"
+PKGS=$(cat "$(dirname "$0")/debian-packages.txt")
 missing=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' $PKGS 2>/dev/null |
 	awk '$2 != "installed" {print $1}')
 # Packages dpkg has never heard of are missing too.
