@@ -103,7 +103,15 @@ mount_ferry() {
 
 # unmount_ferry MNT: unmount and wait for ferryfs to exit cleanly.
 unmount_ferry() {
-	fusermount3 -u "$1" || fail "fusermount3 -u $1"
+	local i
+	# A reader that just finished (a process substitution) may still hold
+	# a file open for a moment: EBUSY is retried briefly.
+	for i in $(seq 50); do
+		fusermount3 -u "$1" 2>"$T/umount.err" && break
+		grep -q busy "$T/umount.err" || break
+		sleep 0.1
+	done
+	mountpoint -q "$1" && fail "fusermount3 -u $1: $(cat "$T/umount.err")"
 	timeout 30 tail --pid="$FS_PID" -f /dev/null || fail "ferryfs did not exit"
 	wait "$FS_PID" || fail "ferryfs exited with $?"
 }

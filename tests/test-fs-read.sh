@@ -36,8 +36,8 @@ unmount_ferry "$T/mnt"
 mount_ferry "$URL" "$T/mnt" "cache=$T/cache2,prefetch=0"
 readers=()
 for off in 0 40 72 200; do
-	cmp -n $((8 * 1024 * 1024)) <(tail -c +$((off * 1048576 + 1)) "$T/mnt/disk.raw") \
-		<(tail -c +$((off * 1048576 + 1)) "$T/disk.img") &
+	cmp <(dd if="$T/mnt/disk.raw" bs=1M skip=$off count=8 status=none) \
+		<(dd if="$T/disk.img" bs=1M skip=$off count=8 status=none) &
 	readers+=($!)
 done
 for j in "${readers[@]}"; do wait "$j" || fail "concurrent reader"; done
