@@ -20,7 +20,10 @@ try() {	# try SOURCE EXPECTED-MESSAGE
 	ok "$2 -> exit $rc: $(head -1 "$T/try.log")"
 }
 
-try "ferry://${TOKEN%?}0@$HOSTPORT/?pin=$PIN" "token"
+# A token differing in its last character (never equal to the real one).
+last=${TOKEN: -1}
+[ "$last" = 0 ] && wrong=${TOKEN%?}1 || wrong=${TOKEN%?}0
+try "ferry://$wrong@$HOSTPORT/?pin=$PIN" "token"
 try "ferry://$TOKEN@$HOSTPORT/?pin=sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" "pin"
 try "ferry://$TOKEN@$HOSTPORT/" "pin"
 try "ferry://$TOKEN@$HOSTPORT/?pin=sha256//short" "pin"
