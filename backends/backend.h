@@ -98,7 +98,6 @@ int ferry_file_open(const char *name, const char *path,
 /* --- backends/http.c --- */
 
 struct ferry_http_opts {
-	unsigned connections;	/* pool size: parallel requests */
 	bool verbose;
 };
 

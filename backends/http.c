@@ -381,12 +381,18 @@ http_fetch(struct ferry_source *src, unsigned disk, uint64_t off,
 	return r;
 }
 
-static int
-http_pread_sink(void *arg, uint64_t off, const void *buf, size_t len)
-{
-	char **base = arg;	/* base[0] = buffer, base[1] = its offset */
+/* Bytes of [off, off+len) into a memory buffer. */
+struct membuf {
+	char *buf;
+	uint64_t off;
+};
 
-	memcpy(base[0] + (off - (uint64_t)(uintptr_t)base[1]), buf, len);
+static int
+membuf_sink(void *arg, uint64_t off, const void *buf, size_t len)
+{
+	struct membuf *m = arg;
+
+	memcpy(m->buf + (off - m->off), buf, len);
 	return 0;
 }
 
@@ -394,9 +400,9 @@ static int
 http_pread(struct ferry_source *src, unsigned disk, void *buf, size_t len,
 	   uint64_t off)
 {
-	char *ctx[2] = { buf, (char *)(uintptr_t)off };
+	struct membuf m = { .buf = buf, .off = off };
 
-	return http_fetch(src, disk, off, len, http_pread_sink, ctx);
+	return http_fetch(src, disk, off, len, membuf_sink, &m);
 }
 
 static int
@@ -575,14 +581,12 @@ probe_plain_url(struct ferry_source *src, const char *url)
 
 	/* Size from "Content-Range: bytes 0-0/SIZE" of a one-byte range;
 	 * an empty file answers 416 with "bytes * /0". */
-	x.sink = http_pread_sink;
-	{
-		char byte;
-		char *ctx[2] = { &byte, (char *)(uintptr_t)0 };
+	char byte;
+	struct membuf m = { .buf = &byte, .off = 0 };
 
-		x.arg = ctx;
-		r = request(src, url, &x);
-	}
+	x.sink = membuf_sink;
+	x.arg = &m;
+	r = request(src, url, &x);
 	if (r == -ERANGE && x.cr_total == 0) {
 		r = 0;
 	} else if (r == 0 && x.cr_total > 0) {

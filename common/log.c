@@ -29,9 +29,8 @@ vlog(const char *level, char *keep, size_t keeplen, const char *fmt,
      va_list ap)
 {
 	char line[1024];
-	int saved = errno;	/* keep %m meaning the caller's errno */
+	int saved = errno;	/* restored for the caller */
 
-	errno = saved;
 	vsnprintf(line, sizeof line, fmt, ap);
 	if (keep) {
 		size_t n = strnlen(line, keeplen - 1);

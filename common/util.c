@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 
@@ -87,6 +88,25 @@ ferry_random_token(char out[65])
 	if (RAND_bytes(raw, sizeof raw) != 1)
 		return -EIO;
 	ferry_hex(raw, sizeof raw, out);
+	return 0;
+}
+
+int
+ferry_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
 	return 0;
 }
 

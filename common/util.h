@@ -32,6 +32,10 @@ int ferry_random_token(char out[65]);
 int ferry_parse_range(const char *h, uint64_t size, uint64_t *off,
 		      uint64_t *len);
 
+/*! ferry_pwrite_all() : write all @len bytes at @off, retrying short
+ * writes and EINTR. @return 0 or -errno. */
+int ferry_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+
 /*! ferry_now() : monotonic seconds. */
 double ferry_now(void);
 

@@ -25,6 +25,7 @@
 
 #include "common/chunk.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "fs/ferryfs.h"
 
 #define MAP_MAGIC "FERRYMAP"
@@ -39,25 +40,6 @@ struct map_header {
 	uint64_t nchunks;
 };
 _Static_assert(sizeof(struct map_header) == MAP_HDR, "map header size");
-
-static int
-full_pwrite(int fd, const void *buf, size_t len, off_t off)
-{
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = pwrite(fd, p, len, off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		off += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 int
 cache_lock_dir(struct ferryfs *fs)
@@ -160,7 +142,7 @@ reset(struct ferryfs *fs, struct fdisk *d, const char *datapath,
 	memcpy(h.magic, MAP_MAGIC, 8);
 	h.chunk = d->chunk;
 	h.nchunks = d->nchunks;
-	if (full_pwrite(d->map_fd, &h, sizeof h, 0) < 0 ||
+	if (ferry_pwrite_all(d->map_fd, &h, sizeof h, 0) < 0 ||
 	    ftruncate(d->map_fd, MAP_HDR +
 		      (off_t)ferry_bitmap_bytes(d->nchunks)) < 0 ||
 	    fsync(d->map_fd) < 0)
@@ -290,7 +272,7 @@ cache_flush(struct fdisk *d)
 		ferry_error("cache %s.data: fdatasync: %m", d->path);
 		goto fail;
 	}
-	r = full_pwrite(d->map_fd, snap, nbytes, MAP_HDR);
+	r = ferry_pwrite_all(d->map_fd, snap, nbytes, MAP_HDR);
 	if (r == 0 && fdatasync(d->map_fd) < 0)
 		r = -errno;
 	if (r < 0) {

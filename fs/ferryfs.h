@@ -72,7 +72,6 @@ struct ferryfs {
 	struct fdisk *disks;
 	size_t ndisks;
 
-	char source_spec[2048];
 	char cache_dir[PATH_MAX];
 	int lock_fd;
 	uint64_t chunk;

@@ -129,26 +129,16 @@ static int
 sink_to_cache(void *arg, uint64_t off, const void *buf, size_t len)
 {
 	struct fdisk *d = arg;
-	const char *p = buf;
+	int r;
 
 	d->received += len;
-	while (len > 0) {
-		ssize_t n = pwrite(d->data_fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int r = -errno;
-
-			ferry_error("cache %s.data: write at %" PRIu64 ": %m",
-				    d->path, off);
-			return r;
-		}
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
+	r = ferry_pwrite_all(d->data_fd, buf, len, off);
+	if (r < 0) {
+		errno = -r;
+		ferry_error("cache %s.data: write at %" PRIu64 ": %m",
+			    d->path, off);
 	}
-	return 0;
+	return r;
 }
 
 /* Fetch the data ranges of chunk @c straight into the cache file. */

@@ -228,7 +228,6 @@ main(int argc, char **argv)
 	struct ferry_http_opts hopts = { 0 };
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config *cfg = NULL;
-	char fsname[600];
 	uint64_t chunk = 1u << 20;
 	int rc = 1, r;
 
@@ -273,11 +272,9 @@ main(int argc, char **argv)
 	fs.streams = o.streams;
 	fs.readahead = o.readahead < 0 ? o.streams : (unsigned)o.readahead;
 	fs.mount_time = time(NULL);
-	snprintf(fs.source_spec, sizeof fs.source_spec, "%s", o.source);
 	pthread_mutex_init(&fs.flush_lock, NULL);
 	pthread_cond_init(&fs.flush_cond, NULL);
 
-	hopts.connections = o.streams;
 	hopts.verbose = o.verbose > 1;
 	if (strncmp(o.source, "file://", 7) == 0)
 		r = open_local(o.source, &fs.src);
@@ -312,9 +309,8 @@ main(int argc, char **argv)
 	if (cache_lock_dir(&fs) < 0 || setup_disks(&fs) < 0)
 		goto out_disks;
 
-	snprintf(fsname, sizeof fsname, "-ofsname=ferry,subtype=ferry,ro,"
-		 "default_permissions");
-	fuse_opt_add_arg(&args, fsname);
+	fuse_opt_add_arg(&args, "-ofsname=ferry,subtype=ferry,ro,"
+			 "default_permissions");
 	se = fuse_session_new(&args, &ferryfs_ops, sizeof ferryfs_ops, &fs);
 	if (!se)
 		goto out_disks;

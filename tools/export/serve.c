@@ -10,9 +10,6 @@
  * here writes to a source.
  */
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -351,20 +348,6 @@ find_disk(struct exporter *ex, const char *name)
 	return NULL;
 }
 
-/* Replies end in a small TLS record; with Nagle it would wait for the
- * client's delayed ACK before leaving, a stall on every request. */
-static void
-nodelay(struct evhttp_request *req)
-{
-	struct evhttp_connection *c = evhttp_request_get_connection(req);
-	struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
-	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-	int one = 1;
-
-	if (fd >= 0)
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
 static void
 handle(struct evhttp_request *req, void *arg)
 {
@@ -376,7 +359,6 @@ handle(struct evhttp_request *req, void *arg)
 	char *seg, *name;
 	size_t seglen, namelen;
 
-	nodelay(req);
 	if (!authorized(ex, req)) {
 		refuse(req, 401, "Unauthorized", "missing or wrong token");
 		return;
