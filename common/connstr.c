@@ -1,5 +1,6 @@
 /* ferry — connection strings. See connstr.h. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,26 @@ is_token_char(char ch)
 	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
 	       (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' ||
 	       ch == '_' || ch == '~';
+}
+
+/* A name or IPv4 address: letters, digits, '.', '-', '_'. In brackets:
+ * an IPv6 address (hex digits, ':' and '.', at least one ':'), so that
+ * formatting it back puts the brackets back. */
+static bool
+valid_host(const char *h, bool bracketed)
+{
+	if (bracketed && !strchr(h, ':'))
+		return false;
+	for (; *h; h++) {
+		char ch = *h;
+		bool hex = (ch >= '0' && ch <= '9') ||
+			   (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
+
+		if (bracketed ? !(hex || ch == ':' || ch == '.') :
+		    !(is_token_char(ch) && ch != '~'))
+			return false;
+	}
+	return true;
 }
 
 static int
@@ -52,6 +73,7 @@ ferry_connstr_parse(const char *s, struct ferry_connstr *c, char *why,
 	size_t n;
 	char *end;
 	unsigned long port;
+	bool bracketed;
 
 	memset(c, 0, sizeof *c);
 	if (strncmp(s, SCHEME, strlen(SCHEME)) != 0)
@@ -71,7 +93,8 @@ ferry_connstr_parse(const char *s, struct ferry_connstr *c, char *why,
 	memcpy(c->token, p, n);
 	p = at + 1;
 
-	if (*p == '[') {
+	bracketed = *p == '[';
+	if (bracketed) {
 		hend = strchr(p, ']');
 		if (!hend || hend == p + 1)
 			return fail(why, whylen, "unterminated [IPv6] host");
@@ -90,9 +113,10 @@ ferry_connstr_parse(const char *s, struct ferry_connstr *c, char *why,
 		memcpy(c->host, p, n);
 		p = hend;
 	}
-	for (const char *h = c->host; *h; h++)
-		if (*h <= ' ' || *h == '@' || *h == '%' || *h == '#')
-			return fail(why, whylen, "bad character in host");
+	if (!valid_host(c->host, bracketed))
+		return fail(why, whylen, bracketed ?
+			    "[host] is not an IPv6 address" :
+			    "bad character in host");
 
 	if (*p != ':')
 		return fail(why, whylen, "no :PORT after the host");

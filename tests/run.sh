@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: install dependencies, build twice
 # (optimised, and with AddressSanitizer + UBSan), run every unit and
-# integration test under meson in both, and print "N passed, N failed".
+# integration test under meson in both, then run each libFuzzer target for
+# FUZZ_SECONDS (default 30) in a clang build, and print "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
 bash contrib/install-deps.sh || { echo "0 passed, 1 failed"; exit 1; }
@@ -10,13 +11,18 @@ pass=0 fail=0 rc=0
 run_suite() {	# run_suite BUILDDIR MESON-OPTIONS...
 	local dir=$1
 	shift
+	local suites=()
+	if [ "${1:-}" = --suite ]; then
+		suites=(--suite "$2")
+		shift 2
+	fi
 	if [ ! -f "$dir/build.ninja" ]; then
 		meson setup "$dir" "$@" >/dev/null || return 1
 	fi
 	ninja -C "$dir" >/dev/null || { ninja -C "$dir"; return 1; }
 	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
 	UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-		meson test -C "$dir" --print-errorlogs --num-processes 2 \
+		meson test -C "$dir" "${suites[@]}" --print-errorlogs --num-processes 2 \
 		--timeout-multiplier "${TIMEOUT_MULTIPLIER:-1}"
 	local r=$?
 	local p f
@@ -33,6 +39,11 @@ run_suite build || rc=1
 if [ "${FERRY_SANITIZE:-1}" = 1 ]; then
 	run_suite build-asan -Db_sanitize=address,undefined -Db_lundef=false \
 		-Dbuildtype=debug || rc=1
+fi
+if [ "${FERRY_FUZZ:-1}" = 1 ]; then
+	CC=clang run_suite build-fuzz --suite fuzz -Dfuzzing=true \
+		-Dfuzz_seconds="${FUZZ_SECONDS:-30}" \
+		-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug || rc=1
 fi
 [ "$rc" = 0 ] || [ "$fail" -gt 0 ] || fail=$((fail + 1))	# a build failed
 echo "$pass passed, $fail failed"

@@ -28,6 +28,10 @@ main(void)
 		{ "ferry://t@h:65536/?pin=" PIN, "range" },
 		{ "ferry://t@h:x/?pin=" PIN, "number" },
 		{ "ferry://t@[::1/?pin=" PIN, "IPv6" },
+		{ "ferry://t@[?1]:1/?pin=" PIN, "IPv6" },	/* fuzzer */
+		{ "ferry://t@[host]:1/?pin=" PIN, "IPv6" },
+		{ "ferry://t@h%41:1/?pin=" PIN, "host" },
+		{ "ferry://t@h~x:1/?pin=" PIN, "host" },
 		{ "ferry://t@h:1/", "pin" },
 		{ "ferry://t@h:1/?pin=md5//abc", "sha256//" },
 		{ "ferry://t@h:1/?pin=sha256//short=", "44" },

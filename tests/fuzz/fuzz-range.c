@@ -1,0 +1,38 @@
+/* libFuzzer target: the Range header ferry-export parses from any client.
+ * The first 8 bytes pick the disk size, the rest is the header value. A
+ * parsed range is never empty and never leaves the disk. */
+#include <assert.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	uint64_t disk = 0, off = 0, len = 0;
+	char *h;
+	int r;
+
+	if (size < 8)
+		return 0;
+	memcpy(&disk, data, 8);
+	h = malloc(size - 8 + 1);
+	if (!h)
+		return 0;
+	memcpy(h, data + 8, size - 8);
+	h[size - 8] = '\0';
+	r = ferry_parse_range(h, disk, &off, &len);
+	assert(r == 0 || r == -EINVAL || r == -ERANGE);
+	if (r == 0) {
+		assert(len > 0);
+		assert(off < disk);
+		assert(len <= disk - off);
+	}
+	free(h);
+	return 0;
+}
