@@ -98,6 +98,8 @@ int ferry_file_open(const char *name, const char *path,
 /* --- backends/http.c --- */
 
 struct ferry_http_opts {
+	const char *cacert;	/* PEM CA bundle for https:// URLs, or NULL
+				 * for the system's */
 	bool verbose;
 };
 

@@ -37,6 +37,7 @@ struct http_priv {
 	char base[600];		/* https://host:port */
 	char what[600];		/* for messages: host:port or URL */
 	char pin[128];
+	char *cacert;
 	char **disk_url;	/* per disk */
 	struct curl_slist *headers;
 	bool verbose;
@@ -209,6 +210,8 @@ handle_get(struct http_priv *p)
 		curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, p->pin);
 	} else {
 		curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+		if (p->cacert)
+			curl_easy_setopt(h, CURLOPT_CAINFO, p->cacert);
 	}
 	if (p->verbose)
 		curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
@@ -278,8 +281,12 @@ http_error(struct http_priv *p, const char *url, CURLcode cc,
 	switch (x->status) {
 	case 401:
 	case 403:
-		ferry_error("%s: the server rejected the token (HTTP %ld)",
-			    p->what, x->status);
+		if (p->ferry)
+			ferry_error("%s: the server rejected the token "
+				    "(HTTP %ld)", p->what, x->status);
+		else
+			ferry_error("%s: access denied (HTTP %ld)", url,
+				    x->status);
 		return -EACCES;
 	case 404:
 		ferry_error("%s: not found (HTTP 404)", url);
@@ -462,6 +469,7 @@ http_close(struct ferry_source *src)
 				free(p->disk_url[i]);
 		free(p->disk_url);
 		curl_slist_free_all(p->headers);
+		free(p->cacert);
 		pthread_mutex_destroy(&p->lock);
 		free(p);
 	}
@@ -624,6 +632,10 @@ ferry_http_open(const char *spec, const struct ferry_http_opts *opts,
 	src->priv = p;
 	pthread_mutex_init(&p->lock, NULL);
 	p->verbose = opts && opts->verbose;
+	if (opts && opts->cacert && !(p->cacert = strdup(opts->cacert))) {
+		r = -ENOMEM;
+		goto fail;
+	}
 	p->headers = curl_slist_append(NULL, "User-Agent: ferryfs/"
 				       FERRY_VERSION);
 	if (!p->headers) {

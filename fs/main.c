@@ -22,6 +22,7 @@ struct options {
 	char *source;
 	char *chunk;
 	char *cache;
+	char *cacert;
 	int prefetch;
 	unsigned streams;
 	int readahead;
@@ -33,6 +34,7 @@ struct options {
 static const struct fuse_opt ferry_opts[] = {
 	FERRY_OPT("chunk=%s", chunk, 0),
 	FERRY_OPT("cache=%s", cache, 0),
+	FERRY_OPT("cacert=%s", cacert, 0),
 	FERRY_OPT("prefetch=%d", prefetch, 0),
 	FERRY_OPT("streams=%u", streams, 0),
 	FERRY_OPT("readahead=%d", readahead, 0),
@@ -66,6 +68,8 @@ usage(const char *prog)
 "                       (default 1)\n"
 "  -o streams=N         parallel connections (default 4)\n"
 "  -o readahead=N       chunks fetched ahead of a reader (default: streams)\n"
+"  -o cacert=FILE       PEM CA certificates to verify an https:// SOURCE\n"
+"                       (default: the system's)\n"
 "  -o verbose           log more\n"
 "\n", prog);
 }
@@ -273,9 +277,11 @@ main(int argc, char **argv)
 	fs.readahead = o.readahead < 0 ? o.streams : (unsigned)o.readahead;
 	fs.mount_time = time(NULL);
 	pthread_mutex_init(&fs.flush_lock, NULL);
+	pthread_mutex_init(&fs.open_lock, NULL);
 	pthread_cond_init(&fs.flush_cond, NULL);
 
 	hopts.verbose = o.verbose > 1;
+	hopts.cacert = o.cacert;
 	if (strncmp(o.source, "file://", 7) == 0)
 		r = open_local(o.source, &fs.src);
 	else
@@ -356,6 +362,7 @@ out_unmount:
 	for (size_t i = 0; i < fs.ndisks; i++)
 		cache_flush(&fs.disks[i]);
 	fuse_session_unmount(se);
+	ops_free_open_files(&fs);
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_session:
@@ -376,6 +383,7 @@ out_args:
 	free(o.source);
 	free(o.chunk);
 	free(o.cache);
+	free(o.cacert);
 	free(cmd.mountpoint);
 	fuse_opt_free_args(&args);
 	return rc;
