@@ -67,6 +67,14 @@ struct sched {
 	size_t rr;			/* next disk to hydrate */
 };
 
+/* One open file of the mount. The kernel may still owe RELEASEs when the
+ * session ends, so every handle is also on a list freed at exit. */
+struct open_file {
+	struct open_file *prev, *next;
+	char *text;		/* status.json: a snapshot per open */
+	uint64_t next_off;	/* disk: where a sequential read goes on */
+};
+
 struct ferryfs {
 	struct ferry_source *src;
 	struct fdisk *disks;
@@ -88,6 +96,9 @@ struct ferryfs {
 	bool flusher_started;
 	pthread_mutex_t flush_lock;
 	pthread_cond_t flush_cond;
+
+	pthread_mutex_t open_lock;
+	struct open_file *open_files;
 };
 
 /* cache.c */
@@ -132,6 +143,10 @@ bool fetch_chunk_has_data(const struct fdisk *d, uint64_t c);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops ferryfs_ops;
+
+/*! ops_free_open_files() : free the handles of files still open when the
+ * session ended. */
+void ops_free_open_files(struct ferryfs *fs);
 
 /*! status_render() : .ferry/status.json as a malloc'd string. */
 char *status_render(struct ferryfs *fs);

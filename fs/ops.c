@@ -253,43 +253,71 @@ ferry_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(b.p);
 }
 
+static struct open_file *
+of_of(struct fuse_file_info *fi)
+{
+	return (struct open_file *)(uintptr_t)fi->fh;
+}
+
+static void
+of_free(struct ferryfs *fs, struct open_file *of)
+{
+	pthread_mutex_lock(&fs->open_lock);
+	if (of->prev)
+		of->prev->next = of->next;
+	else
+		fs->open_files = of->next;
+	if (of->next)
+		of->next->prev = of->prev;
+	pthread_mutex_unlock(&fs->open_lock);
+	free(of->text);
+	free(of);
+}
+
+void
+ops_free_open_files(struct ferryfs *fs)
+{
+	while (fs->open_files)
+		of_free(fs, fs->open_files);
+}
+
 static void
 ferry_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ferryfs *fs = fs_of(req);
+	struct open_file *of;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
 		fuse_reply_err(req, EROFS);	/* nothing is ever written */
 		return;
 	}
-	if (ino == INO_STATUS) {
-		/* A snapshot per open: consistent while it is read. */
-		char *text = status_render(fs);
-
-		if (!text) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		fi->fh = (uint64_t)(uintptr_t)text;
-		fi->direct_io = 1;
-		fuse_reply_open(req, fi);
-		return;
-	}
-	if (!disk_of(fs, ino)) {
+	if (ino != INO_STATUS && !disk_of(fs, ino)) {
 		fuse_reply_err(req, ino == INO_ROOT || ino == INO_CTL ?
 			       EISDIR : ENOENT);
 		return;
 	}
-	/* Where the next sequential read of this open file would start. */
-	uint64_t *next = calloc(1, sizeof *next);
-
-	if (!next) {
+	of = calloc(1, sizeof *of);
+	/* status.json: a snapshot per open, consistent while it is read. */
+	if (of && ino == INO_STATUS && !(of->text = status_render(fs))) {
+		free(of);
+		of = NULL;
+	}
+	if (!of) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	*next = UINT64_MAX;
-	fi->fh = (uint64_t)(uintptr_t)next;
-	fi->keep_cache = 1;
+	of->next_off = UINT64_MAX;
+	pthread_mutex_lock(&fs->open_lock);
+	of->next = fs->open_files;
+	if (of->next)
+		of->next->prev = of;
+	fs->open_files = of;
+	pthread_mutex_unlock(&fs->open_lock);
+	fi->fh = (uint64_t)(uintptr_t)of;
+	if (ino == INO_STATUS)
+		fi->direct_io = 1;
+	else
+		fi->keep_cache = 1;	/* disk files never change */
 	fuse_reply_open(req, fi);
 }
 
@@ -297,7 +325,7 @@ static void
 ferry_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	free((void *)(uintptr_t)fi->fh);	/* status text or disk cursor */
+	of_free(fs_of(req), of_of(fi));
 	fuse_reply_err(req, 0);
 }
 
@@ -310,14 +338,27 @@ ferry_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	int r;
 
 	if (ino == INO_STATUS) {
-		const char *text = (const char *)(uintptr_t)fi->fh;
-		size_t n = strlen(text);
+		const char *text = of_of(fi)->text;
+		size_t n = strlen(text), len;
+		char *copy;
 
-		if ((size_t)off >= n)
+		if ((size_t)off >= n) {
 			fuse_reply_buf(req, NULL, 0);
-		else
-			fuse_reply_buf(req, text + off,
-				       FERRY_MIN(n - (size_t)off, size));
+			return;
+		}
+		/* Reply from our own copy: once the kernel has the reply,
+		 * the reader may close and RELEASE may free the snapshot on
+		 * another thread while this one is still returning from
+		 * writev (ASan checks the buffer after the call). */
+		len = FERRY_MIN(n - (size_t)off, size);
+		copy = malloc(len);
+		if (!copy) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		memcpy(copy, text + off, len);
+		fuse_reply_buf(req, copy, len);
+		free(copy);
 		return;
 	}
 	d = disk_of(fs, ino);
@@ -330,10 +371,10 @@ ferry_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	size = (size_t)FERRY_MIN((uint64_t)size, d->info.size - (uint64_t)off);
-	uint64_t *next = (uint64_t *)(uintptr_t)fi->fh;
 	/* Racy between threads of one open file, and harmless: it only
 	 * decides whether to read ahead. */
-	bool seq = __atomic_exchange_n(next, (uint64_t)off + size,
+	bool seq = __atomic_exchange_n(&of_of(fi)->next_off,
+				       (uint64_t)off + size,
 				       __ATOMIC_RELAXED) == (uint64_t)off;
 
 	r = fetch_ensure(fs, d, (uint64_t)off, size, seq);

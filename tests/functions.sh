@@ -11,10 +11,15 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/ferry-test.XXXXXX")
 PIDS=()
 MOUNTS=()
 
+# Mounted, even if its ferryfs died (then mountpoint(1) cannot stat it).
+is_mounted() {
+	awk -v m="$1" '$2 == m {found = 1} END {exit !found}' /proc/mounts
+}
+
 cleanup() {
 	local m p
 	for m in "${MOUNTS[@]}"; do
-		mountpoint -q "$m" 2>/dev/null && fusermount3 -u "$m" 2>/dev/null
+		is_mounted "$m" && fusermount3 -u "$m" 2>/dev/null
 	done
 	for p in "${PIDS[@]}"; do
 		kill "$p" 2>/dev/null
@@ -23,7 +28,7 @@ cleanup() {
 		timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -9 "$p" 2>/dev/null
 	done
 	for m in "${MOUNTS[@]}"; do
-		mountpoint -q "$m" 2>/dev/null && fusermount3 -uz "$m" 2>/dev/null
+		is_mounted "$m" && fusermount3 -uz "$m" 2>/dev/null
 	done
 	rm -rf "$T"
 }
@@ -32,7 +37,7 @@ trap cleanup EXIT
 fail() {
 	echo "FAIL: $*" >&2
 	for f in "$T"/*.log; do
-		[ -f "$f" ] && { echo "--- $f" >&2; tail -20 "$f" >&2; }
+		[ -f "$f" ] && { echo "--- $f" >&2; tail -"${FERRY_LOG_LINES:-20}" "$f" >&2; }
 	done
 	exit 1
 }
@@ -111,7 +116,7 @@ unmount_ferry() {
 		grep -q busy "$T/umount.err" || break
 		sleep 0.1
 	done
-	mountpoint -q "$1" && fail "fusermount3 -u $1: $(cat "$T/umount.err")"
+	is_mounted "$1" && fail "fusermount3 -u $1: $(cat "$T/umount.err")"
 	timeout 30 tail --pid="$FS_PID" -f /dev/null || fail "ferryfs did not exit"
 	wait "$FS_PID" || fail "ferryfs exited with $?"
 }

@@ -14,7 +14,7 @@ try() {	# try SOURCE EXPECTED-MESSAGE
 	timeout 60 "$FERRYFS" -f -o "cache=$T/cache" "$1" "$T/mnt" 2>"$T/try.log" || rc=$?
 	[ "$rc" -ne 0 ] || fail "ferryfs accepted $1"
 	[ "$rc" -ne 124 ] || fail "ferryfs hung on $1"
-	mountpoint -q "$T/mnt" && fail "mounted with $1"
+	is_mounted "$T/mnt" && fail "mounted with $1"
 	[ "$(wc -l < "$T/try.log")" -le 2 ] || fail "more than a line or two: $(cat "$T/try.log")"
 	grep -qi "$2" "$T/try.log" || fail "message for $1 lacks '$2': $(cat "$T/try.log")"
 	ok "$2 -> exit $rc: $(head -1 "$T/try.log")"
