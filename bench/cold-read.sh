@@ -3,7 +3,9 @@
 # the same disk from the same ferry-export, in one run, on two disks:
 #   dense: SIZE of random data (nothing to skip: the raw link speed)
 #   mixed: SIZE with random data, text, written zeros and holes (40%)
-# Prints MB/s (disk bytes / wall time, median of RUNS) and ratios to curl.
+# Prints MB/s (disk bytes / wall time, median of RUNS) and ratios to curl
+# into /dev/null; "curl -o FILE" stores the download where the ferryfs
+# cache goes, which is what ferryfs has to do too.
 # Usage: bench/cold-read.sh [SIZE_MIB=1024] [RUNS=3]
 # Env: CACHE_BASE=DIR puts ferryfs caches there (default: a temp dir on
 # the same filesystem as TMPDIR); FERRY_BUILD=build dir.
@@ -49,9 +51,12 @@ HP=${URL#*@}; HP=${HP%%/*}
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 mbps() { awk -v b="$1" -v t="$2" 'BEGIN {printf "%.0f\n", b / t / 1e6}'; }
 
-curl_rate() {	# disk -> MB/s
-	curl -sk -H "Authorization: Bearer $TOKEN" -o /dev/null -w '%{time_total}\n' \
+curl_rate() {	# disk [file] -> MB/s; to /dev/null, or stored in the cache's
+		# filesystem like a "download first" workflow would
+	local out=${2:-/dev/null}
+	curl -sk -H "Authorization: Bearer $TOKEN" -o "$out" -w '%{time_total}\n' \
 		"https://$HP/v1/disks/$1" | { read -r t; mbps $S "$t"; }
+	[ "$out" = /dev/null ] || rm -f "$out"
 }
 
 ferry_rate() {	# disk opts -> MB/s (bytes received go to $W/wire)
@@ -77,6 +82,9 @@ printf '%-6s %-38s %6s %7s %9s\n' disk reader MB/s "x curl" "wire MiB"
 for d in dense mixed; do
 	c=$(for _ in $(seq $RUNS); do curl_rate $d; done | median)
 	printf '%-6s %-38s %6s %7s %9s\n' $d "curl (ferry-export, 1 stream)" "$c" 1.00 $SIZE_MIB
+	f=$(for _ in $(seq $RUNS); do curl_rate $d "$CB/ferry-bench-cache.download"; done | median)
+	printf '%-6s %-38s %6s %7s %9s\n' $d "curl -o FILE (download first)" "$f" \
+		"$(awk -v a="$f" -v b="$c" 'BEGIN {printf "%.2f", a / b}')" $SIZE_MIB
 	for opts in "prefetch=0" "prefetch=1" "prefetch=0,streams=2" "prefetch=0,chunk=4M"; do
 		rates=""
 		for _ in $(seq $RUNS); do
