@@ -45,4 +45,22 @@ ok "short last chunk ($SIZE bytes disk)"
 
 [ "$(status "$T/mnt" disk state)" = syncing ] || fail "state $(status "$T/mnt" disk state)"
 [ "$(status "$T/mnt" disk error)" = null ] || fail "error set"
+
+# The exporter goes away: a read of an uncached chunk fails with EIO (after
+# the retries), status says error and why, nothing new is claimed cached,
+# and cached data still reads.
+cached=$(status "$T/mnt" disk cached)
+kill "$EXPORT_PID"; wait "$EXPORT_PID" 2>/dev/null
+if timeout 60 dd if="$T/mnt/disk.raw" of=/dev/null bs=4096 skip=$((60 * M / 4096)) count=1 \
+	status=none 2>"$T/dd.err"; then
+	fail "read of an uncached chunk succeeded with the exporter gone"
+fi
+grep -q "Input/output error" "$T/dd.err" || fail "not EIO: $(cat "$T/dd.err")"
+[ "$(status "$T/mnt" disk state)" = error ] || fail "state $(status "$T/mnt" disk state)"
+status "$T/mnt" disk error | grep -qi "connect" || fail "error: $(status "$T/mnt" disk error)"
+[ "$(status "$T/mnt" disk cached)" = "$cached" ] || fail "cached changed after a failed fetch"
+dd if="$T/mnt/disk.raw" of="$T/data2" bs=4096 skip=$((44 * M / 4096)) count=1 status=none ||
+	fail "cached data unreadable with the exporter gone"
+cmp "$T/data2" "$T/data" || fail "cached data changed"
+ok "exporter gone: EIO, state error ($(status "$T/mnt" disk error)), cache intact"
 unmount_ferry "$T/mnt"
