@@ -121,6 +121,23 @@ unmount_ferry() {
 	wait "$FS_PID" || fail "ferryfs exited with $?"
 }
 
+# expect_refused SOURCE OPTIONS PATTERN: ferryfs must exit non-zero (not
+# hang), mount nothing, and say why in a line or two matching PATTERN.
+expect_refused() {
+	local rc=0 mnt="$T/refused"
+	mkdir -p "$mnt"
+	timeout 60 "$FERRYFS" -f ${2:+-o "$2"} "$1" "$mnt" 2>"$T/refused.log" || rc=$?
+	[ "$rc" -ne 0 ] || fail "ferryfs accepted $1"
+	[ "$rc" -ne 124 ] || fail "ferryfs hung on $1"
+	if is_mounted "$mnt"; then
+		fusermount3 -u "$mnt"
+		fail "mounted $1"
+	fi
+	[ "$(wc -l < "$T/refused.log")" -le 2 ] || fail "more than a line or two: $(cat "$T/refused.log")"
+	grep -qi -- "$3" "$T/refused.log" || fail "message for $1 lacks '$3': $(cat "$T/refused.log")"
+	ok "refused ($3), exit $rc: $(head -1 "$T/refused.log")"
+}
+
 # status MNT DISK FIELD: one field of .ferry/status.json.
 status() {
 	jq -r --arg d "$2" ".disks[] | select(.name == \$d) | .$3" "$1/.ferry/status.json"
