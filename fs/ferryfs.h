@@ -3,6 +3,7 @@
  *   main.c   options, start-up, mount
  *   cache.c  per-disk cache files: sparse data + crash-safe presence map
  *   fetch.c  chunk scheduler: demand reads first, readahead, hydration
+ *   files.c  the files of the mount: views of each disk (views/)
  *   ops.c    FUSE low-level operations and .ferry/status.json
  */
 #ifndef FERRYFS_H
@@ -18,6 +19,7 @@
 #include "backends/backend.h"
 #include "common/bitmap.h"
 #include "common/extents.h"
+#include "fs/views/view.h"
 
 struct fetch_job;
 
@@ -35,6 +37,7 @@ struct fdisk {
 	/* Bit set: a fetch job exists for the chunk (under sched.lock). */
 	struct ferry_bitmap busy;
 	uint64_t hydrate_next;		/* hydration cursor (sched.lock) */
+	char ptable[8];			/* "mbr", "gpt" or "" */
 
 	int data_fd;			/* sparse file, disk-sized */
 	int map_fd;			/* header + persisted presence bits */
@@ -51,6 +54,25 @@ struct fdisk {
 	double rate;			/* bytes/s over the last interval */
 	uint64_t rate_bytes;
 	double rate_time;
+};
+
+/* Which views appear (-o views=). */
+enum {
+	VIEWS_RAW = 1 << 0,
+	VIEWS_QCOW2 = 1 << 1,
+	VIEWS_VHD = 1 << 2,
+	VIEWS_FIXEDVHD = 1 << 3,
+	VIEWS_PARTS = 1 << 4,
+	VIEWS_ALL = (1 << 5) - 1,
+};
+
+/* A file of the mount: one view of one disk. Fixed once mounted. */
+struct vfile {
+	struct fdisk *d;
+	struct view view;
+	const char *kind;	/* "raw", "qcow2", "vhd", "fixedvhd", "part" */
+	unsigned part;		/* kind "part": the partition number */
+	char name[FERRY_NAME_MAX + 24];
 };
 
 struct fetch_queue {
@@ -86,6 +108,10 @@ struct ferryfs {
 	bool prefetch;
 	unsigned streams;
 	unsigned readahead;		/* chunks ahead of a reader */
+	unsigned views;			/* VIEWS_* */
+	unsigned qcow2_cluster_bits;
+	struct vfile *files;
+	size_t nfiles;
 	time_t mount_time;
 
 	volatile bool stop;
@@ -138,8 +164,32 @@ void fetch_stop(struct ferryfs *fs);
 int fetch_ensure(struct ferryfs *fs, struct fdisk *d, uint64_t off,
 		 uint64_t len, bool sequential);
 
+/*! fetch_ensure_v() : fetch_ensure() for @n disk ranges at once (the disk
+ * ranges a view's read maps to): every missing chunk is queued before
+ * waiting for any, and readahead follows the last range. */
+int fetch_ensure_v(struct ferryfs *fs, struct fdisk *d,
+		   const struct ferry_extent *rv, size_t n, bool sequential);
+
+/*! fetch_pread() : read disk bytes through the cache (fetching them).
+ * @return 0 or -errno. */
+int fetch_pread(struct ferryfs *fs, struct fdisk *d, void *buf, size_t len,
+		uint64_t off);
+
 /*! fetch_chunk_has_data() : does chunk @c of @d hold any data? */
 bool fetch_chunk_has_data(const struct fdisk *d, uint64_t c);
+
+/* files.c */
+
+/*! files_parse_views() : "raw,qcow2,..." to VIEWS_* bits.
+ * @return the bits, or -EINVAL naming the bad word in @why. */
+int files_parse_views(const char *list, char *why, size_t whylen);
+
+/*! files_setup() : the files of the mount, from fs->views. Reads each
+ * disk's partition table through the cache (workers must run); a table
+ * that cannot be read or is malformed gives no partition views and a
+ * log line. @return 0 or -ENOMEM. */
+int files_setup(struct ferryfs *fs);
+void files_free(struct ferryfs *fs);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops ferryfs_ops;

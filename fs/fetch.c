@@ -273,39 +273,18 @@ queue_readahead(struct ferryfs *fs, struct fdisk *d, uint64_t last)
 	}
 }
 
-int
-fetch_ensure(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t len,
-	     bool sequential)
+/* Queue (or join) a demand job for every chunk of [off, end) that holds
+ * data not yet cached, adding it to @jobs; sched.lock held. */
+static int
+queue_demand(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t end,
+	     struct fetch_job **jobs, size_t *n)
 {
 	struct sched *s = &fs->sched;
-	uint64_t end = off + len, first, last, n = 0;
-	struct fetch_job *small[16], **jobs = small;
-	bool ahead = false;
-	int r = 0;
+	uint64_t first, last;
 
-	if (!ferry_chunk_span(off, len, d->info.size, d->chunk, &first, &last))
+	if (!ferry_chunk_span(off, end - off, d->info.size, d->chunk, &first,
+			      &last))
 		return 0;
-	if (end > d->info.size)
-		end = d->info.size;
-	for (uint64_t c = first; c <= last; c++)
-		if (range_needs_fetch(d, c, off, end))
-			n++;
-	/* Keep readahead going while a reader moves through cached data:
-	 * look only at the farthest chunk of the window (one atomic load). */
-	if (sequential && fs->readahead &&
-	    last + fs->readahead < d->nchunks &&
-	    !ferry_bitmap_test(&d->present, last + fs->readahead))
-		ahead = true;
-	if (n == 0 && !ahead)
-		return 0;
-
-	if (n > sizeof small / sizeof small[0]) {
-		jobs = calloc(n, sizeof *jobs);
-		if (!jobs)
-			return -ENOMEM;
-	}
-	pthread_mutex_lock(&s->lock);
-	n = 0;
 	for (uint64_t c = first; c <= last; c++) {
 		struct fetch_job *j;
 
@@ -314,10 +293,8 @@ fetch_ensure(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t len,
 		j = ferry_bitmap_test(&d->busy, c) ? job_find(s, d, c) : NULL;
 		if (!j) {
 			j = job_new(s, d, c);
-			if (!j) {
-				r = -ENOMEM;
-				break;
-			}
+			if (!j)
+				return -ENOMEM;
 			q_push(&s->demand, j);
 		} else if (j->queue == &s->ahead) {
 			/* Readahead a reader now needs: to the front. */
@@ -325,13 +302,62 @@ fetch_ensure(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t len,
 			q_push(&s->demand, j);
 		}	/* else queued as demand already, or on the wire */
 		j->waiters++;
-		jobs[n++] = j;
+		jobs[(*n)++] = j;
+	}
+	return 0;
+}
+
+int
+fetch_ensure_v(struct ferryfs *fs, struct fdisk *d,
+	       const struct ferry_extent *rv, size_t nr, bool sequential)
+{
+	struct sched *s = &fs->sched;
+	struct fetch_job *small[16], **jobs = small;
+	uint64_t first, last = 0, need = 0;
+	size_t n = 0;
+	bool ahead = false;
+	int r = 0;
+
+	for (size_t i = 0; i < nr; i++) {
+		uint64_t off = rv[i].off, end;
+
+		if (!ferry_chunk_span(off, rv[i].len, d->info.size, d->chunk,
+				      &first, &last))
+			continue;
+		end = FERRY_MIN(off + rv[i].len, d->info.size);
+		for (uint64_t c = first; c <= last; c++)
+			if (range_needs_fetch(d, c, off, end))
+				need++;
+	}
+	/* Keep readahead going while a reader moves through cached data:
+	 * look only at the farthest chunk of the window (one atomic load). */
+	if (sequential && nr && fs->readahead &&
+	    last + fs->readahead < d->nchunks &&
+	    !ferry_bitmap_test(&d->present, last + fs->readahead))
+		ahead = true;
+	if (need == 0 && !ahead)
+		return 0;
+
+	if (need > sizeof small / sizeof small[0]) {
+		jobs = calloc(need, sizeof *jobs);
+		if (!jobs)
+			return -ENOMEM;
+	}
+	pthread_mutex_lock(&s->lock);
+	/* Presence only grows, so no more than @need jobs are queued. */
+	for (size_t i = 0; i < nr && r == 0; i++) {
+		uint64_t end;
+
+		if (rv[i].off >= d->info.size || rv[i].len == 0)
+			continue;
+		end = FERRY_MIN(rv[i].off + rv[i].len, d->info.size);
+		r = queue_demand(fs, d, rv[i].off, end, jobs, &n);
 	}
 	if (n)
 		pthread_cond_broadcast(&s->work);
 	if (ahead)
 		queue_readahead(fs, d, last);
-	for (uint64_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		struct fetch_job *j = jobs[i];
 
 		while (!j->done && !fs->stop)
@@ -349,6 +375,37 @@ fetch_ensure(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t len,
 	pthread_mutex_unlock(&s->lock);
 	if (jobs != small)
 		free(jobs);
+	return r;
+}
+
+int
+fetch_ensure(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t len,
+	     bool sequential)
+{
+	struct ferry_extent r = { off, len };
+
+	return fetch_ensure_v(fs, d, &r, 1, sequential);
+}
+
+int
+fetch_pread(struct ferryfs *fs, struct fdisk *d, void *buf, size_t len,
+	    uint64_t off)
+{
+	int r = fetch_ensure(fs, d, off, len, false);
+
+	while (r == 0 && len) {
+		ssize_t k = pread(d->data_fd, buf, len, (off_t)off);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			r = k < 0 ? -errno : -EIO;
+			break;
+		}
+		buf = (char *)buf + k;
+		len -= (size_t)k;
+		off += (uint64_t)k;
+	}
 	return r;
 }
 

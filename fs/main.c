@@ -23,6 +23,8 @@ struct options {
 	char *chunk;
 	char *cache;
 	char *cacert;
+	char *views;
+	char *qcow2_cluster;
 	int prefetch;
 	unsigned streams;
 	int readahead;
@@ -35,6 +37,8 @@ static const struct fuse_opt ferry_opts[] = {
 	FERRY_OPT("chunk=%s", chunk, 0),
 	FERRY_OPT("cache=%s", cache, 0),
 	FERRY_OPT("cacert=%s", cacert, 0),
+	FERRY_OPT("views=%s", views, 0),
+	FERRY_OPT("qcow2_cluster=%s", qcow2_cluster, 0),
 	FERRY_OPT("prefetch=%d", prefetch, 0),
 	FERRY_OPT("streams=%u", streams, 0),
 	FERRY_OPT("readahead=%d", readahead, 0),
@@ -57,7 +61,10 @@ usage(const char *prog)
 "  image on a server that supports Range requests, or file:///PATH of a\n"
 "  local raw image or block device.\n"
 "\n"
-"The mount shows NAME.raw per disk and .ferry/status.json.\n"
+"The mount shows, per disk, files that are images of it: NAME.raw,\n"
+"NAME.qcow2 (qcow2 v3, only allocated clusters), NAME.vhd (dynamic VHD),\n"
+"NAME.fixed.vhd (raw + VHD footer) and NAME.pN.raw for each partition of\n"
+"an MBR or GPT table; and .ferry/status.json. All read through one cache.\n"
 "\n"
 "ferryfs options:\n"
 "  -o chunk=SIZE        fetch and cache unit (default 1M; K/M/G suffixes,\n"
@@ -68,6 +75,10 @@ usage(const char *prog)
 "                       (default 1)\n"
 "  -o streams=N         parallel connections (default 4)\n"
 "  -o readahead=N       chunks fetched ahead of a reader (default: streams)\n"
+"  -o views=LIST        files to show, comma-separated from raw, qcow2, vhd,\n"
+"                       fixedvhd, parts (default: all)\n"
+"  -o qcow2_cluster=SIZE  cluster size of NAME.qcow2, a power of 2 from\n"
+"                       512 to 2M (default 64K)\n"
 "  -o cacert=FILE       PEM CA certificates to verify an https:// SOURCE\n"
 "                       (default: the system's)\n"
 "  -o verbose           log more\n"
@@ -271,6 +282,31 @@ main(int argc, char **argv)
 		rc = 2;
 		goto out_args;
 	}
+	fs.views = VIEWS_ALL;
+	if (o.views) {
+		char why[160];
+		int bits = files_parse_views(o.views, why, sizeof why);
+
+		if (bits < 0) {
+			ferry_error("-o views=%s: %s", o.views, why);
+			rc = 2;
+			goto out_args;
+		}
+		fs.views = (unsigned)bits;
+	}
+	fs.qcow2_cluster_bits = 16;
+	if (o.qcow2_cluster) {
+		uint64_t cs;
+
+		if (ferry_parse_size(o.qcow2_cluster, &cs) < 0 || cs < 512 ||
+		    cs > (2u << 20) || (cs & (cs - 1))) {
+			ferry_error("-o qcow2_cluster=%s: a power of 2 from "
+				    "512 to 2M", o.qcow2_cluster);
+			rc = 2;
+			goto out_args;
+		}
+		fs.qcow2_cluster_bits = (unsigned)__builtin_ctzll(cs);
+	}
 	fs.chunk = chunk;
 	fs.prefetch = o.prefetch != 0;
 	fs.streams = o.streams;
@@ -332,6 +368,12 @@ main(int argc, char **argv)
 	/* Threads start after daemonizing: fork() keeps only its caller. */
 	if (fetch_start(&fs) < 0)
 		goto out_unmount;
+	/* The files, before the first request is served: partition views
+	 * need each disk's first chunk. */
+	if (files_setup(&fs) < 0) {
+		ferry_error("out of memory setting up the views");
+		goto out_unmount;
+	}
 	if (pthread_create(&fs.flusher, NULL, flusher_main, &fs) == 0)
 		fs.flusher_started = true;
 
@@ -363,6 +405,7 @@ out_unmount:
 		cache_flush(&fs.disks[i]);
 	fuse_session_unmount(se);
 	ops_free_open_files(&fs);
+	files_free(&fs);
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_session:
@@ -384,6 +427,8 @@ out_args:
 	free(o.chunk);
 	free(o.cache);
 	free(o.cacert);
+	free(o.views);
+	free(o.qcow2_cluster);
 	free(cmd.mountpoint);
 	fuse_opt_free_args(&args);
 	return rc;

@@ -1,13 +1,16 @@
 /* ferryfs — FUSE low-level operations.
  *
- *   /                 NAME.raw for each disk (read-only, exact size)
+ *   /                 the views of each disk (files.c): NAME.raw,
+ *                     NAME.qcow2, NAME.vhd, NAME.fixed.vhd, NAME.pN.raw
  *   /.ferry/          control and state
  *   /.ferry/status.json
  *
- * Reads of NAME.raw wait for the chunks they need (fetch_ensure) and are
- * answered from the cache file with an fd buffer, so the kernel splices the
- * bytes instead of copying them through this process. Disk files never
- * change, so their pages stay in the kernel's cache across opens.
+ * A read of a view is cut into the view's segments (views/view.h): disk
+ * ranges wait for the chunks they need (fetch_ensure_v) and are answered
+ * from the cache file with fd buffers, so the kernel splices the bytes
+ * instead of copying them through this process; metadata is generated into
+ * memory and zeros come from one static page. Views never change, so their
+ * pages stay in the kernel's cache across opens.
  */
 #define FUSE_USE_VERSION 312
 #include <errno.h>
@@ -28,7 +31,7 @@ enum {
 	INO_ROOT = FUSE_ROOT_ID,
 	INO_CTL = 2,		/* .ferry */
 	INO_STATUS = 3,		/* .ferry/status.json */
-	INO_DISK0 = 16,		/* NAME.raw of disk i is INO_DISK0 + i */
+	INO_FILE0 = 16,		/* fs->files[i] is INO_FILE0 + i */
 };
 
 #define DISK_TIMEOUT 86400.0	/* disk files never change */
@@ -39,12 +42,12 @@ fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-static struct fdisk *
-disk_of(struct ferryfs *fs, fuse_ino_t ino)
+static struct vfile *
+file_of(struct ferryfs *fs, fuse_ino_t ino)
 {
-	if (ino < INO_DISK0 || ino - INO_DISK0 >= fs->ndisks)
+	if (ino < INO_FILE0 || ino - INO_FILE0 >= fs->nfiles)
 		return NULL;
-	return &fs->disks[ino - INO_DISK0];
+	return &fs->files[ino - INO_FILE0];
 }
 
 const char *
@@ -69,15 +72,27 @@ status_render(struct ferryfs *fs)
 	for (size_t i = 0; arr && i < fs->ndisks; i++) {
 		struct fdisk *d = &fs->disks[i];
 		const char *state = disk_state(d);
-		json_t *err;
+		json_t *err, *views = json_array();
 		double rate;
+
+		for (size_t k = 0; views && k < fs->nfiles; k++) {
+			struct vfile *f = &fs->files[k];
+
+			if (f->d != d)
+				continue;
+			json_array_append_new(views, json_pack(
+				"{sssssIsI}", "name", f->name,
+				"format", f->kind,
+				"size", (json_int_t)f->view.size,
+				"allocated", (json_int_t)f->view.allocated));
+		}
 
 		pthread_mutex_lock(&d->lock);
 		err = d->error[0] ? json_string(d->error) : json_null();
 		rate = d->rate;
 		pthread_mutex_unlock(&d->lock);
 		json_array_append_new(arr, json_pack(
-			"{sssIsIsIsIsssosIsIsIsf}",
+			"{sssIsIsIsIsssosIsIsIsfsoso}",
 			"name", d->info.name,
 			"size", (json_int_t)d->info.size,
 			"allocated", (json_int_t)d->map.data_bytes,
@@ -88,7 +103,10 @@ status_render(struct ferryfs *fs)
 			"chunk_size", (json_int_t)d->chunk,
 			"chunks", (json_int_t)d->data_chunks,
 			"chunks_cached", (json_int_t)d->present_chunks,
-			"rate", rate));
+			"rate", rate,
+			"partition_table", d->ptable[0] ?
+				json_string(d->ptable) : json_null(),
+			"views", views ? views : json_null()));
 	}
 	root = json_pack("{sssssbsIso}", "source", fs->src->id,
 			 "cache", fs->cache_dir, "prefetch", fs->prefetch,
@@ -112,7 +130,7 @@ status_render(struct ferryfs *fs)
 static int
 fill_attr(struct ferryfs *fs, fuse_ino_t ino, struct stat *st)
 {
-	struct fdisk *d;
+	struct vfile *f;
 
 	memset(st, 0, sizeof *st);
 	st->st_ino = ino;
@@ -136,14 +154,14 @@ fill_attr(struct ferryfs *fs, fuse_ino_t ino, struct stat *st)
 		return 0;
 	}
 	}
-	d = disk_of(fs, ino);
-	if (!d)
+	f = file_of(fs, ino);
+	if (!f)
 		return -ENOENT;
 	st->st_mode = S_IFREG | 0444;
 	st->st_nlink = 1;
-	st->st_size = (off_t)d->info.size;
+	st->st_size = (off_t)f->view.size;
 	/* Allocated size, so du and cp --sparse see the holes. */
-	st->st_blocks = (blkcnt_t)((d->map.data_bytes + 511) / 512);
+	st->st_blocks = (blkcnt_t)((f->view.allocated + 511) / 512);
 	return 0;
 }
 
@@ -157,7 +175,7 @@ ferry_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
-		fuse_reply_attr(req, &st, ino >= INO_DISK0 ? DISK_TIMEOUT : 0);
+		fuse_reply_attr(req, &st, ino >= INO_FILE0 ? DISK_TIMEOUT : 0);
 }
 
 static void
@@ -172,17 +190,11 @@ ferry_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	} else if (parent == INO_CTL && strcmp(name, "status.json") == 0) {
 		ino = INO_STATUS;
 	} else if (parent == INO_ROOT) {
-		size_t n = strlen(name);
-
-		for (size_t i = 0; i < fs->ndisks; i++) {
-			size_t k = strlen(fs->disks[i].info.name);
-
-			if (n == k + 4 && strcmp(name + k, ".raw") == 0 &&
-			    strncmp(name, fs->disks[i].info.name, k) == 0) {
-				ino = INO_DISK0 + i;
+		for (size_t i = 0; i < fs->nfiles; i++)
+			if (strcmp(name, fs->files[i].name) == 0) {
+				ino = INO_FILE0 + i;
 				break;
 			}
-		}
 	}
 	if (!ino) {
 		fuse_reply_err(req, ENOENT);
@@ -190,7 +202,7 @@ ferry_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	e.ino = ino;
 	fill_attr(fs, ino, &e.attr);
-	e.attr_timeout = ino >= INO_DISK0 ? DISK_TIMEOUT : 0;
+	e.attr_timeout = ino >= INO_FILE0 ? DISK_TIMEOUT : 0;
 	e.entry_timeout = DISK_TIMEOUT;	/* names never change */
 	fuse_reply_entry(req, &e);
 }
@@ -235,13 +247,9 @@ ferry_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	dirbuf_add(req, &b, "..", INO_ROOT, S_IFDIR);
 	if (ino == INO_ROOT) {
 		dirbuf_add(req, &b, ".ferry", INO_CTL, S_IFDIR);
-		for (size_t i = 0; i < fs->ndisks; i++) {
-			char name[FERRY_NAME_MAX + 8];
-
-			snprintf(name, sizeof name, "%s.raw",
-				 fs->disks[i].info.name);
-			dirbuf_add(req, &b, name, INO_DISK0 + i, S_IFREG);
-		}
+		for (size_t i = 0; i < fs->nfiles; i++)
+			dirbuf_add(req, &b, fs->files[i].name, INO_FILE0 + i,
+				   S_IFREG);
 	} else {
 		dirbuf_add(req, &b, "status.json", INO_STATUS, S_IFREG);
 	}
@@ -291,7 +299,7 @@ ferry_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);	/* nothing is ever written */
 		return;
 	}
-	if (ino != INO_STATUS && !disk_of(fs, ino)) {
+	if (ino != INO_STATUS && !file_of(fs, ino)) {
 		fuse_reply_err(req, ino == INO_ROOT || ino == INO_CTL ?
 			       EISDIR : ENOENT);
 		return;
@@ -329,12 +337,136 @@ ferry_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_err(req, 0);
 }
 
+/* Zeros for VIEW_ZERO segments, referenced as often as needed. */
+static const uint8_t zero_page[64 << 10];
+
+struct segs {
+	struct view_seg *v;
+	size_t n, cap;
+	struct view_seg small[32];
+};
+
+static int
+segs_add(struct segs *s, const struct view_seg *seg)
+{
+	struct view_seg *last = s->n ? &s->v[s->n - 1] : NULL;
+
+	if (last && last->kind == seg->kind &&
+	    (seg->kind != VIEW_DISK ||
+	     last->disk_off + last->len == seg->disk_off)) {
+		last->len += seg->len;
+		return 0;
+	}
+	if (s->n == s->cap) {
+		size_t ncap = s->cap * 2;
+		struct view_seg *nv = malloc(ncap * sizeof *nv);
+
+		if (!nv)
+			return -ENOMEM;
+		memcpy(nv, s->v, s->n * sizeof *nv);
+		if (s->v != s->small)
+			free(s->v);
+		s->v = nv;
+		s->cap = ncap;
+	}
+	s->v[s->n++] = *seg;
+	return 0;
+}
+
+/* Answer a read of [off, off+size) of @f (inside the file): fetch the disk
+ * ranges it maps to, then reply with fd buffers on the cache file for them,
+ * generated metadata and zeros. @return 0 (replied) or -errno (not). */
+static int
+read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f, uint64_t off,
+	  size_t size, bool seq)
+{
+	struct segs s = { .v = s.small, .cap = 32 };
+	struct ferry_extent *disk = NULL;
+	struct fuse_bufvec *bv = NULL;
+	uint8_t *meta = NULL;
+	size_t ndisk = 0, nbufs = 0, meta_len = 0;
+	int r = 0;
+
+	for (uint64_t pos = off; pos < off + size && r == 0;) {
+		struct view_seg seg;
+
+		view_map(&f->view, pos, off + size - pos, &seg);
+		r = segs_add(&s, &seg);
+		pos += seg.len;
+	}
+	for (size_t i = 0; i < s.n && r == 0; i++) {
+		if (s.v[i].kind == VIEW_DISK)
+			ndisk++;
+		if (s.v[i].kind == VIEW_META)
+			meta_len += s.v[i].len;
+		nbufs += s.v[i].kind == VIEW_ZERO ?
+			 (s.v[i].len + sizeof zero_page - 1) / sizeof zero_page
+			 : 1;
+	}
+	if (r == 0 && ndisk) {
+		disk = malloc(ndisk * sizeof *disk);
+		ndisk = 0;
+		for (size_t i = 0; disk && i < s.n; i++)
+			if (s.v[i].kind == VIEW_DISK)
+				disk[ndisk++] = (struct ferry_extent){
+					s.v[i].disk_off, s.v[i].len };
+		r = disk ? fetch_ensure_v(fs, f->d, disk, ndisk, seq) : -ENOMEM;
+	}
+	if (r == 0) {
+		bv = malloc(sizeof *bv + nbufs * sizeof bv->buf[0]);
+		meta = meta_len ? malloc(meta_len) : NULL;
+		if (!bv || (meta_len && !meta))
+			r = -ENOMEM;
+	}
+	if (r == 0) {
+		uint64_t pos = off;
+		size_t k = 0, m = 0;
+
+		*bv = (struct fuse_bufvec)FUSE_BUFVEC_INIT(0);
+		for (size_t i = 0; i < s.n; i++) {
+			const struct view_seg *g = &s.v[i];
+
+			for (uint64_t done = 0; done < g->len;) {
+				struct fuse_buf *b = &bv->buf[k++];
+				uint64_t n = g->len - done;
+
+				memset(b, 0, sizeof *b);
+				if (g->kind == VIEW_DISK) {
+					b->flags = FUSE_BUF_IS_FD |
+						   FUSE_BUF_FD_SEEK;
+					b->fd = f->d->data_fd;
+					b->pos = (off_t)g->disk_off;
+				} else if (g->kind == VIEW_META) {
+					f->view.ops->meta(&f->view, pos,
+							  meta + m, n);
+					b->mem = meta + m;
+					m += n;
+				} else {
+					n = FERRY_MIN(n, sizeof zero_page);
+					b->mem = (void *)zero_page;
+				}
+				b->size = n;
+				done += n;
+				pos += n;
+			}
+		}
+		bv->count = k;
+		fuse_reply_data(req, bv, 0);
+	}
+	if (s.v != s.small)
+		free(s.v);
+	free(disk);
+	free(bv);
+	free(meta);
+	return r;
+}
+
 static void
 ferry_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	   struct fuse_file_info *fi)
 {
 	struct ferryfs *fs = fs_of(req);
-	struct fdisk *d;
+	struct vfile *f;
 	int r;
 
 	if (ino == INO_STATUS) {
@@ -361,33 +493,25 @@ ferry_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		free(copy);
 		return;
 	}
-	d = disk_of(fs, ino);
-	if (!d) {
+	f = file_of(fs, ino);
+	if (!f) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (off < 0 || (uint64_t)off >= d->info.size) {
+	if (off < 0 || (uint64_t)off >= f->view.size) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	size = (size_t)FERRY_MIN((uint64_t)size, d->info.size - (uint64_t)off);
+	size = (size_t)FERRY_MIN((uint64_t)size, f->view.size - (uint64_t)off);
 	/* Racy between threads of one open file, and harmless: it only
 	 * decides whether to read ahead. */
 	bool seq = __atomic_exchange_n(&of_of(fi)->next_off,
 				       (uint64_t)off + size,
 				       __ATOMIC_RELAXED) == (uint64_t)off;
 
-	r = fetch_ensure(fs, d, (uint64_t)off, size, seq);
-	if (r < 0) {
+	r = read_view(req, fs, f, (uint64_t)off, size, seq);
+	if (r < 0)
 		fuse_reply_err(req, r == -ECANCELED || r == -ENOMEM ? -r : EIO);
-		return;
-	}
-	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
-
-	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	buf.buf[0].fd = d->data_fd;
-	buf.buf[0].pos = off;
-	fuse_reply_data(req, &buf, 0);
 }
 
 static void
@@ -400,7 +524,7 @@ ferry_statfs(fuse_req_t req, fuse_ino_t ino)
 	(void)ino;
 	for (size_t i = 0; i < fs->ndisks; i++)
 		sv.f_blocks += (fs->disks[i].map.data_bytes + 4095) / 4096;
-	sv.f_files = fs->ndisks + 3;
+	sv.f_files = fs->nfiles + 3;
 	fuse_reply_statfs(req, &sv);
 }
 
