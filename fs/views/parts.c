@@ -203,18 +203,20 @@ scan_gpt_at(uint64_t size, unsigned lss, uint64_t lba, parts_read_fn read,
 		return r;
 	if (memcmp(h, "EFI PART", 8) != 0)
 		return fail(why, whylen, "no GPT header in sector %llu",
-			    (unsigned long long)lba);
+			    (unsigned long long)lba), -ENOENT;
 	hsize = le32(h + 12);
 	if (hsize < 92 || hsize > sizeof h)
-		return fail(why, whylen, "GPT header size %u", hsize);
+		return fail(why, whylen, "GPT header size %u", hsize),
+		       -EBADMSG;
 	crc = le32(h + 16);
 	memset(h + 16, 0, 4);
 	if (crc32(0, h, hsize) != crc)
 		return fail(why, whylen, "GPT header in sector %llu fails its "
-			    "CRC", (unsigned long long)lba);
+			    "CRC", (unsigned long long)lba), -EBADMSG;
 	if (le64(h + 24) != lba)
 		return fail(why, whylen, "GPT header in sector %llu names "
-			    "another sector", (unsigned long long)lba);
+			    "another sector", (unsigned long long)lba),
+		       -EBADMSG;
 	first_usable = le64(h + 40);
 	last_usable = le64(h + 48);
 	array = le64(h + 72);
@@ -236,9 +238,11 @@ scan_gpt_at(uint64_t size, unsigned lss, uint64_t lba, parts_read_fn read,
 	if (!ents)
 		return -ENOMEM;
 	r = read(ctx, array * lss, ents, (size_t)num * esize);
-	if (r == 0 && crc32(0, ents, num * esize) != le32(h + 88))
-		r = fail(why, whylen, "GPT entry array at sector %llu fails "
-			 "its CRC", (unsigned long long)array);
+	if (r == 0 && crc32(0, ents, num * esize) != le32(h + 88)) {
+		fail(why, whylen, "GPT entry array at sector %llu fails its "
+		     "CRC", (unsigned long long)array);
+		r = -EBADMSG;
+	}
 	snprintf(t->scheme, sizeof t->scheme, "gpt");
 	t->sector = lss;
 	for (uint32_t i = 0; r == 0 && i < num; i++) {
@@ -262,26 +266,42 @@ scan_gpt_at(uint64_t size, unsigned lss, uint64_t lba, parts_read_fn read,
 	return r;
 }
 
+/* The primary GPT header (sector 1) with 512- or 4096-byte sectors; if it
+ * or its array is damaged (signature present, CRC wrong), the backup in
+ * the last sector. A table whose checksums hold but whose contents do not
+ * is refused as it is: the backup is for damage, not for disagreement. */
 static int
 scan_gpt(uint64_t size, parts_read_fn read, void *ctx, struct part_table *t,
 	 char *why, size_t whylen)
 {
 	static const unsigned sizes[] = { 512, 4096 };
-	int r = -EINVAL;
+	char first[160] = "";
+	int r = -ENOENT;
 
-	for (size_t i = 0; i < 2 && r == -EINVAL; i++) {
+	for (size_t i = 0; i < 2 && r == -ENOENT; i++) {
 		unsigned lss = sizes[i];
 
 		if (size / lss < 3)
 			break;
 		t->n = 0;
 		r = scan_gpt_at(size, lss, 1, read, ctx, t, why, whylen);
-		if (r == -EINVAL && memcmp(why, "no GPT", 6) != 0) {
-			/* A damaged primary: the backup, in the last sector. */
+		if (i == 0)
+			snprintf(first, sizeof first, "%s", why);
+		if (r == -EBADMSG) {
+			snprintf(first, sizeof first, "%s", why);
 			t->n = 0;
 			r = scan_gpt_at(size, lss, size / lss - 1, read, ctx,
 					t, why, whylen);
+			if (r < 0) {
+				snprintf(why, whylen, "%s, and no usable "
+					 "backup", first);
+				r = -EINVAL;
+			}
 		}
+	}
+	if (r == -ENOENT) {
+		snprintf(why, whylen, "protective MBR but %s", first);
+		r = -EINVAL;
 	}
 	return r;
 }
