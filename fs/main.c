@@ -31,13 +31,22 @@ struct options {
 	int verbose;
 };
 
+enum { KEY_VIEWS = 1, KEY_VIEW_WORD };
+
 #define FERRY_OPT(t, p, v) { t, offsetof(struct options, p), v }
 
 static const struct fuse_opt ferry_opts[] = {
 	FERRY_OPT("chunk=%s", chunk, 0),
 	FERRY_OPT("cache=%s", cache, 0),
 	FERRY_OPT("cacert=%s", cacert, 0),
-	FERRY_OPT("views=%s", views, 0),
+	/* -o views=raw,qcow2: FUSE splits options at commas, so the words
+	 * after the first arrive as options of their own. */
+	FUSE_OPT_KEY("views=", KEY_VIEWS),
+	FUSE_OPT_KEY("raw", KEY_VIEW_WORD),
+	FUSE_OPT_KEY("qcow2", KEY_VIEW_WORD),
+	FUSE_OPT_KEY("vhd", KEY_VIEW_WORD),
+	FUSE_OPT_KEY("fixedvhd", KEY_VIEW_WORD),
+	FUSE_OPT_KEY("parts", KEY_VIEW_WORD),
 	FERRY_OPT("qcow2_cluster=%s", qcow2_cluster, 0),
 	FERRY_OPT("prefetch=%d", prefetch, 0),
 	FERRY_OPT("streams=%u", streams, 0),
@@ -91,6 +100,20 @@ opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 	struct options *o = data;
 
 	(void)outargs;
+	if (key == KEY_VIEWS || key == KEY_VIEW_WORD) {
+		const char *word = key == KEY_VIEWS ? arg + 6 : arg;
+		size_t n = o->views && key == KEY_VIEW_WORD ?
+			   strlen(o->views) : 0;
+		char *v = realloc(n ? o->views : NULL, n + strlen(word) + 2);
+
+		if (!v)
+			return -1;
+		if (!n)
+			free(o->views);
+		sprintf(v + n, "%s%s", n ? "," : "", word);
+		o->views = v;
+		return 0;
+	}
 	if (key == FUSE_OPT_KEY_NONOPT && !o->source) {
 		o->source = strdup(arg);
 		return 0;

@@ -10,6 +10,10 @@
  *   l2 ..              one L2 table per L1 entry that maps any data
  *   data ..            the allocated clusters, in disk order
  *
+ * The virtual size is the disk size rounded up to a sector: qemu counts
+ * whole sectors and would drop a partial last one (its own qcow2 creation
+ * rounds up the same way); the padding reads as zeros.
+ *
  * Every host cluster is used once, so every refcount is 1 and every L1 and
  * L2 entry carries QCOW_OFLAG_COPIED. The host cluster of disk cluster c is
  * data + rank(c) among allocated clusters; L2 tables likewise. Nothing is
@@ -85,7 +89,7 @@ qcow2_open(struct view *v)
 	q->cbits = cbits;
 	q->csize = 1ull << cbits;
 	q->per_l2 = q->csize / 8;
-	q->nclusters = div_up(v->p.size, q->csize);
+	q->nclusters = div_up((v->p.size + 511) / 512 * 512, q->csize);
 	q->l1_size = div_up(q->nclusters, q->per_l2);
 	if (q->l1_size > QCOW_MAX_L1_ENTRIES) {
 		qcow2_close(v);
@@ -159,7 +163,7 @@ qcow2_header(const struct view *v, uint8_t *hdr)
 	view_be32(hdr + 0, QCOW_MAGIC);
 	view_be32(hdr + 4, 3);				/* version */
 	view_be32(hdr + 20, q->cbits);
-	view_be64(hdr + 24, v->p.size);			/* virtual size */
+	view_be64(hdr + 24, (v->p.size + 511) / 512 * 512);	/* virtual size */
 	view_be32(hdr + 36, (uint32_t)q->l1_size);
 	view_be64(hdr + 40, q->l1 * q->csize);
 	view_be64(hdr + 48, q->rt * q->csize);

@@ -20,8 +20,8 @@ rd_be(const uint8_t *p, int n)
 	return v;
 }
 
-/* Decode qcow2 @img (@n bytes) into @out (@size bytes, the expected
- * virtual size). @return NULL, or what is wrong. */
+/* Decode qcow2 @img (@n bytes) into @out (@size bytes, the disk size; the
+ * image's virtual size is that rounded up to a sector). @return NULL, or what is wrong. */
 static inline const char *
 ref_qcow2_read(const uint8_t *img, uint64_t n, uint8_t *out, uint64_t size)
 {
@@ -34,8 +34,8 @@ ref_qcow2_read(const uint8_t *img, uint64_t n, uint8_t *out, uint64_t size)
 	if (rd_be(img + 20, 4) < 9 || rd_be(img + 20, 4) > 21)
 		return "bad cluster bits";
 	cs = 1ull << rd_be(img + 20, 4);
-	if (rd_be(img + 24, 8) != size)
-		return "virtual size differs";
+	if (rd_be(img + 24, 8) != (size + 511) / 512 * 512)
+		return "virtual size is not the disk's, rounded to a sector";
 	if (rd_be(img + 96, 4) != 4 || rd_be(img + 100, 4) < 104 ||
 	    rd_be(img + 72, 8) || rd_be(img + 8, 8) || rd_be(img + 32, 4))
 		return "unexpected header fields";

@@ -163,6 +163,7 @@ test_qcow2_straddle(void)
 	setup(size, e, 2);
 	CHECK(open_view(&view_qcow2_ops, 16) == 0);
 	CHECK_EQ_U64(v.size, 8 * 64 * K);
+	CHECK_EQ_U64(meta64(24), 1 * M + 512);	/* rounded up to a sector */
 	CHECK_EQ_U64(meta64(64 * K), (4 * 64 * K) | COPIED);
 	CHECK_EQ_U64(meta64(4 * 64 * K + 0), (5 * 64 * K) | COPIED);
 	CHECK_EQ_U64(meta64(4 * 64 * K + 8), (6 * 64 * K) | COPIED);

@@ -1,0 +1,158 @@
+#!/bin/bash
+# Image views over a real mount: NAME.qcow2, NAME.vhd, NAME.fixed.vhd and
+# NAME.pN.raw are images of the exported disks that qemu-img and libyal's
+# tools accept and that hold the same bytes; metadata reads fetch nothing;
+# the bytes are the same however and whenever they are read; partition
+# views hold filesystems debugfs can read; a hostile partition table gives
+# no partition views and a log line.
+. "$(dirname "$0")/functions.sh"
+requires qemu-img qcowinfo vhdiinfo sgdisk sfdisk mkfs.ext4 debugfs jq sha256sum
+
+M=$((1024 * 1024))
+
+# An ext4 image holding /etc/hostname = $2, of $3 MiB.
+make_fs() {
+	rm -rf "$T/root" && mkdir -p "$T/root/etc" && echo "$2" > "$T/root/etc/hostname"
+	rm -f "$1" && truncate -s $(($3 * M)) "$1"
+	mkfs.ext4 -q -d "$T/root" "$1" || fail "mkfs.ext4 -d"
+}
+
+# GPT: p1 ext4 (40 MiB at 1 MiB), p2 empty (8 MiB).
+truncate -s $((64 * M)) "$T/gpt.raw"
+sgdisk -n 1:2048:+40M -t 1:8300 -n 2:0:+8M "$T/gpt.raw" >/dev/null || fail sgdisk
+make_fs "$T/p.img" ferry-gpt-host 16
+dd if="$T/p.img" of="$T/gpt.raw" bs=1M seek=1 conv=sparse,notrunc status=none
+
+# MBR: p1 primary, p2 extended holding p5 (ext4) and p6.
+truncate -s $((64 * M)) "$T/mbr.raw"
+printf 'label: dos\np1 : start=2048, size=20M, type=83\np2 : start=24M, size=38M, type=5\np5 : size=20M, type=83\np6 : size=10M, type=7\n' |
+	sfdisk -q "$T/mbr.raw" >/dev/null || fail sfdisk
+P5=$(sfdisk -J "$T/mbr.raw" | jq '.partitiontable.partitions[] | select(.node | endswith("5")) | .start')
+make_fs "$T/p.img" ferry-mbr-logical 12
+dd if="$T/p.img" of="$T/mbr.raw" bs=512 seek="$P5" conv=sparse,notrunc status=none
+
+# Mixed data and holes, a size that is not a multiple of 512.
+make_disk "$T/mixed.raw"
+
+# Hostile: an MBR whose partition ends past the disk.
+truncate -s $((8 * M)) "$T/bad.raw"
+printf 'label: dos\nstart=2048, size=4M, type=83\n' | sfdisk -q "$T/bad.raw" >/dev/null
+printf '\xff\xff\x00\x00' | dd of="$T/bad.raw" bs=1 seek=$((446 + 12)) conv=notrunc status=none
+
+start_export gpt="$T/gpt.raw" mbr="$T/mbr.raw" mixed="$T/mixed.raw" bad="$T/bad.raw"
+MNT="$T/mnt"
+mount_ferry "$URL" "$MNT" "cache=$T/cache,prefetch=0"
+
+# The listing and status.json agree, and show what is expected.
+ls "$MNT" | sort > "$T/ls"
+jq -r '.disks[].views[].name' "$MNT/.ferry/status.json" | sort > "$T/status-names"
+cmp -s "$T/ls" "$T/status-names" || fail "listing and status.json differ: $(diff "$T/ls" "$T/status-names")"
+for f in gpt.raw gpt.qcow2 gpt.vhd gpt.fixed.vhd gpt.p1.raw gpt.p2.raw \
+	 mbr.p1.raw mbr.p5.raw mbr.p6.raw mixed.qcow2 bad.raw bad.qcow2; do
+	grep -qx "$f" "$T/ls" || fail "$f missing: $(cat "$T/ls")"
+done
+grep -q '^mbr.p2' "$T/ls" && fail "the extended partition itself is shown"
+grep -q '^mixed.p' "$T/ls" && fail "partition views for a disk without a table"
+grep -q '^bad.p' "$T/ls" && fail "partition views from a hostile table"
+grep -q "bad: no partition views: MBR partition 1 is outside the disk" "$T/ferryfs.log" ||
+	fail "no log line for the hostile table"
+[ "$(status "$MNT" gpt partition_table)" = gpt ] || fail "gpt table type"
+[ "$(status "$MNT" mbr partition_table)" = mbr ] || fail "mbr table type"
+[ "$(status "$MNT" mixed partition_table)" = null ] || fail "mixed table type"
+ok "listing: $(tr '\n' ' ' < "$T/ls")"
+
+# Reading the images' metadata fetches nothing.
+before=$(jq '[.disks[].bytes_received] | add' "$MNT/.ferry/status.json")
+for d in gpt mixed; do
+	qemu-img info "$MNT/$d.qcow2" >/dev/null || fail "qemu-img info $d.qcow2"
+	qemu-img info -f vpc "$MNT/$d.vhd" >/dev/null || fail "qemu-img info $d.vhd"
+	qcowinfo "$MNT/$d.qcow2" > "$T/qcowinfo" || fail "qcowinfo $d.qcow2"
+	vhdiinfo "$MNT/$d.vhd" > "$T/vhdiinfo" || fail "vhdiinfo $d.vhd"
+	vhdiinfo "$MNT/$d.fixed.vhd" >/dev/null || fail "vhdiinfo $d.fixed.vhd"
+	head -c 65536 "$MNT/$d.qcow2" >/dev/null
+	tail -c 512 "$MNT/$d.fixed.vhd" >/dev/null
+done
+after=$(jq '[.disks[].bytes_received] | add' "$MNT/.ferry/status.json")
+[ "$before" = "$after" ] || fail "metadata reads fetched $((after - before)) bytes"
+grep -q "Media size.*(67108864 bytes)" "$T/qcowinfo" && fail "qcowinfo on mixed shows gpt's size"
+ok "metadata of qcow2 and VHD views read with no fetch ($after bytes received at mount, for partition tables)"
+
+# Sizes: qemu, qcowinfo and vhdiinfo read back exactly the disk size.
+for v in "qcow2 qcow2" "vhd vpc" "fixed.vhd vpc"; do
+	set -- $v
+	got=$(qemu-img info -f "$2" --output=json "$MNT/gpt.$1" | jq '."virtual-size"')
+	[ "$got" = $((64 * M)) ] || fail "qemu-img reads gpt.$1 as $got bytes"
+done
+grep -q "Media size.*(67108864 bytes)" <<<"$(qcowinfo "$MNT/gpt.qcow2")" || fail "qcowinfo size"
+grep -q "Media size.*(67108864 bytes)" <<<"$(vhdiinfo "$MNT/gpt.vhd")" || fail "vhdiinfo size"
+grep -q "Disk type.*Fixed" <<<"$(vhdiinfo "$MNT/gpt.fixed.vhd")" || fail "vhdiinfo fixed"
+ok "qemu-img, qcowinfo and vhdiinfo read the disk size exactly"
+
+# Only allocated clusters and blocks are stored.
+alloc=$(status "$MNT" mixed allocated)
+qsize=$(stat -c %s "$MNT/mixed.qcow2")
+vsize=$(stat -c %s "$MNT/mixed.vhd")
+[ "$qsize" -lt $((alloc + 8 * M)) ] || fail "mixed.qcow2 is $qsize bytes for $alloc allocated"
+[ "$vsize" -lt $((alloc + 16 * M)) ] || fail "mixed.vhd is $vsize bytes for $alloc allocated"
+ok "mixed: $alloc allocated, qcow2 view $qsize, VHD view $vsize bytes"
+
+# The images are valid and hold the source's bytes.
+for d in gpt mixed; do
+	qemu-img check "$MNT/$d.qcow2" > "$T/check" 2>&1 || fail "qemu-img check $d.qcow2: $(cat "$T/check")"
+	grep -q "No errors were found" "$T/check" || fail "qemu-img check $d.qcow2: $(cat "$T/check")"
+	qemu-img compare -f raw -F qcow2 "$T/$d.raw" "$MNT/$d.qcow2" >/dev/null || fail "$d.qcow2 differs"
+	qemu-img compare -f raw -F vpc "$T/$d.raw" "$MNT/$d.vhd" >/dev/null || fail "$d.vhd differs"
+	qemu-img compare -f raw -F vpc "$T/$d.raw" "$MNT/$d.fixed.vhd" >/dev/null || fail "$d.fixed.vhd differs"
+done
+ok "qemu-img check is clean; qcow2, VHD and fixed VHD views equal the source"
+
+# qemu-img convert from each view gives the disk back.
+for v in "qcow2 qcow2" "vhd vpc" "fixed.vhd vpc" "raw raw"; do
+	set -- $v
+	qemu-img convert -f "$2" -O qcow2 "$MNT/mixed.$1" "$T/out.qcow2" || fail "convert from mixed.$1"
+	qemu-img compare -f raw -F qcow2 "$T/mixed.raw" "$T/out.qcow2" >/dev/null || fail "convert from mixed.$1 differs"
+done
+rm -f "$T/out.qcow2"
+ok "qemu-img convert from every view"
+
+# Partition views: exact sizes and bytes, and filesystems debugfs reads.
+[ "$(stat -c %s "$MNT/gpt.p1.raw")" = $((40 * M)) ] || fail "gpt.p1.raw size"
+cmp <(dd if="$T/gpt.raw" bs=1M skip=1 count=40 status=none) "$MNT/gpt.p1.raw" || fail "gpt.p1.raw bytes"
+[ "$(debugfs -R 'cat /etc/hostname' "$MNT/gpt.p1.raw" 2>/dev/null)" = ferry-gpt-host ] || fail "debugfs on gpt.p1.raw"
+[ "$(stat -c %s "$MNT/mbr.p5.raw")" = $((20 * M)) ] || fail "mbr.p5.raw size"
+[ "$(debugfs -R 'cat /etc/hostname' "$MNT/mbr.p5.raw" 2>/dev/null)" = ferry-mbr-logical ] || fail "debugfs on mbr.p5.raw"
+ok "debugfs reads /etc/hostname from gpt.p1.raw and the logical mbr.p5.raw"
+
+# The same bytes however the file is read: in parallel pieces, and after
+# a remount.
+SUM=$(sha256sum < "$MNT/mixed.qcow2")
+n=$(stat -c %s "$MNT/mixed.qcow2")
+pieces=()
+for i in 0 1 2 3; do
+	dd if="$MNT/mixed.qcow2" of="$T/piece$i" bs=64K skip=$((i * n / 4 / 65536)) \
+		count=$(((i + 1) * n / 4 / 65536 - i * n / 4 / 65536)) status=none &
+	pieces+=($!)
+done
+dd if="$MNT/mixed.qcow2" of="$T/piece4" bs=64K skip=$((n / 65536)) status=none
+for p in "${pieces[@]}"; do wait "$p" || fail "parallel read"; done
+[ "$(cat "$T"/piece[0-4] | sha256sum)" = "$SUM" ] || fail "parallel pieces differ"
+rm -f "$T"/piece*
+unmount_ferry "$MNT"
+mount_ferry "$URL" "$MNT" "cache=$T/cache,prefetch=0"
+[ "$(sha256sum < "$MNT/mixed.qcow2")" = "$SUM" ] || fail "mixed.qcow2 changed across a remount"
+ok "mixed.qcow2 reads the same in parallel pieces and after a remount"
+unmount_ferry "$MNT"
+
+# -o views= and -o qcow2_cluster=.
+mount_ferry "$URL" "$MNT" "cache=$T/cache,views=qcow2,vhd,qcow2_cluster=2M"
+[ "$(ls "$MNT" | tr '\n' ' ')" = "bad.qcow2 bad.vhd gpt.qcow2 gpt.vhd mbr.qcow2 mbr.vhd mixed.qcow2 mixed.vhd " ] ||
+	fail "views=qcow2,vhd shows $(ls "$MNT")"
+[ "$(jq '[.disks[].views[]] | length' "$MNT/.ferry/status.json")" = 8 ] || fail "status views for views=qcow2,vhd"
+qemu-img info --output=json "$MNT/mixed.qcow2" | jq -e '."cluster-size" == 2097152' >/dev/null || fail "cluster size"
+qemu-img check "$MNT/mixed.qcow2" >/dev/null || fail "qemu-img check with 2M clusters"
+qemu-img compare -f raw -F qcow2 "$T/mixed.raw" "$MNT/mixed.qcow2" >/dev/null || fail "2M clusters differ"
+unmount_ferry "$MNT"
+ok "views=qcow2,vhd with qcow2_cluster=2M"
+
+expect_refused "$URL" "cache=$T/cache,views=isofs" "unknown view .isofs."
+expect_refused "$URL" "cache=$T/cache,qcow2_cluster=3000" "power of 2"
