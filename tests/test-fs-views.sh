@@ -61,6 +61,13 @@ grep -q "bad: no partition views: MBR partition 1 is outside the disk" "$T/ferry
 [ "$(status "$MNT" mixed partition_table)" = null ] || fail "mixed table type"
 ok "listing: $(tr '\n' ' ' < "$T/ls")"
 
+# Without hydration, the mount read only the first chunk of each disk
+# (1 MiB, the default), for its partition table.
+for d in gpt mbr mixed bad; do
+	got=$(status "$MNT" "$d" bytes_received)
+	[ "$got" -le $M ] || fail "$d: $got bytes fetched at mount"
+done
+
 # Reading the images' metadata fetches nothing.
 before=$(jq '[.disks[].bytes_received] | add' "$MNT/.ferry/status.json")
 for d in gpt mixed; do

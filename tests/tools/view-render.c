@@ -99,6 +99,7 @@ main(int argc, char **argv)
 	       (unsigned long long)v.allocated);
 	view_close(&v);
 	ferry_extents_free(&map);
+	free(buf);
 	close(out);
 	return 0;
 }
