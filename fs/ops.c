@@ -514,6 +514,36 @@ ferry_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, r == -ECANCELED || r == -ENOMEM ? -r : EIO);
 }
 
+/* SEEK_DATA / SEEK_HOLE, so tools that look for holes (cp --sparse,
+ * qemu-img's block status on a raw file) skip them instead of reading
+ * zeros. No fetch: the answer comes from the map. */
+static void
+ferry_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+	    struct fuse_file_info *fi)
+{
+	struct vfile *f = file_of(fs_of(req), ino);
+	int64_t r;
+
+	(void)fi;
+	if (!f) {
+		fuse_reply_err(req, ino == INO_STATUS ? EOPNOTSUPP : ENOENT);
+		return;
+	}
+	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (off < 0 || (uint64_t)off >= f->view.size) {
+		fuse_reply_err(req, ENXIO);
+		return;
+	}
+	r = view_seek(&f->view, (uint64_t)off, whence == SEEK_DATA);
+	if (r < 0)
+		fuse_reply_err(req, (int)-r);
+	else
+		fuse_reply_lseek(req, (off_t)r);
+}
+
 static void
 ferry_statfs(fuse_req_t req, fuse_ino_t ino)
 {
@@ -549,4 +579,5 @@ const struct fuse_lowlevel_ops ferryfs_ops = {
 	.release = ferry_release,
 	.read = ferry_read,
 	.statfs = ferry_statfs,
+	.lseek = ferry_lseek,
 };

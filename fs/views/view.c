@@ -68,6 +68,42 @@ view_render(const struct view *v, uint64_t off, size_t len, uint8_t *buf,
 	return done;
 }
 
+int64_t
+view_seek(const struct view *v, uint64_t off, bool data)
+{
+	const struct ferry_extents *m = v->p.map;
+	uint64_t pos = off;
+
+	while (pos < v->size) {
+		struct view_seg s;
+		uint64_t d, end;
+		size_t i;
+
+		view_map(v, pos, UINT64_MAX, &s);
+		if (s.kind != VIEW_DISK) {
+			if ((s.kind == VIEW_META) == data)
+				return (int64_t)pos;
+			pos += s.len;
+			continue;
+		}
+		d = s.disk_off;
+		end = d + s.len;
+		i = ferry_extents_find(m, d);
+		if (data && i < m->n && m->v[i].off < end)
+			return (int64_t)(pos + (m->v[i].off > d ?
+						m->v[i].off - d : 0));
+		if (!data) {
+			if (i == m->n || m->v[i].off > d)
+				return (int64_t)pos;	/* d is in a hole */
+			if (m->v[i].off + m->v[i].len < end)
+				return (int64_t)(pos + m->v[i].off +
+						 m->v[i].len - d);
+		}
+		pos += s.len;
+	}
+	return data ? -ENXIO : (int64_t)v->size;
+}
+
 void
 view_fill_table(const struct view *v, uint64_t off, uint8_t *buf, size_t len,
 		unsigned width, uint64_t (*entry)(const struct view *v,

@@ -87,6 +87,14 @@ void view_map(const struct view *v, uint64_t off, uint64_t len,
 size_t view_render(const struct view *v, uint64_t off, size_t len,
 		   uint8_t *buf, const uint8_t *disk);
 
+/*! view_seek() :
+ * lseek(2) SEEK_DATA (@data) or SEEK_HOLE in the presented file, from
+ * @off (< v->size): metadata is data, zeros are holes, and disk ranges are
+ * what the disk's map says. So cp --sparse and qemu-img skip holes in any
+ * view, as they would in a sparse file.
+ * @return the offset, or -ENXIO (no data after @off). */
+int64_t view_seek(const struct view *v, uint64_t off, bool data);
+
 /* Granule runs: the allocation map seen at a coarser granularity (qcow2
  * clusters, VHD blocks, qcow2 L2 tables). A granule is allocated if any
  * byte of it is data. Stored as runs of allocated granules with the count

@@ -330,6 +330,46 @@ test_slice(void)
 }
 
 static void
+test_seek(void)
+{
+	struct view_params p;
+	uint64_t e[] = { 1 * M, 100, 3 * M, 64 * K };
+
+	setup(4 * M, e, 2);
+	p = (struct view_params){ .size = 4 * M, .map = &map };
+	CHECK(view_open(&v, &view_raw_ops, &p) == 0);
+	CHECK(view_seek(&v, 0, true) == (int64_t)(1 * M));
+	CHECK(view_seek(&v, 0, false) == 0);
+	CHECK(view_seek(&v, 1 * M + 10, false) == (int64_t)(1 * M + 100));
+	CHECK(view_seek(&v, 1 * M + 100, true) == (int64_t)(3 * M));
+	CHECK(view_seek(&v, 3 * M + 64 * K, true) == -ENXIO);
+	CHECK(view_seek(&v, 3 * M + 5, false) == (int64_t)(3 * M + 64 * K));
+	view_close(&v);
+	/* A slice starting inside data. */
+	p.slice_off = 1 * M + 50;
+	p.slice_len = 3 * M - 50;
+	CHECK(view_open(&v, &view_raw_ops, &p) == 0);
+	CHECK(view_seek(&v, 0, true) == 0);
+	CHECK(view_seek(&v, 0, false) == 50);
+	CHECK(view_seek(&v, 50, true) == (int64_t)(2 * M - 50));
+	view_close(&v);
+	/* qcow2: metadata is data; holes inside stored clusters too. */
+	CHECK(open_view(&view_qcow2_ops, 16) == 0);
+	CHECK(view_seek(&v, 0, true) == 0);
+	/* header, L1, refcount table and block, one L2; then clusters
+	 * 16 (1 MiB) and 48 (3 MiB) */
+	CHECK(view_seek(&v, 0, false) == (int64_t)(5 * 64 * K + 100));
+	CHECK(view_seek(&v, 5 * 64 * K + 100, true) == (int64_t)(6 * 64 * K));
+	CHECK(view_seek(&v, 6 * 64 * K, false) == (int64_t)(7 * 64 * K));
+	view_close(&v);
+	/* fixed VHD: the footer is data. */
+	CHECK(open_view(&view_fixedvhd_ops, 0) == 0);
+	CHECK(view_seek(&v, 3 * M + 64 * K, true) == (int64_t)(4 * M));
+	CHECK(view_seek(&v, 4 * M, false) == (int64_t)(4 * M + 512));
+	view_close(&v);
+}
+
+static void
 test_granules(void)
 {
 	struct granules g;
@@ -363,6 +403,7 @@ main(void)
 {
 	test_granules();
 	test_slice();
+	test_seek();
 	test_qcow2_empty();
 	test_qcow2_full();
 	test_qcow2_straddle();
