@@ -5,6 +5,7 @@
 #   3. export it with ferry-export on 127.0.0.1 (TLS, token, key pin)
 #   4. mount it with ferryfs (lazy fetch + background hydration)
 #   5. convert the mounted disk with qemu-img to qcow2 and verify it
+#   6. check the qcow2 and VHD views of the same disk with qemu-img
 # Everything lives in a temporary directory that is removed at the end
 # (FERRY_DEMO_KEEP=1 keeps it).
 set -eu
@@ -64,6 +65,12 @@ printf 'converted in %.2f s\n' "$(echo "$end - $start" | bc -l 2>/dev/null || ec
 say "verifying: qemu-img compare source vs qcow2, and the raw view"
 qemu-img compare -f raw -F qcow2 "$W/sample.img" "$W/sample.qcow2"
 cmp "$W/mnt/sample.raw" "$W/sample.img" && echo "raw view identical to the source"
+
+say "the image views: sample.qcow2 and sample.vhd are images of the disk, as files"
+qemu-img check "$W/mnt/sample.qcow2" | head -1
+qemu-img compare -f raw -F qcow2 "$W/sample.img" "$W/mnt/sample.qcow2"
+qemu-img compare -f raw -F vpc "$W/sample.img" "$W/mnt/sample.vhd"
+echo "sizes: raw $(stat -c %s "$W/mnt/sample.raw"), qcow2 view $(stat -c %s "$W/mnt/sample.qcow2"), VHD view $(stat -c %s "$W/mnt/sample.vhd") bytes"
 
 say "status (.ferry/status.json)"
 jq -c '.disks[] | {name, size, allocated, cached, bytes_received, state}' \
