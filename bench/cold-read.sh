@@ -9,27 +9,11 @@
 # Usage: bench/cold-read.sh [SIZE_MIB=1024] [RUNS=3]
 # Env: CACHE_BASE=DIR puts ferryfs caches there (default: a temp dir on
 # the same filesystem as TMPDIR); FERRY_BUILD=build dir.
-set -eu
-cd "$(dirname "$0")/.."
 SIZE_MIB=${1:-1024}
 RUNS=${2:-3}
-B=${FERRY_BUILD:-build}
-EXPORT=$B/tools/export/ferry-export
-FERRYFS=$B/fs/ferryfs
-[ -x "$EXPORT" ] && [ -x "$FERRYFS" ] || { echo "build first: meson setup $B && ninja -C $B" >&2; exit 1; }
-for c in curl jq dd fusermount3; do command -v $c >/dev/null || { echo "needs $c" >&2; exit 1; }; done
-
-W=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")
+. "$(dirname "$0")/lib.sh" curl jq dd
 CB=${CACHE_BASE:-$W}
-EPID= FPID=
-cleanup() {
-	mountpoint -q "$W/mnt" 2>/dev/null && fusermount3 -u "$W/mnt"
-	[ -n "$FPID" ] && wait "$FPID" 2>/dev/null || true
-	[ -n "$EPID" ] && kill "$EPID" 2>/dev/null && wait "$EPID" 2>/dev/null || true
-	rm -rf "$W" "$CB"/ferry-bench-cache.* 2>/dev/null || true
-}
-trap cleanup EXIT
-M=1048576
+bench_cleanup() { rm -rf "$CB"/ferry-bench-cache.*; }
 S=$((SIZE_MIB * M))
 
 # dense: all random. mixed: 50% random, 10% text, 10% written zeros, 30% hole.
@@ -48,7 +32,6 @@ URL=$(cat "$W/url")
 TOKEN=${URL#ferry://}; TOKEN=${TOKEN%%@*}
 HP=${URL#*@}; HP=${HP%%/*}
 
-median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 mbps() { awk -v b="$1" -v t="$2" 'BEGIN {printf "%.0f\n", b / t / 1e6}'; }
 
 curl_rate() {	# disk [file] -> MB/s; to /dev/null, or stored in the cache's

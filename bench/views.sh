@@ -8,28 +8,12 @@
 # Usage: bench/views.sh [SIZE_MIB=1024] [RUNS=3]
 # Env: OUT=DIR for the converted images (default /dev/shm, so the disk
 # that receives them is not what is measured); FERRY_BUILD=build dir.
-set -eu
-cd "$(dirname "$0")/.."
 SIZE_MIB=${1:-1024}
 RUNS=${2:-3}
-B=${FERRY_BUILD:-build}
-EXPORT=$B/tools/export/ferry-export
-FERRYFS=$B/fs/ferryfs
 OUT=${OUT:-/dev/shm}
-[ -x "$EXPORT" ] && [ -x "$FERRYFS" ] || { echo "build first: meson setup $B && ninja -C $B" >&2; exit 1; }
-for c in qemu-img jq fusermount3 python3; do command -v $c >/dev/null || { echo "needs $c" >&2; exit 1; }; done
-
-W=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")
+. "$(dirname "$0")/lib.sh" qemu-img jq python3 bc
 O=$(mktemp -d "$OUT/ferry-bench-out.XXXXXX")
-EPID= FPID=
-cleanup() {
-	mountpoint -q "$W/mnt" 2>/dev/null && fusermount3 -u "$W/mnt"
-	[ -n "$FPID" ] && wait "$FPID" 2>/dev/null || true
-	[ -n "$EPID" ] && kill "$EPID" 2>/dev/null && wait "$EPID" 2>/dev/null || true
-	rm -rf "$W" "$O"
-}
-trap cleanup EXIT
-M=1048576
+bench_cleanup() { rm -rf "$O"; }
 
 # Stripe i of 8 MiB: i%5 in {0,1} hole, 2 random, 3 text, 4 half random
 # half written zeros; a random 3 KiB sits 5 KiB before each hole so data
@@ -76,7 +60,6 @@ for f in raw qcow2 vhd fixed.vhd; do
 done
 echo
 
-median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 convert() {	# FORMAT FILE: seconds of one qemu-img convert -O qcow2
 	local t0 t1
 	rm -f "$O/out.qcow2"
