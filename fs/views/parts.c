@@ -201,22 +201,21 @@ scan_gpt_at(uint64_t size, unsigned lss, uint64_t lba, parts_read_fn read,
 	r = read(ctx, lba * lss, h, sizeof h);
 	if (r < 0)
 		return r;
-	if (memcmp(h, "EFI PART", 8) != 0)
-		return fail(why, whylen, "no GPT header in sector %llu",
-			    (unsigned long long)lba), -ENOENT;
+	if (memcmp(h, "EFI PART", 8) != 0) {
+		fail(why, whylen, "no GPT header in sector %llu",
+		     (unsigned long long)lba);
+		return -ENOENT;
+	}
+	/* Damage (-EBADMSG) sends the caller to the backup header. */
 	hsize = le32(h + 12);
-	if (hsize < 92 || hsize > sizeof h)
-		return fail(why, whylen, "GPT header size %u", hsize),
-		       -EBADMSG;
 	crc = le32(h + 16);
 	memset(h + 16, 0, 4);
-	if (crc32(0, h, hsize) != crc)
-		return fail(why, whylen, "GPT header in sector %llu fails its "
-			    "CRC", (unsigned long long)lba), -EBADMSG;
-	if (le64(h + 24) != lba)
-		return fail(why, whylen, "GPT header in sector %llu names "
-			    "another sector", (unsigned long long)lba),
-		       -EBADMSG;
+	if (hsize < 92 || hsize > sizeof h || crc32(0, h, hsize) != crc ||
+	    le64(h + 24) != lba) {
+		fail(why, whylen, "GPT header in sector %llu is damaged (size, "
+		     "CRC or own sector wrong)", (unsigned long long)lba);
+		return -EBADMSG;
+	}
 	first_usable = le64(h + 40);
 	last_usable = le64(h + 48);
 	array = le64(h + 72);
