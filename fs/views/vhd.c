@@ -1,9 +1,15 @@
 /* ferry — VHD views (Microsoft's "Virtual Hard Disk Image Format
  * Specification" 1.0).
  *
- * Dynamic:  footer copy | dynamic header | BAT | blocks | footer
+ * Dynamic:  footer copy | dynamic header | BAT | zeros | blocks | zeros |
+ *           footer
  *           Only blocks (2 MiB) holding data are stored, each as a sector
- *           bitmap (all present) and its data, in disk order.
+ *           bitmap (all present) and its data, in disk order. The first
+ *           block's data starts on a 1 MiB boundary: the kernel reads ahead
+ *           of a reader of the headers (128 KiB at most), and that must not
+ *           reach disk data, or reading metadata would fetch it. For the
+ *           same reason the footer starts a page: the kernel reads whole
+ *           pages, and the footer's must not hold the last block's data.
  * Fixed:    the disk | footer    (the form Azure takes)
  *
  * The size. A VHD has two: "current size" in the footer and the CHS
@@ -33,6 +39,8 @@
 /* qemu's VHD_MAX_SECTORS: the largest disk a dynamic VHD holds. */
 #define VHD_MAX_SIZE	(0xff000000ull * SECTOR)
 #define MAX_CHS		(65535ull * 16 * 255)
+#define DATA_ALIGN	(1u << 20)	/* of the first block's data */
+#define PAGE		4096u		/* of the dynamic VHD's footer */
 
 enum { VHD_FIXED = 2, VHD_DYNAMIC = 3 };
 
@@ -40,7 +48,9 @@ struct vhd {
 	bool fixed;
 	uint64_t vsize;		/* disk size rounded up to a sector */
 	uint64_t nblocks;	/* BAT entries */
-	uint64_t bat_end;	/* first block; BAT padded to a sector */
+	uint64_t bat_end;	/* BAT padded to a sector */
+	uint64_t first;		/* first block (its bitmap) */
+	uint64_t blocks_end;	/* after the last block */
 	struct granules blocks;	/* allocated blocks */
 	uint8_t footer[FOOTER];
 	uint8_t dyn[DYN_HEADER];
@@ -171,7 +181,11 @@ open_common(struct view *v, bool fixed)
 		return r;
 	}
 	make_dyn_header(h);
-	v->size = h->bat_end + h->blocks.total * (BITMAP + BLOCK) + FOOTER;
+	h->first = h->blocks.total ?
+		   (h->bat_end + BITMAP + DATA_ALIGN - 1) / DATA_ALIGN *
+		   DATA_ALIGN - BITMAP : h->bat_end;
+	h->blocks_end = h->first + h->blocks.total * (BITMAP + BLOCK);
+	v->size = (h->blocks_end + PAGE - 1) / PAGE * PAGE + FOOTER;
 	v->allocated = v->size;
 	return 0;
 }
@@ -224,13 +238,18 @@ vhd_map(const struct view *v, uint64_t off, struct view_seg *seg)
 		seg->len = h->bat_end - off;
 		return;
 	}
-	in = (off - h->bat_end) % (BITMAP + BLOCK);
+	if (off < h->first || off >= h->blocks_end) {
+		seg->kind = VIEW_ZERO;
+		seg->len = (off < h->first ? h->first : footer) - off;
+		return;
+	}
+	in = (off - h->first) % (BITMAP + BLOCK);
 	if (in < BITMAP) {
 		seg->kind = VIEW_META;
 		seg->len = BITMAP - in;
 		return;
 	}
-	b = granules_select(&h->blocks, (off - h->bat_end) / (BITMAP + BLOCK),
+	b = granules_select(&h->blocks, (off - h->first) / (BITMAP + BLOCK),
 			    &run);
 	disk_or_zero(v, b * BLOCK + in - BITMAP, BITMAP + BLOCK - in, seg);
 }
@@ -243,7 +262,7 @@ bat_entry(const struct view *v, uint64_t i)
 
 	if (i >= h->nblocks || !granules_rank(&h->blocks, i, &rank))
 		return UINT32_MAX;	/* unallocated; also the padding */
-	return (h->bat_end + rank * (BITMAP + BLOCK)) / SECTOR;
+	return (h->first + rank * (BITMAP + BLOCK)) / SECTOR;
 }
 
 static void
@@ -273,7 +292,7 @@ vhd_meta(const struct view *v, uint64_t off, uint8_t *buf, size_t len)
 		} else {
 			/* A sector bitmap: every sector of the block is
 			 * present (holes inside it read as zeros). */
-			uint64_t in = (off - h->bat_end) % (BITMAP + BLOCK);
+			uint64_t in = (off - h->first) % (BITMAP + BLOCK);
 
 			n = BITMAP - in < len ? (size_t)(BITMAP - in) : len;
 			memset(buf, 0xff, n);

@@ -234,7 +234,9 @@ test_vhd(void)
 
 	setup(size, e, 2);
 	CHECK(open_view(&view_vhd_ops, 0) == 0);
-	CHECK_EQ_U64(v.size, 2048 + 3 * blk + 512);
+	/* the first block's data on a 1 MiB boundary, the footer on a page */
+	/* blocks end at 7341056 = 1792 pages + 1024 */
+	CHECK_EQ_U64(v.size, 1 * M - 512 + 3 * blk + 3072 + 512);
 	footer = v.size - 512;
 	v.ops->meta(&v, footer, f, 512);
 	CHECK(memcmp(f, "conectix", 8) == 0);
@@ -248,24 +250,26 @@ test_vhd(void)
 	CHECK(memcmp(f + 68, "0123456789abcdef", 16) == 0);
 	CHECK_EQ_U64(meta64(512 + 16), 1536);		/* BAT offset */
 	CHECK_EQ_U64(meta32(512 + 28), 3);		/* entries */
-	CHECK_EQ_U64(meta32(1536), 4);
-	CHECK_EQ_U64(meta32(1540), 4 + 4097);
-	CHECK_EQ_U64(meta32(1544), 4 + 2 * 4097);
+	CHECK_EQ_U64(meta32(1536), 2047);
+	CHECK_EQ_U64(meta32(1540), 2047 + 4097);
+	CHECK_EQ_U64(meta32(1544), 2047 + 2 * 4097);
 	CHECK_EQ_U64(meta32(1548), 0xffffffff);		/* padding */
 	expect_seg(0, VIEW_META, 2048, 0);
-	expect_seg(2048, VIEW_META, 512, 0);
-	expect_seg(2560, VIEW_DISK, 2 * M, 0);
-	expect_seg(2048 + blk, VIEW_META, 512, 0);
-	expect_seg(2048 + 2 * blk + 512, VIEW_DISK, size - 4 * M, 4 * M);
-	expect_seg(2048 + 2 * blk + 512 + size - 4 * M, VIEW_ZERO,
+	expect_seg(2048, VIEW_ZERO, 1 * M - 512 - 2048, 0);
+	expect_seg(1 * M - 512, VIEW_META, 512, 0);
+	expect_seg(1 * M, VIEW_DISK, 2 * M, 0);
+	expect_seg(1 * M - 512 + blk, VIEW_META, 512, 0);
+	expect_seg(1 * M + 2 * blk, VIEW_DISK, size - 4 * M, 4 * M);
+	expect_seg(1 * M + 2 * blk + size - 4 * M, VIEW_ZERO,
 		   6 * M - size, 0);
+	expect_seg(1 * M - 512 + 3 * blk, VIEW_ZERO, 3072, 0);
 	expect_seg(footer, VIEW_META, 512, 0);
 	roundtrip(ref_vhd_read);
 	view_close(&v);
 
 	setup(3 * M, NULL, 0);
 	CHECK(open_view(&view_vhd_ops, 0) == 0);
-	CHECK_EQ_U64(v.size, 2048 + 512);
+	CHECK_EQ_U64(v.size, 4096 + 512);	/* footer on a page */
 	roundtrip(ref_vhd_read);
 	view_close(&v);
 
