@@ -30,10 +30,17 @@ struct ferry_disk_info {
 	char generation[128];	/* changes whenever the content may have */
 };
 
-/* Receives bytes at disk offset @off as they arrive. @return 0 or -errno
- * (which aborts the transfer and is returned by the read). */
-typedef int (*ferry_sink_fn)(void *arg, uint64_t off, const void *buf,
-			     size_t len);
+/* Where a transfer's bytes go. Each callback returns 0 or -errno, which
+ * aborts the transfer and is returned by the read. */
+struct ferry_sink {
+	/* Disk bytes at @off, in order, as they arrive (decoded). */
+	int (*data)(void *arg, uint64_t off, const void *buf, size_t len);
+	/* Optional: @n more bytes arrived on the wire, before decoding.
+	 * Called before the bytes are decoded, so it may sleep to hold the
+	 * transfer back (a bandwidth cap, yielding to other work). */
+	int (*wire)(void *arg, size_t n);
+	void *arg;
+};
 
 struct ferry_source;
 
@@ -56,7 +63,7 @@ struct ferry_backend {
 	 * backends implement this so received bytes go straight to their
 	 * destination. Without it, ferry_source_read() uses pread. */
 	int (*fetch)(struct ferry_source *src, unsigned disk, uint64_t off,
-		     uint64_t len, ferry_sink_fn sink, void *arg);
+		     uint64_t len, const struct ferry_sink *sink);
 
 	/* Room for per-chunk digests (integrity and incremental re-sync);
 	 * NULL while no backend provides them. */
@@ -77,7 +84,7 @@ struct ferry_source {
 /*! ferry_source_read() : stream [off, off+len) of @disk to @sink, through
  * the backend's fetch or, lacking it, pread in pieces. */
 int ferry_source_read(struct ferry_source *src, unsigned disk, uint64_t off,
-		      uint64_t len, ferry_sink_fn sink, void *arg);
+		      uint64_t len, const struct ferry_sink *sink);
 
 /*! ferry_source_close() : close and free @src (NULL is fine). */
 void ferry_source_close(struct ferry_source *src);
@@ -100,6 +107,7 @@ int ferry_file_open(const char *name, const char *path,
 struct ferry_http_opts {
 	const char *cacert;	/* PEM CA bundle for https:// URLs, or NULL
 				 * for the system's */
+	bool compress;		/* ask a ferry-export for zstd bodies */
 	bool verbose;
 };
 

@@ -7,6 +7,12 @@
  * decryption on one core, which on a 2-core transit host halves the rate).
  * Received bytes go straight to the caller's sink at their disk offset.
  *
+ * Compression: with opts->compress, range requests to a ferry-export carry
+ * "Accept-Encoding: zstd"; a body that comes back with "Content-Encoding:
+ * zstd" is a zstd stream of the asked range (frames per piece, raw frames
+ * for data that does not shrink), decoded here as it arrives. The sink's
+ * wire hook sees the bytes as they travelled, its data hook the disk bytes.
+ *
  * Authentication to a ferry-export: bearer token, and the server's public
  * key must match the pin from the connection string (the certificate is
  * self-signed, so the pin, not a CA, is what is trusted).
@@ -22,6 +28,7 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <zstd.h>
 
 #include "backends/backend.h"
 #include "common/connstr.h"
@@ -40,6 +47,7 @@ struct http_priv {
 	char *cacert;
 	char **disk_url;	/* per disk */
 	struct curl_slist *headers;
+	struct curl_slist *range_headers;	/* + Accept-Encoding */
 	bool verbose;
 
 	pthread_mutex_t lock;
@@ -55,9 +63,13 @@ struct xfer {
 	bool ranged;
 	uint64_t off, want, got;
 	bool range_ok;
-	ferry_sink_fn sink;
-	void *arg;
+	const struct ferry_sink *sink;
 	int sink_err;
+	/* Content-Encoding: zstd (decoded into @zbuf), or another coding we
+	 * cannot decode (@coding_bad). */
+	bool zstd, coding_bad, zstd_bad;
+	ZSTD_DCtx *dctx;
+	uint8_t *zbuf;
 	/* Collect mode: the body in memory (JSON). */
 	char *body;
 	size_t blen, bcap;
@@ -92,6 +104,18 @@ header_cb(char *line, size_t size, size_t n, void *arg)
 		x->status = sp ? strtol(sp + 1, NULL, 10) : 0;
 		x->cr_start = x->cr_total = -1;
 		x->etag[0] = '\0';
+		x->zstd = x->coding_bad = false;
+	} else if (strncasecmp(buf, "Content-Encoding:", 17) == 0) {
+		const char *v = buf + 17;
+		size_t vl;
+
+		while (*v == ' ')
+			v++;
+		vl = strcspn(v, " \r\n");
+		if (vl == 4 && strncasecmp(v, "zstd", 4) == 0)
+			x->zstd = true;
+		else if (!(vl == 8 && strncasecmp(v, "identity", 8) == 0))
+			x->coding_bad = true;
 	} else if (strncasecmp(buf, "Content-Range:", 14) == 0) {
 		const char *v = buf + 14;
 		long long a, b, t;
@@ -116,6 +140,43 @@ header_cb(char *line, size_t size, size_t n, void *arg)
 			 (int)strcspn(v, "\r\n"), v);
 	}
 	return len;
+}
+
+/* Decode a piece of a zstd body and hand the disk bytes to the sink. */
+static int
+zstd_write(struct xfer *x, const char *data, size_t len)
+{
+	ZSTD_inBuffer in = { data, len, 0 };
+
+	if (!x->dctx) {
+		x->dctx = ZSTD_createDCtx();
+		x->zbuf = malloc(ZSTD_DStreamOutSize());
+		if (!x->dctx || !x->zbuf) {
+			x->sink_err = -ENOMEM;
+			return -1;
+		}
+	}
+	while (in.pos < in.size) {
+		ZSTD_outBuffer out = { x->zbuf, ZSTD_DStreamOutSize(), 0 };
+		size_t rc = ZSTD_decompressStream(x->dctx, &out, &in);
+
+		if (ZSTD_isError(rc)) {
+			x->zstd_bad = true;
+			return -1;
+		}
+		if (out.pos > x->want - x->got) {
+			x->range_ok = false;
+			return -1;
+		}
+		if (out.pos == 0)
+			continue;
+		x->sink_err = x->sink->data(x->sink->arg, x->off + x->got,
+					    x->zbuf, out.pos);
+		if (x->sink_err < 0)
+			return -1;
+		x->got += out.pos;
+	}
+	return 0;
 }
 
 static size_t
@@ -148,15 +209,23 @@ write_cb(char *data, size_t size, size_t n, void *arg)
 	/* Range mode: only a 206 whose Content-Range starts where we asked
 	 * may be written; anything else (a 200 with the whole file, an error
 	 * page) is never taken for disk data. */
-	if (x->status != 206 || x->cr_start != (int64_t)(x->off)) {
+	if (x->status != 206 || x->cr_start != (int64_t)(x->off) ||
+	    x->coding_bad) {
 		x->range_ok = false;
 		return 0;
 	}
+	if (x->sink->wire) {
+		x->sink_err = x->sink->wire(x->sink->arg, len);
+		if (x->sink_err < 0)
+			return 0;
+	}
+	if (x->zstd)
+		return zstd_write(x, data, len) == 0 ? len : 0;
 	if (len > x->want - x->got) {
 		x->range_ok = false;
 		return 0;
 	}
-	x->sink_err = x->sink(x->arg, x->off + x->got, data, len);
+	x->sink_err = x->sink->data(x->sink->arg, x->off + x->got, data, len);
 	if (x->sink_err < 0)
 		return 0;
 	x->got += len;
@@ -189,7 +258,6 @@ handle_get(struct http_priv *p)
 	if (!h)
 		return NULL;
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, p->headers);
 	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 15L);
 	/* A stalled connection: under 1 byte/s for 30 s gives up (and is
@@ -263,6 +331,15 @@ http_error(struct http_priv *p, const char *url, CURLcode cc,
 		ferry_error("%s: TLS failed: %s", p->what, curlmsg);
 		return -EPROTO;
 	case CURLE_WRITE_ERROR:
+		if (x->zstd_bad) {
+			ferry_error("%s: corrupt zstd body (at %" PRIu64 ")",
+				    url, x->off + x->got);
+			return -EPROTO;
+		}
+		if (x->coding_bad) {
+			ferry_error("%s: unknown Content-Encoding", url);
+			return -EPROTO;
+		}
 		if (x->ranged && x->status == 200) {
 			ferry_error("%s: server ignored the Range request "
 				    "(HTTP 200)", url);
@@ -340,7 +417,14 @@ request(struct ferry_source *src, const char *url, struct xfer *x)
 	} else {
 		curl_easy_setopt(h, CURLOPT_RANGE, NULL);
 	}
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER,
+			 x->ranged && p->range_headers ? p->range_headers :
+			 p->headers);
 	cc = curl_easy_perform(h);
+	ZSTD_freeDCtx(x->dctx);
+	free(x->zbuf);
+	x->dctx = NULL;
+	x->zbuf = NULL;
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
 	if (cc == CURLE_OK && x->ranged && x->status == 206 &&
 	    x->got == x->want) {
@@ -364,15 +448,14 @@ request(struct ferry_source *src, const char *url, struct xfer *x)
 
 static int
 http_fetch(struct ferry_source *src, unsigned disk, uint64_t off,
-	   uint64_t len, ferry_sink_fn sink, void *arg)
+	   uint64_t len, const struct ferry_sink *sink)
 {
 	struct http_priv *p = src->priv;
 	int r = 0;
 
 	for (int attempt = 0; len > 0; attempt++) {
 		struct xfer x = {
-			.ranged = true, .off = off, .want = len,
-			.sink = sink, .arg = arg,
+			.ranged = true, .off = off, .want = len, .sink = sink,
 		};
 
 		r = request(src, p->disk_url[disk], &x);
@@ -408,8 +491,9 @@ http_pread(struct ferry_source *src, unsigned disk, void *buf, size_t len,
 	   uint64_t off)
 {
 	struct membuf m = { .buf = buf, .off = off };
+	struct ferry_sink sink = { .data = membuf_sink, .arg = &m };
 
-	return http_fetch(src, disk, off, len, membuf_sink, &m);
+	return http_fetch(src, disk, off, len, &sink);
 }
 
 static int
@@ -469,6 +553,7 @@ http_close(struct ferry_source *src)
 				free(p->disk_url[i]);
 		free(p->disk_url);
 		curl_slist_free_all(p->headers);
+		curl_slist_free_all(p->range_headers);
 		free(p->cacert);
 		pthread_mutex_destroy(&p->lock);
 		free(p);
@@ -591,9 +676,9 @@ probe_plain_url(struct ferry_source *src, const char *url)
 	 * an empty file answers 416 with "bytes * /0". */
 	char byte;
 	struct membuf m = { .buf = &byte, .off = 0 };
+	struct ferry_sink sink = { .data = membuf_sink, .arg = &m };
 
-	x.sink = membuf_sink;
-	x.arg = &m;
+	x.sink = &sink;
 	r = request(src, url, &x);
 	if (r == -ERANGE && x.cr_total == 0) {
 		r = 0;
@@ -609,6 +694,25 @@ probe_plain_url(struct ferry_source *src, const char *url)
 	snprintf(d->generation, sizeof d->generation, "%" PRIu64 "-%s",
 		 d->size, x.etag);
 	return 0;
+}
+
+/* @from plus @extra as a new list in @out. */
+static int
+copy_headers(const struct curl_slist *from, const char *extra,
+	     struct curl_slist **out)
+{
+	struct curl_slist *l = NULL, *n;
+
+	for (; from; from = from->next, l = n)
+		if (!(n = curl_slist_append(l, from->data)))
+			goto fail;
+	if (!(n = curl_slist_append(l, extra)))
+		goto fail;
+	*out = n;
+	return 0;
+fail:
+	curl_slist_free_all(l);
+	return -ENOMEM;
 }
 
 int
@@ -665,6 +769,14 @@ ferry_http_open(const char *spec, const struct ferry_http_opts *opts,
 			goto fail;
 		}
 		p->headers = h;
+		/* Only range requests ask for zstd: the JSON replies are
+		 * small, and the data is what benefits. */
+		if (opts && opts->compress) {
+			r = copy_headers(p->headers, "Accept-Encoding: zstd",
+					 &p->range_headers);
+			if (r < 0)
+				goto fail;
+		}
 		snprintf(src->id, sizeof src->id, "ferry:%s", p->base);
 		r = list_ferry_disks(src);
 	} else if (strncmp(spec, "https://", 8) == 0 ||

@@ -28,13 +28,13 @@ ferry_valid_disk_name(const char *name)
 
 int
 ferry_source_read(struct ferry_source *src, unsigned disk, uint64_t off,
-		  uint64_t len, ferry_sink_fn sink, void *arg)
+		  uint64_t len, const struct ferry_sink *sink)
 {
 	char *buf;
 	int r = 0;
 
 	if (src->ops->fetch)
-		return src->ops->fetch(src, disk, off, len, sink, arg);
+		return src->ops->fetch(src, disk, off, len, sink);
 
 	buf = malloc(FERRY_MIN(len, (uint64_t)READ_PIECE));
 	if (!buf)
@@ -47,8 +47,10 @@ ferry_source_read(struct ferry_source *src, unsigned disk, uint64_t off,
 			break;
 		}
 		r = src->ops->pread(src, disk, buf, n, off);
+		if (r == 0 && sink->wire)
+			r = sink->wire(sink->arg, n);
 		if (r == 0)
-			r = sink(arg, off, buf, n);
+			r = sink->data(sink->arg, off, buf, n);
 		off += n;
 		len -= n;
 	}

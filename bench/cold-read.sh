@@ -52,7 +52,7 @@ ferry_rate() {	# disk opts -> MB/s (bytes received go to $W/wire)
 	t0=$(date +%s.%N)
 	dd if="$W/mnt/$d.raw" of=/dev/null bs=1M status=none
 	t1=$(date +%s.%N)
-	jq --arg d "$d" '.disks[] | select(.name == $d) | .bytes_received' \
+	jq --arg d "$d" '.disks[] | select(.name == $d) | .data_bytes' \
 		"$W/mnt/.ferry/status.json" > "$W/wire"
 	fusermount3 -u "$W/mnt"
 	wait "$FPID"

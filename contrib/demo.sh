@@ -73,8 +73,8 @@ qemu-img compare -f raw -F vpc "$W/sample.img" "$W/mnt/sample.vhd"
 echo "sizes: raw $(stat -c %s "$W/mnt/sample.raw"), qcow2 view $(stat -c %s "$W/mnt/sample.qcow2"), VHD view $(stat -c %s "$W/mnt/sample.vhd") bytes"
 
 say "status (.ferry/status.json)"
-jq -c '.disks[] | {name, size, allocated, cached, bytes_received, state}' \
+jq -c '.disks[] | {name, size, allocated, cached, data_bytes, state}' \
 	"$W/mnt/.ferry/status.json"
 echo
-echo "only allocated bytes crossed the wire: $(jq '.disks[0].bytes_received' \
+echo "only allocated bytes crossed the wire: $(jq '.disks[0].data_bytes' \
 	"$W/mnt/.ferry/status.json") of $(stat -c %s "$W/sample.img") bytes"

@@ -2,7 +2,7 @@
  *
  *   main.c   options, start-up, mount
  *   cache.c  per-disk cache files: sparse data + crash-safe presence map
- *   fetch.c  chunk scheduler: demand reads first, readahead, hydration
+ *   fetch.c  transfer engine: demand reads first, readahead, hydration
  *   files.c  the files of the mount: views of each disk (views/)
  *   ops.c    FUSE low-level operations and .ferry/status.json
  */
@@ -19,6 +19,7 @@
 #include "backends/backend.h"
 #include "common/bitmap.h"
 #include "common/extents.h"
+#include "common/rate.h"
 #include "fs/views/view.h"
 
 struct fetch_job;
@@ -45,7 +46,8 @@ struct fdisk {
 
 	_Atomic uint64_t present_chunks; /* data chunks present */
 	_Atomic uint64_t cached;	/* data bytes present */
-	_Atomic uint64_t received;	/* HTTP body bytes received */
+	_Atomic uint64_t received;	/* disk bytes received (decoded) */
+	_Atomic uint64_t wire;		/* bytes as they travelled */
 	atomic_bool dirty;		/* presence changed since the flush */
 
 	pthread_mutex_t lock;		/* error, failing, rate */
@@ -87,6 +89,19 @@ struct sched {
 	struct fetch_queue ahead;	/* readahead */
 	struct fetch_job *inflight;	/* every job not yet done */
 	size_t rr;			/* next disk to hydrate */
+	/* Foreground (demand and readahead) jobs not yet done; hydration
+	 * pauses while there are any. Written under lock, read without. */
+	_Atomic unsigned fg_busy;
+	pthread_cond_t fg_idle;		/* fg_busy dropped to 0 */
+};
+
+/* Readahead state of one open file, in disk offsets. */
+struct fetch_ra {
+	pthread_mutex_t lock;
+	uint64_t next;		/* where a sequential read goes on */
+	uint64_t queued;	/* readahead queued up to here */
+	uint64_t mark;		/* reaching it queues the next window */
+	uint64_t window;	/* bytes; doubles while the reader keeps on */
 };
 
 /* One open file of the mount. The kernel may still owe RELEASEs when the
@@ -94,7 +109,7 @@ struct sched {
 struct open_file {
 	struct open_file *prev, *next;
 	char *text;		/* status.json: a snapshot per open */
-	uint64_t next_off;	/* disk: where a sequential read goes on */
+	struct fetch_ra ra;	/* disk files */
 };
 
 struct ferryfs {
@@ -106,8 +121,10 @@ struct ferryfs {
 	int lock_fd;
 	uint64_t chunk;
 	bool prefetch;
-	unsigned streams;
-	unsigned readahead;		/* chunks ahead of a reader */
+	bool compress;			/* ask for zstd on the wire */
+	unsigned streams;		/* foreground, and as many background */
+	uint64_t readahead;		/* bytes: the largest window */
+	struct ferry_bucket bucket;	/* -o bwlimit=, .ferry/control */
 	unsigned views;			/* VIEWS_* */
 	unsigned qcow2_cluster_bits;
 	struct vfile *files;
@@ -157,18 +174,22 @@ void fetch_stop(struct ferryfs *fs);
 /*! fetch_ensure() :
  * Make sure the data of [off, off+len) of @d is in the cache, fetching the
  * missing chunks that hold data (holes are never fetched) and waiting for
- * them. A @sequential reader (this read starts where its previous one
- * ended) also gets readahead of the next chunks, so a lone random read
- * fetches no more than its own chunks.
+ * them. With @ra (the reader's readahead state, or NULL), a sequential
+ * reader also gets readahead in a window that grows while it keeps on, so
+ * a lone random read fetches no more than its own chunks.
  * @return 0, or -errno of a failed fetch (the cache then claims nothing). */
 int fetch_ensure(struct ferryfs *fs, struct fdisk *d, uint64_t off,
-		 uint64_t len, bool sequential);
+		 uint64_t len, struct fetch_ra *ra);
 
 /*! fetch_ensure_v() : fetch_ensure() for @n disk ranges at once (the disk
  * ranges a view's read maps to): every missing chunk is queued before
  * waiting for any, and readahead follows the last range. */
 int fetch_ensure_v(struct ferryfs *fs, struct fdisk *d,
-		   const struct ferry_extent *rv, size_t n, bool sequential);
+		   const struct ferry_extent *rv, size_t n,
+		   struct fetch_ra *ra);
+
+void fetch_ra_init(struct fetch_ra *ra);
+void fetch_ra_destroy(struct fetch_ra *ra);
 
 /*! fetch_pread() : read disk bytes through the cache (fetching them).
  * @return 0 or -errno. */
@@ -200,6 +221,9 @@ void ops_free_open_files(struct ferryfs *fs);
 
 /*! status_render() : .ferry/status.json as a malloc'd string. */
 char *status_render(struct ferryfs *fs);
+
+/*! control_render() : .ferry/control as a malloc'd string. */
+char *control_render(struct ferryfs *fs);
 
 /*! disk_state() : "syncing", "complete" or "error". */
 const char *disk_state(struct fdisk *d);

@@ -1,10 +1,33 @@
-/* ferryfs — chunk scheduler.
+/* ferryfs — transfer engine: which chunks travel, when, on which stream.
  *
- * Workers (-o streams=N, one backend connection each) take jobs in strict
- * priority: chunks readers wait for, then readahead behind readers, then
- * background hydration of the next allocated chunk not yet cached (round
- * robin over disks). Hydration jobs are made only when a worker is idle, so
- * a demand read waits at most for the chunks already on the wire.
+ * Two sets of -o streams=N workers, each worker a thread with a keep-alive
+ * connection of its own (the http backend's handle pool):
+ *  - foreground workers fetch what readers need: first the chunks readers
+ *    wait for (demand), then readahead queued ahead of sequential readers;
+ *  - background workers hydrate the allocated chunks not yet cached, round
+ *    robin over the disks (-o prefetch=1).
+ * While any foreground work is queued or on the wire, background transfers
+ * pause inside their receive callback: the connection is simply not read,
+ * TCP holds the sender back, and the demand read has the link and the CPUs
+ * to itself. A pause longer than PAUSE_MAX gives the request up (its
+ * finished chunks stay), well before a server would time the connection
+ * out. A background run a reader waits for is never paused.
+ *
+ * Why threads with blocking easy handles rather than one curl multi handle:
+ * TLS is decrypted on the thread that reads the socket, so a multi handle
+ * puts every stream's decryption on one core; on a 2-core transit host that
+ * core is the limit. Blocking transfers also make yielding and the cap a
+ * plain sleep in the callback, with no unpause bookkeeping.
+ *
+ * A worker takes a run of adjacent chunks (one disk, one class) of up to
+ * REQ_MAX bytes and fetches each contiguous data range of the run with one
+ * request; holes inside never travel. Chunks complete one by one as the
+ * received bytes pass their last data byte, so a reader of the run's first
+ * chunk does not wait for the whole run.
+ *
+ * Readahead: each open file carries a window (struct fetch_ra) that starts
+ * at RA_START chunks and doubles, up to -o readahead=, each time a
+ * sequential reader comes within half a window of what is queued.
  *
  * Readers whose data is cached never take a lock: presence is an atomic
  * bitmap. The scheduler lock is held only to queue, pick or finish a job.
@@ -21,15 +44,31 @@
 #include "common/util.h"
 #include "fs/ferryfs.h"
 
+#define REQ_MAX (8u << 20)	/* bytes of one run, at least one chunk */
+#define RUN_MAX 64		/* chunks of one run */
+#define PAUSE_MAX 10.0		/* seconds a background transfer may wait */
+#define RA_START 4		/* chunks: the first readahead window */
+
 struct fetch_job {
 	struct fdisk *d;
 	uint64_t chunk;
+	bool fg;			/* demand or readahead */
 	struct fetch_queue *queue;	/* queued on, or NULL */
 	struct fetch_job *qnext, *qprev;
 	struct fetch_job *inext;	/* in sched.inflight */
 	bool done;
 	int err;
 	int waiters;
+};
+
+/* The chunks one worker fetches in one go. */
+struct run {
+	struct ferryfs *fs;
+	struct fdisk *d;
+	bool fg;
+	size_t n, next;			/* jobs; the first not yet done */
+	struct fetch_job *jobs[RUN_MAX];
+	uint64_t ends[RUN_MAX];		/* a job is done once bytes reach */
 };
 
 bool
@@ -70,8 +109,9 @@ q_remove(struct fetch_job *j)
 	j->qnext = j->qprev = NULL;
 }
 
+/* sched.lock held. */
 static struct fetch_job *
-job_new(struct sched *s, struct fdisk *d, uint64_t c)
+job_new(struct sched *s, struct fdisk *d, uint64_t c, bool fg)
 {
 	struct fetch_job *j = calloc(1, sizeof *j);
 
@@ -79,8 +119,11 @@ job_new(struct sched *s, struct fdisk *d, uint64_t c)
 		return NULL;
 	j->d = d;
 	j->chunk = c;
+	j->fg = fg;
 	j->inext = s->inflight;
 	s->inflight = j;
+	if (fg)
+		s->fg_busy++;
 	ferry_bitmap_set(&d->busy, c);
 	return j;
 }
@@ -94,74 +137,101 @@ job_find(struct sched *s, struct fdisk *d, uint64_t c)
 	return NULL;
 }
 
-/* Next job for a worker, or NULL; sched.lock held. */
-static struct fetch_job *
-job_next(struct ferryfs *fs)
+/* A chunk that holds data, is not cached and has no job yet. */
+static bool
+chunk_wanted(const struct fdisk *d, uint64_t c)
+{
+	return c < d->nchunks && !ferry_bitmap_test(&d->present, c) &&
+	       !ferry_bitmap_test(&d->busy, c) && fetch_chunk_has_data(d, c);
+}
+
+/* Where the last data byte of chunk @c ends (the chunk holds data). */
+static uint64_t
+chunk_data_end(const struct fdisk *d, uint64_t c)
+{
+	uint64_t end = FERRY_MIN((c + 1) * d->chunk, d->info.size);
+	size_t i = ferry_extents_find(&d->map, end - 1);
+
+	if (i < d->map.n && d->map.v[i].off < end)
+		return end;	/* an extent runs to the chunk's end */
+	/* Else the data ends in the extent before, inside the chunk. */
+	return i > 0 ? d->map.v[i - 1].off + d->map.v[i - 1].len : end;
+}
+
+static size_t
+run_limit(const struct fdisk *d)
+{
+	return (size_t)FERRY_MAX(1, FERRY_MIN((uint64_t)RUN_MAX,
+					      REQ_MAX / d->chunk));
+}
+
+static void
+run_add(struct run *r, struct fetch_job *j)
+{
+	r->ends[r->n] = chunk_data_end(r->d, j->chunk);
+	r->jobs[r->n++] = j;
+}
+
+/* A foreground run: the first queued job, demand before readahead, and
+ * the queued jobs for the chunks right after it. sched.lock held. */
+static bool
+run_fg(struct ferryfs *fs, struct run *r)
 {
 	struct sched *s = &fs->sched;
 	struct fetch_job *j = s->demand.head ? s->demand.head : s->ahead.head;
+	size_t max;
 
-	if (j) {
+	if (!j)
+		return false;
+	r->d = j->d;
+	max = run_limit(j->d);
+	q_remove(j);
+	run_add(r, j);
+	while (r->n < max) {
+		uint64_t c = j->chunk + 1;
+
+		if (c >= r->d->nchunks || !ferry_bitmap_test(&r->d->busy, c))
+			break;
+		j = job_find(s, r->d, c);
+		if (!j || !j->queue)
+			break;	/* on the wire already */
 		q_remove(j);
-		return j;
+		run_add(r, j);
 	}
-	if (!fs->prefetch)
-		return NULL;
+	return true;
+}
+
+/* A background run: the next chunks of a disk to hydrate. sched.lock
+ * held. */
+static bool
+run_bg(struct ferryfs *fs, struct run *r)
+{
+	struct sched *s = &fs->sched;
+
 	for (size_t i = 0; i < fs->ndisks; i++) {
 		size_t di = (s->rr + i) % fs->ndisks;
 		struct fdisk *d = &fs->disks[di];
+		size_t max = run_limit(d);
+		uint64_t c = d->hydrate_next;
 
-		for (uint64_t c = d->hydrate_next; c < d->nchunks; c++) {
-			if (ferry_bitmap_test(&d->present, c) ||
-			    ferry_bitmap_test(&d->busy, c) ||
-			    !fetch_chunk_has_data(d, c))
-				continue;
-			d->hydrate_next = c + 1;
-			s->rr = di + 1;
-			return job_new(s, d, c);
+		while (c < d->nchunks && !chunk_wanted(d, c))
+			c++;
+		d->hydrate_next = c;
+		if (c >= d->nchunks)
+			continue;
+		r->d = d;
+		for (; r->n < max && chunk_wanted(d, c); c++) {
+			struct fetch_job *j = job_new(s, d, c, false);
+
+			if (!j)
+				break;
+			run_add(r, j);
 		}
-		d->hydrate_next = d->nchunks;
+		d->hydrate_next = c;
+		s->rr = di + 1;
+		return r->n > 0;
 	}
-	return NULL;
-}
-
-static int
-sink_to_cache(void *arg, uint64_t off, const void *buf, size_t len)
-{
-	struct fdisk *d = arg;
-	int r;
-
-	d->received += len;
-	r = ferry_pwrite_all(d->data_fd, buf, len, off);
-	if (r < 0) {
-		errno = -r;
-		ferry_error("cache %s.data: write at %" PRIu64 ": %m",
-			    d->path, off);
-	}
-	return r;
-}
-
-/* Fetch the data ranges of chunk @c straight into the cache file. */
-static int
-fetch_chunk(struct ferryfs *fs, struct fdisk *d, uint64_t c)
-{
-	uint64_t start = c * d->chunk;
-	uint64_t end = FERRY_MIN(start + d->chunk, d->info.size);
-
-	for (size_t i = ferry_extents_find(&d->map, start); i < d->map.n; i++) {
-		const struct ferry_extent *e = &d->map.v[i];
-		uint64_t a = FERRY_MAX(e->off, start);
-		uint64_t b = FERRY_MIN(e->off + e->len, end);
-		int r;
-
-		if (e->off >= end)
-			break;
-		r = ferry_source_read(fs->src, d->idx, a, b - a, sink_to_cache,
-				      d);
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	return false;
 }
 
 /* sched.lock held. */
@@ -182,7 +252,7 @@ job_finish(struct ferryfs *fs, struct fetch_job *j, int err)
 	pthread_mutex_lock(&d->lock);
 	if (err == 0) {
 		d->failing = false;
-	} else if (err != -ECANCELED) {
+	} else if (err != -ECANCELED && err != -EAGAIN) {
 		const char *msg = ferry_last_error();
 
 		d->failing = true;
@@ -197,6 +267,10 @@ job_finish(struct ferryfs *fs, struct fetch_job *j, int err)
 			*pp = j->inext;
 			break;
 		}
+	if (j->fg && --s->fg_busy == 0) {
+		pthread_cond_broadcast(&s->fg_idle);
+		pthread_cond_broadcast(&s->work);	/* hydration may go */
+	}
 	j->done = true;
 	j->err = err;
 	if (j->waiters == 0)
@@ -204,31 +278,143 @@ job_finish(struct ferryfs *fs, struct fetch_job *j, int err)
 	pthread_cond_broadcast(&s->done);
 }
 
-static void *
-worker_main(void *arg)
+/* Finish the jobs of @r whose data has all arrived, now that the bytes
+ * before @pos are in the cache file. */
+static void
+run_progress(struct run *r, uint64_t pos)
 {
-	struct ferryfs *fs = arg;
+	struct sched *s = &r->fs->sched;
+
+	if (r->next >= r->n || pos < r->ends[r->next])
+		return;
+	pthread_mutex_lock(&s->lock);
+	while (r->next < r->n && pos >= r->ends[r->next])
+		job_finish(r->fs, r->jobs[r->next++], 0);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static int
+sink_data(void *arg, uint64_t off, const void *buf, size_t len)
+{
+	struct run *r = arg;
+	struct fdisk *d = r->d;
+	int e = ferry_pwrite_all(d->data_fd, buf, len, off);
+
+	if (e < 0) {
+		errno = -e;
+		ferry_error("cache %s.data: write at %" PRIu64 ": %m",
+			    d->path, off);
+		return e;
+	}
+	d->received += len;
+	run_progress(r, off + len);
+	return 0;
+}
+
+/* Does a reader wait for a job of @r? sched.lock held. */
+static bool
+run_awaited(const struct run *r)
+{
+	for (size_t i = r->next; i < r->n; i++)
+		if (r->jobs[i]->waiters > 0)
+			return true;
+	return false;
+}
+
+static int
+sink_wire(void *arg, size_t n)
+{
+	struct run *r = arg;
+	struct ferryfs *fs = r->fs;
+	struct sched *s = &fs->sched;
+
+	r->d->wire += n;
+	ferry_bucket_throttle(&fs->bucket, n, &fs->stop);
+	if (r->fg || s->fg_busy == 0)
+		return 0;
+	/* Background: yield while readers have work on the wire. */
+	double until = ferry_now() + PAUSE_MAX;
+	int e = 0;
+
+	pthread_mutex_lock(&s->lock);
+	while (s->fg_busy > 0 && !fs->stop && !run_awaited(r)) {
+		struct timespec ts;
+
+		if (ferry_now() >= until) {
+			e = -EAGAIN;	/* given up; comes back later */
+			break;
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&s->fg_idle, &s->lock, &ts);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return fs->stop ? -ECANCELED : e;
+}
+
+/* Fetch the data ranges of the run's chunks straight into the cache. */
+static int
+run_fetch(struct run *r)
+{
+	struct fdisk *d = r->d;
+	uint64_t start = r->jobs[0]->chunk * d->chunk;
+	uint64_t end = FERRY_MIN((r->jobs[r->n - 1]->chunk + 1) * d->chunk,
+				 d->info.size);
+	struct ferry_sink sink = { .data = sink_data, .wire = sink_wire,
+				   .arg = r };
+
+	for (size_t i = ferry_extents_find(&d->map, start); i < d->map.n; i++) {
+		const struct ferry_extent *e = &d->map.v[i];
+		uint64_t a = FERRY_MAX(e->off, start);
+		uint64_t b = FERRY_MIN(e->off + e->len, end);
+		int err;
+
+		if (e->off >= end)
+			break;
+		err = ferry_source_read(r->fs->src, d->idx, a, b - a, &sink);
+		if (err < 0)
+			return err;
+	}
+	return 0;
+}
+
+static void *
+worker_main(struct ferryfs *fs, bool fg)
+{
 	struct sched *s = &fs->sched;
 	unsigned backoff = 0;
 
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
-		struct fetch_job *j = NULL;
+		struct run r = { .fs = fs, .fg = fg };
 		bool demand;
 		int err;
 
-		while (!fs->stop && !(j = job_next(fs)))
+		while (!fs->stop &&
+		       !(fg ? run_fg(fs, &r) :
+			 fs->prefetch && s->fg_busy == 0 && run_bg(fs, &r)))
 			pthread_cond_wait(&s->work, &s->lock);
 		if (fs->stop)
 			break;
-		demand = j->waiters > 0;
+		demand = run_awaited(&r);
 		pthread_mutex_unlock(&s->lock);
 
-		err = fetch_chunk(fs, j->d, j->chunk);
+		err = run_fetch(&r);
 
 		pthread_mutex_lock(&s->lock);
-		job_finish(fs, j, err);
-		if (err == 0 || demand) {
+		if (err == 0 && r.next < r.n) {
+			ferry_error("%s: a transfer ended before chunk %" PRIu64
+				    "'s data", r.d->info.name,
+				    r.jobs[r.next]->chunk);
+			err = -EIO;
+		}
+		while (r.next < r.n)
+			job_finish(fs, r.jobs[r.next++], err);
+		if (err == 0 || err == -EAGAIN || demand) {
 			backoff = 0;
 			continue;
 		}
@@ -244,6 +430,18 @@ worker_main(void *arg)
 	return NULL;
 }
 
+static void *
+fg_main(void *arg)
+{
+	return worker_main(arg, true);
+}
+
+static void *
+bg_main(void *arg)
+{
+	return worker_main(arg, false);
+}
+
 static bool
 range_needs_fetch(const struct fdisk *d, uint64_t c, uint64_t off,
 		  uint64_t end)
@@ -253,24 +451,27 @@ range_needs_fetch(const struct fdisk *d, uint64_t c, uint64_t off,
 					 end - off) > 0;
 }
 
-/* Queue readahead for the chunks after @last; sched.lock held. */
+/* Queue readahead for the chunks of [from, to); sched.lock held. */
 static void
-queue_readahead(struct ferryfs *fs, struct fdisk *d, uint64_t last)
+queue_readahead(struct ferryfs *fs, struct fdisk *d, uint64_t from,
+		uint64_t to)
 {
-	for (uint64_t c = last + 1;
-	     c <= last + fs->readahead && c < d->nchunks; c++) {
+	uint64_t first, last;
+
+	if (!ferry_chunk_span(from, to - from, d->info.size, d->chunk, &first,
+			      &last))
+		return;
+	for (uint64_t c = first; c <= last; c++) {
 		struct fetch_job *j;
 
-		if (ferry_bitmap_test(&d->present, c) ||
-		    ferry_bitmap_test(&d->busy, c) ||
-		    !fetch_chunk_has_data(d, c))
+		if (!chunk_wanted(d, c))
 			continue;
-		j = job_new(&fs->sched, d, c);
+		j = job_new(&fs->sched, d, c, true);
 		if (!j)
 			return;
 		q_push(&fs->sched.ahead, j);
-		pthread_cond_signal(&fs->sched.work);
 	}
+	pthread_cond_broadcast(&fs->sched.work);
 }
 
 /* Queue (or join) a demand job for every chunk of [off, end) that holds
@@ -292,7 +493,7 @@ queue_demand(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t end,
 			continue;
 		j = ferry_bitmap_test(&d->busy, c) ? job_find(s, d, c) : NULL;
 		if (!j) {
-			j = job_new(s, d, c);
+			j = job_new(s, d, c, true);
 			if (!j)
 				return -ENOMEM;
 			q_push(&s->demand, j);
@@ -300,6 +501,10 @@ queue_demand(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t end,
 			/* Readahead a reader now needs: to the front. */
 			q_remove(j);
 			q_push(&s->demand, j);
+		} else if (!j->fg) {
+			/* A paused hydration run a reader now needs: wake
+			 * it (it never pauses while awaited). */
+			pthread_cond_broadcast(&s->fg_idle);
 		}	/* else queued as demand already, or on the wire */
 		j->waiters++;
 		jobs[(*n)++] = j;
@@ -307,13 +512,63 @@ queue_demand(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t end,
 	return 0;
 }
 
+/* Readahead for a read of disk bytes [a, b): which range to queue, if any.
+ * Like the kernel's: when a sequential reader reaches the start of the
+ * window queued last (the mark), the next window, twice as large up to
+ * the maximum, is queued after it. Updates @ra. */
+static bool
+ra_plan(struct ferryfs *fs, struct fdisk *d, struct fetch_ra *ra, uint64_t a,
+	uint64_t b, uint64_t *from, uint64_t *to)
+{
+	uint64_t max = fs->readahead;
+	bool go = false;
+
+	if (max == 0)
+		return false;
+	pthread_mutex_lock(&ra->lock);
+	/* Reads of one sequential reader may arrive a little out of order
+	 * (the kernel's readahead runs on several FUSE threads). */
+	if (ra->next != UINT64_MAX && a + ra->window >= ra->next &&
+	    a <= ra->next + ra->window) {
+		if (b >= ra->mark) {
+			*from = FERRY_MAX(ra->queued, b);
+			*to = FERRY_MIN(*from + ra->window, d->info.size);
+			ra->mark = *from;
+			ra->queued = FERRY_MAX(*to, *from);
+			ra->window = FERRY_MIN(ra->window * 2, max);
+			go = *to > *from;
+		}
+		ra->next = FERRY_MAX(ra->next, b);
+	} else {
+		/* A new reader, or a jump: start small again. */
+		ra->window = FERRY_MIN(RA_START * d->chunk, max);
+		ra->queued = ra->mark = ra->next = b;
+	}
+	pthread_mutex_unlock(&ra->lock);
+	return go;
+}
+
+void
+fetch_ra_init(struct fetch_ra *ra)
+{
+	pthread_mutex_init(&ra->lock, NULL);
+	ra->next = UINT64_MAX;
+	ra->queued = ra->mark = ra->window = 0;
+}
+
+void
+fetch_ra_destroy(struct fetch_ra *ra)
+{
+	pthread_mutex_destroy(&ra->lock);
+}
+
 int
 fetch_ensure_v(struct ferryfs *fs, struct fdisk *d,
-	       const struct ferry_extent *rv, size_t nr, bool sequential)
+	       const struct ferry_extent *rv, size_t nr, struct fetch_ra *ra)
 {
 	struct sched *s = &fs->sched;
 	struct fetch_job *small[16], **jobs = small;
-	uint64_t first, last = 0, need = 0;
+	uint64_t first, last, need = 0, ra_from = 0, ra_to = 0;
 	size_t n = 0;
 	bool ahead = false;
 	int r = 0;
@@ -329,12 +584,10 @@ fetch_ensure_v(struct ferryfs *fs, struct fdisk *d,
 			if (range_needs_fetch(d, c, off, end))
 				need++;
 	}
-	/* Keep readahead going while a reader moves through cached data:
-	 * look only at the farthest chunk of the window (one atomic load). */
-	if (sequential && nr && fs->readahead &&
-	    last + fs->readahead < d->nchunks &&
-	    !ferry_bitmap_test(&d->present, last + fs->readahead))
-		ahead = true;
+	if (ra && nr)
+		ahead = ra_plan(fs, d, ra, rv[0].off,
+				rv[nr - 1].off + rv[nr - 1].len, &ra_from,
+				&ra_to);
 	if (need == 0 && !ahead)
 		return 0;
 
@@ -356,7 +609,7 @@ fetch_ensure_v(struct ferryfs *fs, struct fdisk *d,
 	if (n)
 		pthread_cond_broadcast(&s->work);
 	if (ahead)
-		queue_readahead(fs, d, last);
+		queue_readahead(fs, d, ra_from, ra_to);
 	for (size_t i = 0; i < n; i++) {
 		struct fetch_job *j = jobs[i];
 
@@ -368,7 +621,7 @@ fetch_ensure_v(struct ferryfs *fs, struct fdisk *d,
 			continue;
 		}
 		if (j->err && !r)
-			r = j->err;
+			r = j->err == -EAGAIN ? -EIO : j->err;
 		if (--j->waiters == 0)
 			free(j);
 	}
@@ -380,18 +633,18 @@ fetch_ensure_v(struct ferryfs *fs, struct fdisk *d,
 
 int
 fetch_ensure(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t len,
-	     bool sequential)
+	     struct fetch_ra *ra)
 {
 	struct ferry_extent r = { off, len };
 
-	return fetch_ensure_v(fs, d, &r, 1, sequential);
+	return fetch_ensure_v(fs, d, &r, 1, ra);
 }
 
 int
 fetch_pread(struct ferryfs *fs, struct fdisk *d, void *buf, size_t len,
 	    uint64_t off)
 {
-	int r = fetch_ensure(fs, d, off, len, false);
+	int r = fetch_ensure(fs, d, off, len, NULL);
 
 	while (r == 0 && len) {
 		ssize_t k = pread(d->data_fd, buf, len, (off_t)off);
@@ -417,11 +670,15 @@ fetch_start(struct ferryfs *fs)
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->work, NULL);
 	pthread_cond_init(&s->done, NULL);
-	fs->workers = calloc(fs->streams, sizeof *fs->workers);
+	pthread_cond_init(&s->fg_idle, NULL);
+	fs->workers = calloc(2 * (size_t)fs->streams, sizeof *fs->workers);
 	if (!fs->workers)
 		return -ENOMEM;
-	for (unsigned i = 0; i < fs->streams; i++) {
-		if (pthread_create(&fs->workers[i], NULL, worker_main, fs)) {
+	for (unsigned i = 0; i < 2 * fs->streams; i++) {
+		bool fg = i < fs->streams;
+
+		if (pthread_create(&fs->workers[i], NULL,
+				   fg ? fg_main : bg_main, fs)) {
 			ferry_error("cannot start fetch worker %u", i);
 			return -EAGAIN;
 		}
@@ -439,6 +696,7 @@ fetch_stop(struct ferryfs *fs)
 	fs->stop = true;
 	pthread_cond_broadcast(&s->work);
 	pthread_cond_broadcast(&s->done);
+	pthread_cond_broadcast(&s->fg_idle);
 	pthread_mutex_unlock(&s->lock);
 	for (unsigned i = 0; i < fs->nworkers; i++)
 		pthread_join(fs->workers[i], NULL);

@@ -25,9 +25,11 @@ struct options {
 	char *cacert;
 	char *views;
 	char *qcow2_cluster;
+	char *readahead;
+	char *bwlimit;
 	int prefetch;
+	int compress;
 	unsigned streams;
-	int readahead;
 	int verbose;
 };
 
@@ -50,7 +52,9 @@ static const struct fuse_opt ferry_opts[] = {
 	FERRY_OPT("qcow2_cluster=%s", qcow2_cluster, 0),
 	FERRY_OPT("prefetch=%d", prefetch, 0),
 	FERRY_OPT("streams=%u", streams, 0),
-	FERRY_OPT("readahead=%d", readahead, 0),
+	FERRY_OPT("readahead=%s", readahead, 0),
+	FERRY_OPT("bwlimit=%s", bwlimit, 0),
+	FERRY_OPT("compress=%d", compress, 0),
 	FERRY_OPT("verbose", verbose, 1),
 	/* These may come in from /etc/fstab; they mean nothing here. */
 	FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
@@ -82,8 +86,18 @@ usage(const char *prog)
 "                       root, else ~/.cache/ferry/ID; ID from the source)\n"
 "  -o prefetch=0|1      background hydration of every allocated chunk\n"
 "                       (default 1)\n"
-"  -o streams=N         parallel connections (default 4)\n"
-"  -o readahead=N       chunks fetched ahead of a reader (default: streams)\n"
+"  -o streams=N         connections for readers, and as many for background\n"
+"                       hydration, which pauses while readers wait\n"
+"                       (default 2)\n"
+"  -o readahead=SIZE    largest window fetched ahead of a sequential reader;\n"
+"                       it starts at 4 chunks and doubles while the reader\n"
+"                       keeps on (default 64M; 0 = none)\n"
+"  -o bwlimit=RATE      cap on bytes per second received, all streams\n"
+"                       together (K/M/G suffixes; default none); change it\n"
+"                       while mounted by writing bwlimit=RATE to\n"
+"                       .ferry/control\n"
+"  -o compress=0|1      ask the exporter for zstd-compressed data\n"
+"                       (default 1)\n"
 "  -o views=LIST        files to show, comma-separated from raw, qcow2, vhd,\n"
 "                       fixedvhd, parts (default: all)\n"
 "  -o qcow2_cluster=SIZE  cluster size of NAME.qcow2, a power of 2 from\n"
@@ -260,13 +274,13 @@ int
 main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct options o = { .prefetch = 1, .streams = 4, .readahead = -1 };
+	struct options o = { .prefetch = 1, .compress = 1, .streams = 2 };
 	struct fuse_cmdline_opts cmd = { 0 };
 	struct ferryfs fs = { .lock_fd = -1 };
 	struct ferry_http_opts hopts = { 0 };
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config *cfg = NULL;
-	uint64_t chunk = 1u << 20;
+	uint64_t chunk = 1u << 20, readahead = 64u << 20, bwlimit = 0;
 	int rc = 1, r;
 
 	ferry_log_init(argv[0]);
@@ -305,6 +319,19 @@ main(int argc, char **argv)
 		rc = 2;
 		goto out_args;
 	}
+	if (o.readahead && (ferry_parse_size(o.readahead, &readahead) < 0 ||
+			    readahead > (4ull << 30))) {
+		ferry_error("-o readahead=%s: a size up to 4G (0 = none)",
+			    o.readahead);
+		rc = 2;
+		goto out_args;
+	}
+	if (o.bwlimit && ferry_parse_size(o.bwlimit, &bwlimit) < 0) {
+		ferry_error("-o bwlimit=%s: bytes per second, with K/M/G "
+			    "suffixes (0 = no cap)", o.bwlimit);
+		rc = 2;
+		goto out_args;
+	}
 	fs.views = VIEWS_ALL;
 	if (o.views) {
 		char why[160];
@@ -332,14 +359,17 @@ main(int argc, char **argv)
 	}
 	fs.chunk = chunk;
 	fs.prefetch = o.prefetch != 0;
+	fs.compress = o.compress != 0;
 	fs.streams = o.streams;
-	fs.readahead = o.readahead < 0 ? o.streams : (unsigned)o.readahead;
+	fs.readahead = readahead;
+	ferry_bucket_init(&fs.bucket, bwlimit);
 	fs.mount_time = time(NULL);
 	pthread_mutex_init(&fs.flush_lock, NULL);
 	pthread_mutex_init(&fs.open_lock, NULL);
 	pthread_cond_init(&fs.flush_cond, NULL);
 
 	hopts.verbose = o.verbose > 1;
+	hopts.compress = fs.compress;
 	hopts.cacert = o.cacert;
 	if (strncmp(o.source, "file://", 7) == 0)
 		r = open_local(o.source, &fs.src);
@@ -374,7 +404,7 @@ main(int argc, char **argv)
 	if (cache_lock_dir(&fs) < 0 || setup_disks(&fs) < 0)
 		goto out_disks;
 
-	fuse_opt_add_arg(&args, "-ofsname=ferry,subtype=ferry,ro,"
+	fuse_opt_add_arg(&args, "-ofsname=ferry,subtype=ferry,"
 			 "default_permissions");
 	se = fuse_session_new(&args, &ferryfs_ops, sizeof ferryfs_ops, &fs);
 	if (!se)
@@ -445,6 +475,7 @@ out_disks:
 		close(fs.lock_fd);
 out_src:
 	ferry_source_close(fs.src);
+	ferry_bucket_destroy(&fs.bucket);
 out_args:
 	free(o.source);
 	free(o.chunk);
@@ -452,6 +483,8 @@ out_args:
 	free(o.cacert);
 	free(o.views);
 	free(o.qcow2_cluster);
+	free(o.readahead);
+	free(o.bwlimit);
 	free(cmd.mountpoint);
 	fuse_opt_free_args(&args);
 	return rc;

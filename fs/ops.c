@@ -3,7 +3,11 @@
  *   /                 the views of each disk (files.c): NAME.raw,
  *                     NAME.qcow2, NAME.vhd, NAME.fixed.vhd, NAME.pN.raw
  *   /.ferry/          control and state
- *   /.ferry/status.json
+ *   /.ferry/status.json  state of each disk, a snapshot per open
+ *   /.ferry/control      settings changeable while mounted: reads give
+ *                        them, writes of KEY=VALUE lines change them
+ *                        (the only writable file; the mount is not "ro"
+ *                        for it, and disk files refuse to open for writing)
  *
  * A read of a view is cut into the view's segments (views/view.h): disk
  * ranges wait for the chunks they need (fetch_ensure_v) and are answered
@@ -15,6 +19,7 @@
 #define FUSE_USE_VERSION 312
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +29,7 @@
 #include <fuse_lowlevel.h>
 #include <jansson.h>
 
+#include "common/log.h"
 #include "common/util.h"
 #include "fs/ferryfs.h"
 
@@ -31,6 +37,7 @@ enum {
 	INO_ROOT = FUSE_ROOT_ID,
 	INO_CTL = 2,		/* .ferry */
 	INO_STATUS = 3,		/* .ferry/status.json */
+	INO_CONTROL = 4,	/* .ferry/control */
 	INO_FILE0 = 16,		/* fs->files[i] is INO_FILE0 + i */
 };
 
@@ -92,12 +99,13 @@ status_render(struct ferryfs *fs)
 		rate = d->rate;
 		pthread_mutex_unlock(&d->lock);
 		json_array_append_new(arr, json_pack(
-			"{sssIsIsIsIsssosIsIsIsfsoso}",
+			"{sssIsIsIsIsIsssosIsIsIsfsoso}",
 			"name", d->info.name,
 			"size", (json_int_t)d->info.size,
 			"allocated", (json_int_t)d->map.data_bytes,
 			"cached", (json_int_t)d->cached,
-			"bytes_received", (json_int_t)d->received,
+			"data_bytes", (json_int_t)d->received,
+			"wire_bytes", (json_int_t)d->wire,
 			"state", state,
 			"error", err,
 			"chunk_size", (json_int_t)d->chunk,
@@ -108,9 +116,13 @@ status_render(struct ferryfs *fs)
 				json_string(d->ptable) : json_null(),
 			"views", views ? views : json_null()));
 	}
-	root = json_pack("{sssssbsIso}", "source", fs->src->id,
+	root = json_pack("{sssssbsbsIsIsIso}", "source", fs->src->id,
 			 "cache", fs->cache_dir, "prefetch", fs->prefetch,
-			 "streams", (json_int_t)fs->streams, "disks", arr);
+			 "compress", fs->compress,
+			 "streams", (json_int_t)fs->streams,
+			 "readahead", (json_int_t)fs->readahead,
+			 "bwlimit", (json_int_t)fs->bucket.rate,
+			 "disks", arr);
 	text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
 	json_decref(root);
 	if (text) {
@@ -144,10 +156,12 @@ fill_attr(struct ferryfs *fs, fuse_ino_t ino, struct stat *st)
 		st->st_mode = S_IFDIR | 0555;
 		st->st_nlink = 2;
 		return 0;
-	case INO_STATUS: {
-		char *text = status_render(fs);
+	case INO_STATUS:
+	case INO_CONTROL: {
+		char *text = ino == INO_STATUS ? status_render(fs) :
+			     control_render(fs);
 
-		st->st_mode = S_IFREG | 0444;
+		st->st_mode = S_IFREG | (ino == INO_STATUS ? 0444 : 0644);
 		st->st_nlink = 1;
 		st->st_size = text ? (off_t)strlen(text) : 0;
 		free(text);
@@ -189,6 +203,8 @@ ferry_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ino = INO_CTL;
 	} else if (parent == INO_CTL && strcmp(name, "status.json") == 0) {
 		ino = INO_STATUS;
+	} else if (parent == INO_CTL && strcmp(name, "control") == 0) {
+		ino = INO_CONTROL;
 	} else if (parent == INO_ROOT) {
 		for (size_t i = 0; i < fs->nfiles; i++)
 			if (strcmp(name, fs->files[i].name) == 0) {
@@ -252,6 +268,7 @@ ferry_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				   S_IFREG);
 	} else {
 		dirbuf_add(req, &b, "status.json", INO_STATUS, S_IFREG);
+		dirbuf_add(req, &b, "control", INO_CONTROL, S_IFREG);
 	}
 	if ((size_t)off < b.size)
 		fuse_reply_buf(req, b.p + off,
@@ -278,6 +295,7 @@ of_free(struct ferryfs *fs, struct open_file *of)
 	if (of->next)
 		of->next->prev = of->prev;
 	pthread_mutex_unlock(&fs->open_lock);
+	fetch_ra_destroy(&of->ra);
 	free(of->text);
 	free(of);
 }
@@ -289,24 +307,111 @@ ops_free_open_files(struct ferryfs *fs)
 		of_free(fs, fs->open_files);
 }
 
+char *
+control_render(struct ferryfs *fs)
+{
+	char *text;
+
+	if (asprintf(&text, "bwlimit=%" PRIu64 "\n",
+		     (uint64_t)fs->bucket.rate) < 0)
+		return NULL;
+	return text;
+}
+
+/* Apply "KEY=VALUE" lines written to .ferry/control. @return 0 or -EINVAL
+ * after a log line naming the bad line. */
+static int
+control_apply(struct ferryfs *fs, const char *buf, size_t len)
+{
+	while (len > 0) {
+		size_t n = 0, k;
+		char line[128];
+		uint64_t v;
+
+		while (n < len && buf[n] != '\n')
+			n++;
+		k = FERRY_MIN(n, sizeof line - 1);
+		memcpy(line, buf, k);
+		line[k] = '\0';
+		while (k > 0 && (line[k - 1] == ' ' || line[k - 1] == '\r'))
+			line[--k] = '\0';
+		if (k == 0) {
+			/* empty line */
+		} else if (n < sizeof line && strncmp(line, "bwlimit=", 8) == 0 &&
+			   ferry_parse_size(line + 8, &v) == 0) {
+			ferry_bucket_set(&fs->bucket, v);
+			ferry_info("bandwidth cap now %s",
+				   v ? line + 8 : "off");
+		} else {
+			ferry_error(".ferry/control: cannot apply \"%.*s\" "
+				    "(known: bwlimit=RATE, bytes/s with K/M/G "
+				    "suffixes, 0 = no cap)", (int)k, line);
+			return -EINVAL;
+		}
+		buf += n + (n < len);
+		len -= n + (n < len);
+	}
+	return 0;
+}
+
+static void
+ferry_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+	    off_t off, struct fuse_file_info *fi)
+{
+	int r;
+
+	(void)off;
+	(void)fi;
+	if (ino != INO_CONTROL) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	r = control_apply(fs_of(req), buf, size);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_write(req, size);
+}
+
+/* Only .ferry/control takes attribute changes, and ignores them: a shell's
+ * "echo bwlimit=1M > control" truncates before it writes. */
+static void
+ferry_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+	      struct fuse_file_info *fi)
+{
+	struct stat st;
+
+	(void)attr;
+	(void)to_set;
+	(void)fi;
+	if (ino != INO_CONTROL) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	fill_attr(fs_of(req), ino, &st);
+	fuse_reply_attr(req, &st, 0);
+}
+
 static void
 ferry_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ferryfs *fs = fs_of(req);
 	struct open_file *of;
 
-	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
-		fuse_reply_err(req, EROFS);	/* nothing is ever written */
+	if ((fi->flags & O_ACCMODE) != O_RDONLY && ino != INO_CONTROL) {
+		fuse_reply_err(req, EROFS);	/* disks are never written */
 		return;
 	}
-	if (ino != INO_STATUS && !file_of(fs, ino)) {
+	if (ino != INO_STATUS && ino != INO_CONTROL && !file_of(fs, ino)) {
 		fuse_reply_err(req, ino == INO_ROOT || ino == INO_CTL ?
 			       EISDIR : ENOENT);
 		return;
 	}
 	of = calloc(1, sizeof *of);
-	/* status.json: a snapshot per open, consistent while it is read. */
-	if (of && ino == INO_STATUS && !(of->text = status_render(fs))) {
+	/* Text files: a snapshot per open, consistent while it is read. */
+	if (of && (ino == INO_STATUS || ino == INO_CONTROL) &&
+	    !(of->text = ino == INO_STATUS ? status_render(fs) :
+			 control_render(fs))) {
 		free(of);
 		of = NULL;
 	}
@@ -314,7 +419,7 @@ ferry_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	of->next_off = UINT64_MAX;
+	fetch_ra_init(&of->ra);
 	pthread_mutex_lock(&fs->open_lock);
 	of->next = fs->open_files;
 	if (of->next)
@@ -322,7 +427,7 @@ ferry_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fs->open_files = of;
 	pthread_mutex_unlock(&fs->open_lock);
 	fi->fh = (uint64_t)(uintptr_t)of;
-	if (ino == INO_STATUS)
+	if (ino == INO_STATUS || ino == INO_CONTROL)
 		fi->direct_io = 1;
 	else
 		fi->keep_cache = 1;	/* disk files never change */
@@ -378,7 +483,7 @@ segs_add(struct segs *s, const struct view_seg *seg)
  * generated metadata and zeros. @return 0 (replied) or -errno (not). */
 static int
 read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f, uint64_t off,
-	  size_t size, bool seq)
+	  size_t size, struct fetch_ra *ra)
 {
 	struct segs s = { .v = s.small, .cap = 32 };
 	struct ferry_extent *disk = NULL;
@@ -410,7 +515,7 @@ read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f, uint64_t off,
 			if (s.v[i].kind == VIEW_DISK)
 				disk[ndisk++] = (struct ferry_extent){
 					s.v[i].disk_off, s.v[i].len };
-		r = disk ? fetch_ensure_v(fs, f->d, disk, ndisk, seq) : -ENOMEM;
+		r = disk ? fetch_ensure_v(fs, f->d, disk, ndisk, ra) : -ENOMEM;
 	}
 	if (r == 0) {
 		bv = malloc(sizeof *bv + nbufs * sizeof bv->buf[0]);
@@ -469,7 +574,7 @@ ferry_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct vfile *f;
 	int r;
 
-	if (ino == INO_STATUS) {
+	if (ino == INO_STATUS || ino == INO_CONTROL) {
 		const char *text = of_of(fi)->text;
 		size_t n = strlen(text), len;
 		char *copy;
@@ -503,13 +608,7 @@ ferry_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	size = (size_t)FERRY_MIN((uint64_t)size, f->view.size - (uint64_t)off);
-	/* Racy between threads of one open file, and harmless: it only
-	 * decides whether to read ahead. */
-	bool seq = __atomic_exchange_n(&of_of(fi)->next_off,
-				       (uint64_t)off + size,
-				       __ATOMIC_RELAXED) == (uint64_t)off;
-
-	r = read_view(req, fs, f, (uint64_t)off, size, seq);
+	r = read_view(req, fs, f, (uint64_t)off, size, &of_of(fi)->ra);
 	if (r < 0)
 		fuse_reply_err(req, r == -ECANCELED || r == -ENOMEM ? -r : EIO);
 }
@@ -526,7 +625,8 @@ ferry_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 
 	(void)fi;
 	if (!f) {
-		fuse_reply_err(req, ino == INO_STATUS ? EOPNOTSUPP : ENOENT);
+		fuse_reply_err(req, ino == INO_STATUS || ino == INO_CONTROL ?
+			       EOPNOTSUPP : ENOENT);
 		return;
 	}
 	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
@@ -578,6 +678,8 @@ const struct fuse_lowlevel_ops ferryfs_ops = {
 	.open = ferry_open,
 	.release = ferry_release,
 	.read = ferry_read,
+	.write = ferry_write,
+	.setattr = ferry_setattr,
 	.statfs = ferry_statfs,
 	.lseek = ferry_lseek,
 };

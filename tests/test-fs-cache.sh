@@ -20,7 +20,7 @@ ok "hydration alone reached complete; cache == source"
 mount_ferry "$URL" "$T/mnt" "cache=$T/cache,chunk=256K,prefetch=0"
 [ "$(status "$T/mnt" disk state)" = complete ] || fail "remount not complete"
 cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "remounted view differs"
-got=$(status "$T/mnt" disk bytes_received)
+got=$(status "$T/mnt" disk data_bytes)
 [ "$got" -lt 1048576 ] || fail "remount fetched $got bytes again"
 unmount_ferry "$T/mnt"
 ok "remount reused the cache (received $got bytes)"

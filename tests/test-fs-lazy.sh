@@ -12,36 +12,36 @@ start_export disk="$T/disk.img"
 mount_ferry "$URL" "$T/mnt" "cache=$T/cache,prefetch=0,readahead=0,chunk=1M,views=raw"
 
 sleep 1
-[ "$(status "$T/mnt" disk bytes_received)" = 0 ] || fail "fetched without a reader"
+[ "$(status "$T/mnt" disk data_bytes)" = 0 ] || fail "fetched without a reader"
 ok "nothing fetched at mount"
 
 # 4 KiB in the hole at 20 MiB.
 dd if="$T/mnt/disk.raw" of="$T/hole" bs=4096 skip=$((20 * M / 4096)) count=1 status=none ||
 	fail "read in hole"
 cmp -s "$T/hole" <(head -c 4096 /dev/zero) || fail "hole is not zeros"
-[ "$(status "$T/mnt" disk bytes_received)" = 0 ] || fail "a hole read fetched $(status "$T/mnt" disk bytes_received) bytes"
+[ "$(status "$T/mnt" disk data_bytes)" = 0 ] || fail "a hole read fetched $(status "$T/mnt" disk data_bytes) bytes"
 ok "4 KiB read in a hole fetched nothing"
 
 # 4 KiB in data at 44 MiB.
 dd if="$T/mnt/disk.raw" of="$T/data" bs=4096 skip=$((44 * M / 4096)) count=1 status=none ||
 	fail "read in data"
 cmp "$T/data" <(tail -c +$((44 * M + 1)) "$T/disk.img" | head -c 4096) || fail "data differs"
-got=$(status "$T/mnt" disk bytes_received)
+got=$(status "$T/mnt" disk data_bytes)
 [ "$got" -gt 0 ] && [ "$got" -le "$M" ] || fail "a 4 KiB data read fetched $got bytes"
 [ "$(status "$T/mnt" disk cached)" = "$M" ] || fail "cached $(status "$T/mnt" disk cached)"
 ok "4 KiB read in data fetched $got bytes (one chunk)"
 
 # Reading it again fetches nothing more.
 dd if="$T/mnt/disk.raw" of=/dev/null bs=4096 skip=$((44 * M / 4096 + 1)) count=1 status=none
-[ "$(status "$T/mnt" disk bytes_received)" = "$got" ] || fail "cached chunk fetched again"
+[ "$(status "$T/mnt" disk data_bytes)" = "$got" ] || fail "cached chunk fetched again"
 ok "cached chunk not fetched again"
 
 # The written-zeros region is data by the source's map, but the short tail
 # chunk holds 4000 bytes: a read there fetches only the data in it.
 SIZE=$(stat -c %s "$T/disk.img")
-before=$(status "$T/mnt" disk bytes_received)
+before=$(status "$T/mnt" disk data_bytes)
 tail -c 4000 "$T/mnt/disk.raw" | cmp - <(tail -c 4000 "$T/disk.img") || fail "tail differs"
-after=$(status "$T/mnt" disk bytes_received)
+after=$(status "$T/mnt" disk data_bytes)
 [ $((after - before)) -le "$M" ] || fail "tail read fetched $((after - before))"
 ok "short last chunk ($SIZE bytes disk)"
 

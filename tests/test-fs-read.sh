@@ -19,7 +19,7 @@ ok "cmp raw view == source"
 
 # Holes never crossed the wire: what was received is the allocated data.
 alloc=$(status "$T/mnt" disk allocated)
-got=$(status "$T/mnt" disk bytes_received)
+got=$(status "$T/mnt" disk data_bytes)
 [ "$got" -le "$alloc" ] || fail "received $got > allocated $alloc"
 [ "$(status "$T/mnt" disk state)" = complete ] || fail "not complete after a full read"
 [ "$(status "$T/mnt" disk cached)" = "$alloc" ] || fail "cached != allocated"

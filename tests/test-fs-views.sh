@@ -43,7 +43,7 @@ start_export gpt="$T/gpt.raw" mbr="$T/mbr.raw" mixed="$T/mixed.raw" bad="$T/bad.
 
 # Reading the images' metadata fetches nothing: a cold cache, no hydration
 # and no partition scan (which would cache the first chunk), so any disk
-# read at all would show in bytes_received; then reading data does.
+# read at all would show in data_bytes; then reading data does.
 MNT="$T/meta"
 mount_ferry "$URL" "$MNT" "cache=$T/cache-meta,prefetch=0,views=qcow2,vhd,fixedvhd"
 for d in gpt mixed; do
@@ -56,10 +56,10 @@ for d in gpt mixed; do
 	# the first sector, which is disk data, so it is not run here).
 	tail -c 512 "$MNT/$d.fixed.vhd" >/dev/null
 done
-got=$(jq '[.disks[].bytes_received] | add' "$MNT/.ferry/status.json")
+got=$(jq '[.disks[].data_bytes] | add' "$MNT/.ferry/status.json")
 [ "$got" = 0 ] || fail "metadata reads fetched $got bytes"
 cat "$MNT/gpt.qcow2" >/dev/null
-got=$(status "$MNT" gpt bytes_received)
+got=$(status "$MNT" gpt data_bytes)
 [ "$got" -gt 0 ] || fail "reading gpt.qcow2 whole fetched nothing"
 unmount_ferry "$MNT"
 ok "metadata of qcow2 and VHD views read with 0 bytes fetched; their data fetches ($got bytes for gpt.qcow2)"
@@ -87,7 +87,7 @@ ok "listing: $(tr '\n' ' ' < "$T/ls")"
 # Without hydration, the mount read only the first chunk of each disk
 # (1 MiB, the default), for its partition table.
 for d in gpt mbr mixed bad; do
-	got=$(status "$MNT" "$d" bytes_received)
+	got=$(status "$MNT" "$d" data_bytes)
 	[ "$got" -le $M ] || fail "$d: $got bytes fetched at mount"
 done
 
