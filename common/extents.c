@@ -6,7 +6,9 @@
 
 #include <jansson.h>
 
+#include "common/bitmap.h"
 #include "common/extents.h"
+#include "common/util.h"
 
 void
 ferry_extents_init(struct ferry_extents *m, uint64_t size)
@@ -65,6 +67,32 @@ ferry_extents_all_data(struct ferry_extents *m)
 	m->n = 0;
 	m->data_bytes = 0;
 	return ferry_extents_add(m, 0, m->size);
+}
+
+int
+ferry_extents_minus_blocks(const struct ferry_extents *m,
+			   const struct ferry_bitmap *blocks, uint64_t gran,
+			   struct ferry_extents *out)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		uint64_t off = m->v[i].off, end = off + m->v[i].len;
+
+		while (off < end) {
+			uint64_t b = off / gran;
+			uint64_t bend = FERRY_MIN((b + 1) * gran, end);
+			int r;
+
+			if (b < blocks->nbits && ferry_bitmap_test(blocks, b)) {
+				off = bend;
+				continue;
+			}
+			r = ferry_extents_add(out, off, bend - off);
+			if (r < 0)
+				return r;
+			off = bend;
+		}
+	}
+	return 0;
 }
 
 size_t

@@ -38,6 +38,16 @@ int ferry_extents_add(struct ferry_extents *m, uint64_t off, uint64_t len);
 /*! ferry_extents_all_data() : replace the map with one extent covering all. */
 int ferry_extents_all_data(struct ferry_extents *m);
 
+/*! ferry_extents_minus_blocks() :
+ * @out (initialised, empty) = the data of @m less the blocks of @gran
+ * bytes whose bit is set in @blocks (block i is [i*gran, (i+1)*gran),
+ * the last one cut at the disk size): how ferry-export leaves known-zero
+ * blocks out of a map. @return 0 or -ENOMEM. */
+struct ferry_bitmap;
+int ferry_extents_minus_blocks(const struct ferry_extents *m,
+			       const struct ferry_bitmap *blocks,
+			       uint64_t gran, struct ferry_extents *out);
+
 /*! ferry_extents_find() :
  * @return the index of the first extent that ends after @off (n if none). */
 size_t ferry_extents_find(const struct ferry_extents *m, uint64_t off);

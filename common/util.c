@@ -195,3 +195,50 @@ ferry_parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
 	return 0;
 }
 
+
+bool
+ferry_accepts_coding(const char *h, const char *coding)
+{
+	size_t clen = strlen(coding);
+
+	while (h && *h) {
+		const char *end = h + strcspn(h, ","), *name = h, *semi;
+		size_t nlen;
+
+		while (name < end && (*name == ' ' || *name == '\t'))
+			name++;
+		semi = memchr(name, ';', (size_t)(end - name));
+		nlen = (size_t)((semi ? semi : end) - name);
+		while (nlen > 0 && (name[nlen - 1] == ' ' ||
+				    name[nlen - 1] == '\t'))
+			nlen--;
+		if (nlen == clen && strncasecmp(name, coding, clen) == 0) {
+			/* "q=0", "q=0.0", "q=0.000": refused. */
+			const char *q = semi;
+
+			while (q && q < end && (*q == ';' || *q == ' ' ||
+						*q == '\t'))
+				q++;
+			if (q && end - q >= 3 &&
+			    (q[0] == 'q' || q[0] == 'Q') && q[1] == '=') {
+				const char *v = q + 2;
+
+				if (*v == '0') {
+					v++;
+					if (*v == '.')
+						v++;
+					while (v < end && *v == '0')
+						v++;
+					while (v < end && (*v == ' ' ||
+							   *v == '\t'))
+						v++;
+					if (v == end)
+						return false;
+				}
+			}
+			return true;
+		}
+		h = *end ? end + 1 : end;
+	}
+	return false;
+}

@@ -3,6 +3,7 @@
 #define FERRY_UTIL_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define FERRY_MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -23,6 +24,11 @@ void ferry_hex(const void *in, size_t len, char *out);
 /*! ferry_random_token() : 32 random bytes as 64 hex chars into out[65].
  * @return 0 or -EIO if the CSPRNG failed. */
 int ferry_random_token(char out[65]);
+
+/*! ferry_accepts_coding() : does an Accept-Encoding header value @h
+ * (NULL: none) name @coding with a weight above 0? ("gzip, zstd;q=0.5")
+ * Only an explicit name counts, not "*". */
+bool ferry_accepts_coding(const char *h, const char *coding);
 
 /*! ferry_parse_range() :
  * An HTTP Range header value: "bytes=A-B", "bytes=A-" or "bytes=-N", one

@@ -150,12 +150,43 @@ while pos < end:
     pos = h
 PY
 }
+# The view's data ranges lie inside the source's, and what the source has
+# as data and the view as holes reads as zeros there: blocks the exporter
+# found to be zeros (reading them earlier in this test) leave its maps.
+maps_agree() {	# source-file base source-map view-map
+	python3 - "$@" <<'PY'
+import sys
+path, base = sys.argv[1], int(sys.argv[2])
+load = lambda f: [tuple(map(int, l.split())) for l in open(f) if l.strip()]
+src, view = load(sys.argv[3]), load(sys.argv[4])
+if not view:
+    sys.exit("the view has no data at all")
+for a, b in view:
+    if not any(s <= a and b <= e for s, e in src):
+        sys.exit("view data %d-%d is not source data" % (a, b))
+with open(path, "rb") as f:
+    for s, e in src:
+        pos = s
+        for a, b in sorted(view):
+            if b <= pos or a >= e:
+                continue
+            if a > pos:
+                f.seek(base + pos)
+                if f.read(a - pos).strip(b"\0"):
+                    sys.exit("source data %d-%d shown as a hole" % (pos, a))
+            pos = max(pos, b)
+        if pos < e:
+            f.seek(base + pos)
+            if f.read(e - pos).strip(b"\0"):
+                sys.exit("source data %d-%d shown as a hole" % (pos, e))
+PY
+}
 datamap "$T/mixed.raw" > "$T/map.src"
 datamap "$MNT/mixed.raw" > "$T/map.view"
-[ -s "$T/map.src" ] && cmp -s "$T/map.src" "$T/map.view" || fail "SEEK_DATA/HOLE on mixed.raw: $(diff "$T/map.src" "$T/map.view" | head)"
+why=$(maps_agree "$T/mixed.raw" 0 "$T/map.src" "$T/map.view" 2>&1) || fail "SEEK_DATA/HOLE on mixed.raw: $why"
 datamap "$T/gpt.raw" $M $((41 * M)) > "$T/map.src"
 datamap "$MNT/gpt.p1.raw" > "$T/map.view"
-cmp -s "$T/map.src" "$T/map.view" || fail "SEEK_DATA/HOLE on gpt.p1.raw: $(diff "$T/map.src" "$T/map.view" | head)"
+why=$(maps_agree "$T/gpt.raw" $M "$T/map.src" "$T/map.view" 2>&1) || fail "SEEK_DATA/HOLE on gpt.p1.raw: $why"
 ok "SEEK_DATA/SEEK_HOLE on raw and partition views follow the source ($(wc -l < "$T/map.view") data ranges in gpt.p1.raw)"
 
 # Partition views: exact sizes and bytes, and filesystems debugfs reads.
@@ -182,8 +213,10 @@ for p in "${pieces[@]}"; do wait "$p" || fail "parallel read"; done
 rm -f "$T"/piece*
 unmount_ferry "$MNT"
 mount_ferry "$URL" "$MNT" "cache=$T/cache,prefetch=0"
-[ "$(sha256sum < "$MNT/mixed.qcow2")" = "$SUM" ] || fail "mixed.qcow2 changed across a remount"
-ok "mixed.qcow2 reads the same in parallel pieces and after a remount"
+# The exporter has seen every block by now, so the new map may have lost
+# blocks of zeros and the image its clusters: the content is what stays.
+qemu-img compare -q "$MNT/mixed.qcow2" "$T/mixed.raw" || fail "mixed.qcow2 changed content across a remount"
+ok "mixed.qcow2 reads the same in parallel pieces, and the same content after a remount"
 unmount_ferry "$MNT"
 
 # -o views= and -o qcow2_cluster=.

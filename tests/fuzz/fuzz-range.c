@@ -1,6 +1,7 @@
-/* libFuzzer target: the Range header ferry-export parses from any client.
- * The first 8 bytes pick the disk size, the rest is the header value. A
- * parsed range is never empty and never leaves the disk. */
+/* libFuzzer target: the request headers ferry-export parses from any
+ * client, Range and Accept-Encoding. The first 8 bytes pick the disk size,
+ * the rest is the header value. A parsed range is never empty and never
+ * leaves the disk; the coding parser never reads past the string. */
 #include <assert.h>
 #include <errno.h>
 #include <stdint.h>
@@ -26,6 +27,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(h, data + 8, size - 8);
 	h[size - 8] = '\0';
+	(void)ferry_accepts_coding(h, "zstd");
 	r = ferry_parse_range(h, disk, &off, &len);
 	assert(r == 0 || r == -EINVAL || r == -ERANGE);
 	if (r == 0) {

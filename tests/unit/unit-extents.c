@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bitmap.h"
 #include "common/chunk.h"
 #include "common/extents.h"
 #include "check.h"
@@ -161,9 +162,52 @@ test_chunks(void)
 	ferry_extents_free(&m);
 }
 
+/* Known-zero blocks leave the map; partial blocks and the short last
+ * block are cut right. */
+static void
+test_minus_blocks(void)
+{
+	struct ferry_extents m, out;
+	struct ferry_bitmap z;
+	const uint64_t G = 64 << 10, size = 10 * G + 100;
+
+	ferry_extents_init(&m, size);
+	ferry_extents_add(&m, 0, 3 * G);		/* blocks 0-2 */
+	ferry_extents_add(&m, 4 * G + 10, G);		/* parts of 4 and 5 */
+	ferry_extents_add(&m, 10 * G, 100);		/* short block 10 */
+	ferry_bitmap_init(&z, 11);
+	ferry_bitmap_set(&z, 1);
+	ferry_bitmap_set(&z, 5);
+	ferry_bitmap_set(&z, 10);
+	ferry_bitmap_set(&z, 7);			/* a hole already */
+	ferry_extents_init(&out, size);
+	CHECK(ferry_extents_minus_blocks(&m, &z, G, &out) == 0);
+	CHECK_EQ_U64(out.n, 3);
+	CHECK_EQ_U64(out.v[0].off, 0);
+	CHECK_EQ_U64(out.v[0].len, G);
+	CHECK_EQ_U64(out.v[1].off, 2 * G);
+	CHECK_EQ_U64(out.v[1].len, G);
+	CHECK_EQ_U64(out.v[2].off, 4 * G + 10);
+	CHECK_EQ_U64(out.v[2].len, G - 10);
+	CHECK_EQ_U64(out.data_bytes, 3 * G - 10);
+	ferry_extents_free(&out);
+
+	/* No zero blocks: the same map. */
+	ferry_bitmap_free(&z);
+	ferry_bitmap_init(&z, 11);
+	ferry_extents_init(&out, size);
+	CHECK(ferry_extents_minus_blocks(&m, &z, G, &out) == 0);
+	CHECK_EQ_U64(out.n, m.n);
+	CHECK_EQ_U64(out.data_bytes, m.data_bytes);
+	ferry_extents_free(&out);
+	ferry_extents_free(&m);
+	ferry_bitmap_free(&z);
+}
+
 int
 main(void)
 {
+	test_minus_blocks();
 	test_build();
 	test_json_roundtrip();
 	test_json_bad();

@@ -82,9 +82,27 @@ test_ranges(void)
 	}
 }
 
+static void
+test_codings(void)
+{
+	CHECK(ferry_accepts_coding("zstd", "zstd"));
+	CHECK(ferry_accepts_coding("gzip, deflate, br, zstd", "zstd"));
+	CHECK(ferry_accepts_coding(" ZSTD ;q=0.5,gzip", "zstd"));
+	CHECK(ferry_accepts_coding("zstd;q=1", "zstd"));
+	CHECK(ferry_accepts_coding("zstd; q=0.001", "zstd"));
+	CHECK(!ferry_accepts_coding("zstd;q=0", "zstd"));
+	CHECK(!ferry_accepts_coding("zstd; q=0.000 , gzip", "zstd"));
+	CHECK(!ferry_accepts_coding("gzip, zstdx, xzstd", "zstd"));
+	CHECK(!ferry_accepts_coding("*", "zstd"));
+	CHECK(!ferry_accepts_coding("", "zstd"));
+	CHECK(!ferry_accepts_coding(NULL, "zstd"));
+	CHECK(!ferry_accepts_coding(",,,;", "zstd"));
+}
+
 int
 main(void)
 {
+	test_codings();
 	char hex[9], tok[65], tok2[65];
 	const unsigned char raw[4] = { 0x00, 0x9f, 0xa0, 0xff };
 

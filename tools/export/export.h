@@ -9,11 +9,18 @@
 #include <event2/http.h>
 
 #include "backends/backend.h"
+#include "common/bitmap.h"
+#include "common/rate.h"
+
+/* Zero detection granularity: a block of the disk found all zeros (by
+ * --scan-zeros, or while serving it) leaves the extent map. */
+#define ZERO_BLOCK (64u << 10)
 
 struct export_disk {
 	const char *name;
 	const char *path;
 	struct ferry_source *src;
+	struct ferry_bitmap zero;	/* ZERO_BLOCKs known to be zeros */
 };
 
 struct exporter {
@@ -21,6 +28,8 @@ struct exporter {
 	size_t ndisks;
 	unsigned char token_hash[32];	/* SHA-256 of the bearer token */
 	SSL_CTX *ssl;
+	int zstd_level;			/* 0: never compress */
+	struct ferry_bucket bucket;	/* --bwlimit, all connections */
 };
 
 /*! tls_server_ctx() :
@@ -30,6 +39,25 @@ struct exporter {
  * @return 0 or -errno after logging. */
 int tls_server_ctx(const char *certfile, const char *keyfile, SSL_CTX **out,
 		   char pin[128]);
+
+/* zeros.c */
+
+/*! zeros_init() : no block of @d known to be zeros yet. @return 0/-ENOMEM */
+int zeros_init(struct export_disk *d);
+void zeros_free(struct export_disk *d);
+
+/*! zeros_note() : @len bytes of @d read at @off are in @buf; remember
+ * the whole blocks among them that are all zeros. */
+void zeros_note(struct export_disk *d, uint64_t off, const uint8_t *buf,
+		size_t len);
+
+/*! zeros_scan() : read every data extent of @d and note its zero blocks,
+ * logging what was found. @return 0 or -errno of a failed read. */
+int zeros_scan(struct export_disk *d);
+
+/*! zeros_map() : @d's extent map, less its known-zero blocks, into @out
+ * (uninitialised). @return 0 or -errno. */
+int zeros_map(struct export_disk *d, struct ferry_extents *out);
 
 /*! serve_setup() : route @ex's endpoints on @http (one per thread) and set
  * its limits and TLS. */

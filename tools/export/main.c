@@ -25,6 +25,7 @@
 #include <event2/http.h>
 #include <event2/thread.h>
 #include <openssl/evp.h>
+#include <zstd.h>
 
 #include "common/connstr.h"
 #include "common/log.h"
@@ -32,6 +33,8 @@
 #include "tools/export/export.h"
 
 #define MAX_THREADS 64
+
+enum { OPT_ZSTD = 256, OPT_BWLIMIT, OPT_SCAN };
 
 struct worker {
 	pthread_t tid;
@@ -54,6 +57,16 @@ usage(FILE *f)
 "  -c, --cert FILE         PEM certificate (chain); needs --key\n"
 "  -k, --key FILE          PEM private key\n"
 "  -T, --threads N         event-loop threads (default: number of CPUs)\n"
+"      --zstd-level N      compress data for clients that ask\n"
+"                          (Accept-Encoding: zstd) at this zstd level, -7\n"
+"                          (fastest) to 19; parts that do not shrink go\n"
+"                          raw (default 1; 0 = never compress)\n"
+"      --bwlimit RATE      cap on bytes per second sent, all clients\n"
+"                          together (K/M/G suffixes; default none)\n"
+"      --scan-zeros        before serving, read every allocated block and\n"
+"                          leave those that are all zeros out of the extent\n"
+"                          maps (blocks read while serving are checked\n"
+"                          anyway; this finds them all up front)\n"
 "  -v, --verbose           more log lines\n"
 "  -h, --help              this text\n"
 "  -V, --version           version\n"
@@ -176,6 +189,9 @@ main(int argc, char **argv)
 		{ "cert", required_argument, NULL, 'c' },
 		{ "key", required_argument, NULL, 'k' },
 		{ "threads", required_argument, NULL, 'T' },
+		{ "zstd-level", required_argument, NULL, OPT_ZSTD },
+		{ "bwlimit", required_argument, NULL, OPT_BWLIMIT },
+		{ "scan-zeros", no_argument, NULL, OPT_SCAN },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -183,7 +199,7 @@ main(int argc, char **argv)
 	};
 	const char *listen_arg = "0.0.0.0:8703", *url_file = NULL;
 	const char *token_arg = NULL, *cert = NULL, *key = NULL;
-	struct exporter ex = { 0 };
+	struct exporter ex = { .zstd_level = 1 };
 	struct worker workers[MAX_THREADS] = { 0 };
 	struct ferry_connstr cs = { 0 };
 	char host[256], port[16], line[1024];
@@ -191,6 +207,9 @@ main(int argc, char **argv)
 	unsigned bound;
 	sigset_t sigs;
 	int opt, fd = -1, sig, rc = 1;
+	uint64_t bwlimit = 0;
+	bool scan = false;
+	char *end;
 
 	ferry_log_init(argv[0]);
 	while ((opt = getopt_long(argc, argv, "l:u:t:c:k:T:vhV", longopts,
@@ -209,6 +228,24 @@ main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case OPT_ZSTD:
+			ex.zstd_level = (int)strtol(optarg, &end, 10);
+			if (!optarg[0] || *end ||
+			    ex.zstd_level < FERRY_MAX(ZSTD_minCLevel(), -7) ||
+			    ex.zstd_level > ZSTD_maxCLevel()) {
+				ferry_error("--zstd-level %s: -7 to %d (0 = "
+					    "off)", optarg, ZSTD_maxCLevel());
+				return 2;
+			}
+			break;
+		case OPT_BWLIMIT:
+			if (ferry_parse_size(optarg, &bwlimit) < 0) {
+				ferry_error("--bwlimit %s: bytes per second, "
+					    "with K/M/G suffixes", optarg);
+				return 2;
+			}
+			break;
+		case OPT_SCAN: scan = true; break;
 		case 'v': ferry_log_verbose(true); break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("ferry-export " FERRY_VERSION "\n"); return 0;
@@ -277,7 +314,14 @@ main(int argc, char **argv)
 			}
 		if (ferry_file_open(arg, eq + 1, &ex.disks[i].src) < 0)
 			goto out;
+		if (zeros_init(&ex.disks[i]) < 0) {
+			ferry_error("%s: out of memory", arg);
+			goto out;
+		}
+		if (scan && zeros_scan(&ex.disks[i]) < 0)
+			goto out;	/* the read said why */
 	}
+	ferry_bucket_init(&ex.bucket, bwlimit);
 	if (tls_server_ctx(cert, key, &ex.ssl, cs.pin) < 0)
 		goto out;
 
@@ -351,8 +395,10 @@ stop:
 out:
 	if (fd >= 0)
 		close(fd);
-	for (size_t i = 0; i < ex.ndisks; i++)
+	for (size_t i = 0; i < ex.ndisks; i++) {
+		zeros_free(&ex.disks[i]);
 		ferry_source_close(ex.disks[i].src);
+	}
 	free(ex.disks);
 	SSL_CTX_free(ex.ssl);
 	return rc;

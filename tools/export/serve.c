@@ -1,8 +1,10 @@
 /* ferry-export — the HTTP endpoints (doc/protocol.md).
  *
  *   GET /v1/disks               JSON list of the exported disks
- *   GET /v1/disks/NAME          the bytes; Range: bytes=A-B gives 206
- *   GET /v1/disks/NAME/extents  allocation map (data / zero ranges)
+ *   GET /v1/disks/NAME          the bytes; Range: bytes=A-B gives 206;
+ *                               Accept-Encoding: zstd compresses them
+ *   GET /v1/disks/NAME/extents  allocation map (data / zero ranges), less
+ *                               the blocks found to be zeros
  *
  * Every request needs "Authorization: Bearer TOKEN". Only names given on
  * the command line are looked up, by exact match after percent-decoding,
@@ -16,29 +18,45 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
+#include <zstd.h>
 
 #include "common/log.h"
 #include "common/util.h"
+#include "common/zframe.h"
 #include "tools/export/export.h"
 
-/* Replies up to this size are read whole and sent at once; larger ones
- * (a whole-disk download) stream in PIECE-sized parts, one in flight. */
+/* Plain replies up to this size are read whole and sent at once; larger
+ * ones, compressed ones and capped ones stream in PIECE-sized parts, one
+ * in flight per connection. */
 #define SMALL_REPLY (8u << 20)
 #define PIECE (1u << 20)
+/* zstd: one frame per ZSUB bytes; after a part that does not shrink by
+ * 1/32, the next SKIP parts go raw without a try. */
+#define ZSUB (128u << 10)
+#define SKIP 7
 
 struct stream {
 	struct evhttp_request *req;
 	struct evhttp_connection *evcon;
+	struct exporter *ex;
 	struct export_disk *d;
 	uint64_t off, left;
+	bool zstd;
+	unsigned skip;		/* parts to send raw without trying */
+	uint8_t *buf;		/* zstd: a piece as read */
+	struct event *timer;	/* --bwlimit: the next piece waits */
+	double not_before;
 	char peer[80];
 };
 
@@ -108,7 +126,36 @@ authorized(const struct exporter *ex, struct evhttp_request *req)
 	return CRYPTO_memcmp(md, ex->token_hash, sizeof md) == 0;
 }
 
-/* Read [off, off+len) into @buf without an extra copy. */
+/* One compression context per event-loop thread, freed with it. */
+static pthread_key_t cctx_key;
+static pthread_once_t cctx_once = PTHREAD_ONCE_INIT;
+
+static void
+cctx_free(void *p)
+{
+	ZSTD_freeCCtx(p);
+}
+
+static void
+cctx_key_make(void)
+{
+	pthread_key_create(&cctx_key, cctx_free);
+}
+
+static ZSTD_CCtx *
+thread_cctx(void)
+{
+	ZSTD_CCtx *c;
+
+	pthread_once(&cctx_once, cctx_key_make);
+	c = pthread_getspecific(cctx_key);
+	if (!c && (c = ZSTD_createCCtx()))
+		pthread_setspecific(cctx_key, c);
+	return c;
+}
+
+/* Read [off, off+len) into @buf without an extra copy, noting zero blocks
+ * on the way. */
 static int
 read_into(struct export_disk *d, struct evbuffer *buf, uint64_t off,
 	  size_t len)
@@ -126,6 +173,7 @@ read_into(struct export_disk *d, struct evbuffer *buf, uint64_t off,
 		r = d->src->ops->pread(d->src, 0, v[used].iov_base, take, off);
 		if (r < 0)
 			return r;	/* reserved space is simply dropped */
+		zeros_note(d, off, v[used].iov_base, take);
 		v[used].iov_len = take;
 		off += take;
 		left -= take;
@@ -133,7 +181,68 @@ read_into(struct export_disk *d, struct evbuffer *buf, uint64_t off,
 	return evbuffer_commit_space(buf, v, used) == 0 ? 0 : -ENOMEM;
 }
 
+/* Append @n bytes at @in as zstd frames: zeros as RLE frames, parts that
+ * shrink compressed, the rest raw. */
+static int
+encode(struct stream *st, const uint8_t *in, size_t n, struct evbuffer *out)
+{
+	ZSTD_CCtx *cc = thread_cctx();
+
+	for (size_t off = 0; off < n; off += ZSUB) {
+		size_t k = FERRY_MIN(n - off, (size_t)ZSUB), z = 0;
+		size_t cap = FERRY_MAX(ZSTD_compressBound(k),
+				       ferry_zframe_bound(k));
+		const uint8_t *p = in + off;
+		struct evbuffer_iovec v;
+
+		if (evbuffer_reserve_space(out, (ev_ssize_t)cap, &v, 1) != 1)
+			return -ENOMEM;
+		if (ferry_is_zero(p, k)) {
+			z = ferry_zframe_rle(v.iov_base, 0, k);
+		} else if (st->skip > 0 || !cc) {
+			st->skip -= st->skip > 0;
+		} else {
+			z = ZSTD_compressCCtx(cc, v.iov_base, v.iov_len, p, k,
+					      st->ex->zstd_level);
+			if (ZSTD_isError(z) || z >= k - k / 32) {
+				z = 0;
+				st->skip = SKIP;
+			}
+		}
+		if (z == 0)
+			z = ferry_zframe_raw(v.iov_base, p, k);
+		v.iov_len = z;
+		if (evbuffer_commit_space(out, &v, 1) != 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* The next piece of @st as it goes on the wire, into @buf. */
+static int
+next_piece(struct stream *st, struct evbuffer *buf, size_t n)
+{
+	int r;
+
+	if (!st->zstd)
+		return read_into(st->d, buf, st->off, n);
+	r = st->d->src->ops->pread(st->d->src, 0, st->buf, n, st->off);
+	if (r < 0)
+		return r;
+	zeros_note(st->d, st->off, st->buf, n);
+	return encode(st, st->buf, n, buf);
+}
+
 static void stream_next(struct evhttp_connection *evcon, void *arg);
+
+static void
+stream_free(struct stream *st)
+{
+	if (st->timer)
+		event_free(st->timer);
+	free(st->buf);
+	free(st);
+}
 
 static void
 stream_closed(struct evhttp_connection *evcon, void *arg)
@@ -147,7 +256,17 @@ stream_closed(struct evhttp_connection *evcon, void *arg)
 	 * still attached (server shutting down), libevent frees it. */
 	if (!evhttp_request_get_connection(st->req))
 		evhttp_send_reply_end(st->req);
-	free(st);
+	stream_free(st);
+}
+
+static void
+stream_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct stream *st = arg;
+
+	(void)fd;
+	(void)what;
+	stream_next(st->evcon, st);
 }
 
 static void
@@ -155,18 +274,34 @@ stream_next(struct evhttp_connection *evcon, void *arg)
 {
 	struct stream *st = arg;
 	struct evbuffer *buf;
+	double now;
 	size_t n;
 
 	(void)evcon;
 	if (st->left == 0) {
 		evhttp_connection_set_closecb(st->evcon, NULL, NULL);
 		evhttp_send_reply_end(st->req);
-		free(st);
+		stream_free(st);
 		return;
+	}
+	/* --bwlimit: the previous piece was sent on credit; wait it out. */
+	now = ferry_now();
+	if (now < st->not_before) {
+		double w = st->not_before - now;
+		struct timeval tv = { (time_t)w,
+				      (suseconds_t)((w - (double)(time_t)w) *
+						    1e6) };
+
+		if (!st->timer)
+			st->timer = evtimer_new(evhttp_connection_get_base(
+							st->evcon),
+						stream_timer, st);
+		if (st->timer && evtimer_add(st->timer, &tv) == 0)
+			return;
 	}
 	n = (size_t)FERRY_MIN(st->left, (uint64_t)PIECE);
 	buf = evbuffer_new();
-	if (!buf || read_into(st->d, buf, st->off, n) < 0) {
+	if (!buf || next_piece(st, buf, n) < 0) {
 		/* Headers are gone already: end the body short and close,
 		 * so the client sees a truncated transfer, never bad data. */
 		ferry_error("%s GET /v1/disks/%s: read failed at %" PRIu64
@@ -177,24 +312,31 @@ stream_next(struct evhttp_connection *evcon, void *arg)
 		evhttp_connection_set_closecb(st->evcon, NULL, NULL);
 		evhttp_connection_free_on_completion(st->evcon);
 		evhttp_send_reply_end(st->req);
-		free(st);
+		stream_free(st);
 		return;
 	}
 	st->off += n;
 	st->left -= n;
+	st->not_before = now + ferry_bucket_take(&st->ex->bucket,
+						 evbuffer_get_length(buf), now);
 	evhttp_send_reply_chunk_with_cb(st->req, buf, stream_next, st);
 	evbuffer_free(buf);
 }
 
 static void
-serve_data(struct evhttp_request *req, struct export_disk *d)
+serve_data(struct evhttp_request *req, struct exporter *ex,
+	   struct export_disk *d)
 {
 	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
-	const char *range = evhttp_find_header(
-		evhttp_request_get_input_headers(req), "Range");
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	const char *range = evhttp_find_header(in, "Range");
 	uint64_t size = d->src->disks[0].size, off = 0, len = size;
 	int code = 200, r;
 	const char *reason = "OK";
+	bool head = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
+	bool zstd = !head && ex->zstd_level != 0 &&
+		    ferry_accepts_coding(evhttp_find_header(
+			    in, "Accept-Encoding"), "zstd");
 	char hdr[128];
 
 	if (range) {
@@ -220,14 +362,22 @@ serve_data(struct evhttp_request *req, struct export_disk *d)
 	}
 	evhttp_add_header(out, "Content-Type", "application/octet-stream");
 	evhttp_add_header(out, "Accept-Ranges", "bytes");
-	snprintf(hdr, sizeof hdr, "%" PRIu64, len);
-	evhttp_add_header(out, "Content-Length", hdr);
+	evhttp_add_header(out, "Vary", "Accept-Encoding");
+	zstd = zstd && len > 0;
+	if (zstd) {
+		/* The body is the range's bytes as zstd frames; its length
+		 * is known only as it goes, so it is sent chunked. */
+		evhttp_add_header(out, "Content-Encoding", "zstd");
+	} else {
+		snprintf(hdr, sizeof hdr, "%" PRIu64, len);
+		evhttp_add_header(out, "Content-Length", hdr);
+	}
 
-	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD || len == 0) {
+	if (head || len == 0) {
 		evhttp_send_reply(req, code, reason, NULL);
 		return;
 	}
-	if (len <= SMALL_REPLY) {
+	if (!zstd && len <= SMALL_REPLY && !ex->bucket.rate) {
 		struct evbuffer *buf = evbuffer_new();
 
 		if (!buf || read_into(d, buf, off, (size_t)len) < 0) {
@@ -247,17 +397,20 @@ serve_data(struct evhttp_request *req, struct export_disk *d)
 
 	struct stream *st = calloc(1, sizeof *st);
 
-	if (!st) {
+	if (!st || (zstd && !(st->buf = malloc(PIECE)))) {
+		free(st);
+		evhttp_remove_header(out, "Content-Encoding");
 		refuse(req, 503, "Service Unavailable", "out of memory");
 		return;
 	}
 	st->req = req;
 	st->evcon = evhttp_request_get_connection(req);
+	st->ex = ex;
 	st->d = d;
 	st->off = off;
 	st->left = len;
+	st->zstd = zstd;
 	peer_of(req, st->peer, sizeof st->peer);
-	/* Content-Length is set, so this is not chunked encoding. */
 	evhttp_send_reply_start(req, code, reason);
 	evhttp_connection_set_closecb(st->evcon, stream_closed, st);
 	stream_next(st->evcon, st);
@@ -312,10 +465,8 @@ serve_extents(struct evhttp_request *req, struct export_disk *d)
 	char *text;
 	int r;
 
-	ferry_extents_init(&m, d->src->disks[0].size);
-	r = d->src->ops->extents(d->src, 0, &m);
+	r = zeros_map(d, &m);
 	if (r < 0) {
-		ferry_extents_free(&m);
 		refuse(req, 500, "Internal Server Error",
 		       "extent map of %s failed", d->name);
 		return;
@@ -397,7 +548,7 @@ handle(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (!slash)
-		serve_data(req, d);
+		serve_data(req, ex, d);
 	else if (strcmp(slash, "/extents") == 0)
 		serve_extents(req, d);
 	else
