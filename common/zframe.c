@@ -38,7 +38,8 @@ put_block_header(uint8_t *p, int type, size_t size, bool last)
 size_t
 ferry_zframe_bound(size_t n)
 {
-	return HDR + n + 3 * (n / BLOCK_MAX + 1);
+	/* Raw: 3 bytes of header per block; RLE: 4 (matters when n < 1). */
+	return HDR + n + 4 * (n / BLOCK_MAX + 1);
 }
 
 size_t

@@ -55,8 +55,8 @@ struct stream {
 	bool zstd;
 	unsigned skip;		/* parts to send raw without trying */
 	uint8_t *buf;		/* zstd: a piece as read */
-	struct event *timer;	/* --bwlimit: the next piece waits */
-	double not_before;
+	struct event *timer;	/* --bwlimit: @held waits for it */
+	struct evbuffer *held;
 	char peer[80];
 };
 
@@ -240,6 +240,8 @@ stream_free(struct stream *st)
 {
 	if (st->timer)
 		event_free(st->timer);
+	if (st->held)
+		evbuffer_free(st->held);
 	free(st->buf);
 	free(st);
 }
@@ -260,13 +262,22 @@ stream_closed(struct evhttp_connection *evcon, void *arg)
 }
 
 static void
+stream_send(struct stream *st, struct evbuffer *buf)
+{
+	evhttp_send_reply_chunk_with_cb(st->req, buf, stream_next, st);
+	evbuffer_free(buf);
+}
+
+static void
 stream_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *st = arg;
+	struct evbuffer *buf = st->held;
 
 	(void)fd;
 	(void)what;
-	stream_next(st->evcon, st);
+	st->held = NULL;
+	stream_send(st, buf);
 }
 
 static void
@@ -274,7 +285,7 @@ stream_next(struct evhttp_connection *evcon, void *arg)
 {
 	struct stream *st = arg;
 	struct evbuffer *buf;
-	double now;
+	double wait;
 	size_t n;
 
 	(void)evcon;
@@ -283,21 +294,6 @@ stream_next(struct evhttp_connection *evcon, void *arg)
 		evhttp_send_reply_end(st->req);
 		stream_free(st);
 		return;
-	}
-	/* --bwlimit: the previous piece was sent on credit; wait it out. */
-	now = ferry_now();
-	if (now < st->not_before) {
-		double w = st->not_before - now;
-		struct timeval tv = { (time_t)w,
-				      (suseconds_t)((w - (double)(time_t)w) *
-						    1e6) };
-
-		if (!st->timer)
-			st->timer = evtimer_new(evhttp_connection_get_base(
-							st->evcon),
-						stream_timer, st);
-		if (st->timer && evtimer_add(st->timer, &tv) == 0)
-			return;
 	}
 	n = (size_t)FERRY_MIN(st->left, (uint64_t)PIECE);
 	buf = evbuffer_new();
@@ -317,10 +313,25 @@ stream_next(struct evhttp_connection *evcon, void *arg)
 	}
 	st->off += n;
 	st->left -= n;
-	st->not_before = now + ferry_bucket_take(&st->ex->bucket,
-						 evbuffer_get_length(buf), now);
-	evhttp_send_reply_chunk_with_cb(st->req, buf, stream_next, st);
-	evbuffer_free(buf);
+	/* --bwlimit: a piece beyond the tokens waits until they are due. */
+	wait = ferry_bucket_take(&st->ex->bucket, evbuffer_get_length(buf),
+				 ferry_now());
+	if (wait > 0) {
+		struct timeval tv = {
+			(time_t)wait,
+			(suseconds_t)((wait - (double)(time_t)wait) * 1e6),
+		};
+
+		if (!st->timer)
+			st->timer = evtimer_new(evhttp_connection_get_base(
+							st->evcon),
+						stream_timer, st);
+		if (st->timer && evtimer_add(st->timer, &tv) == 0) {
+			st->held = buf;
+			return;
+		}
+	}
+	stream_send(st, buf);
 }
 
 static void
