@@ -288,8 +288,9 @@ run_progress(struct run *r, uint64_t pos)
 	if (r->next >= r->n || pos < r->ends[r->next])
 		return;
 	pthread_mutex_lock(&s->lock);
-	while (r->next < r->n && pos >= r->ends[r->next])
-		job_finish(r->fs, r->jobs[r->next++], 0);
+	for (; r->next < r->n && pos >= r->ends[r->next]; r->next++)
+		if (r->jobs[r->next])
+			job_finish(r->fs, r->jobs[r->next], 0);
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -311,14 +312,21 @@ sink_data(void *arg, uint64_t off, const void *buf, size_t len)
 	return 0;
 }
 
-/* Does a reader wait for a job of @r? sched.lock held. */
+/* Does a reader wait for a job of @r from its @from'th not yet done?
+ * sched.lock held. */
+static bool
+run_awaited_from(const struct run *r, size_t from)
+{
+	for (size_t i = r->next + from; i < r->n; i++)
+		if (r->jobs[i] && r->jobs[i]->waiters > 0)
+			return true;
+	return false;
+}
+
 static bool
 run_awaited(const struct run *r)
 {
-	for (size_t i = r->next; i < r->n; i++)
-		if (r->jobs[i]->waiters > 0)
-			return true;
-	return false;
+	return run_awaited_from(r, 0);
 }
 
 static int
@@ -330,13 +338,31 @@ sink_wire(void *arg, size_t n)
 
 	r->d->wire += n;
 	ferry_bucket_throttle(&fs->bucket, n, &fs->stop);
-	if (r->fg || s->fg_busy == 0)
+	if (r->fg)
 		return 0;
 	/* Background: yield while readers have work on the wire. */
 	double until = ferry_now() + PAUSE_MAX;
 	int e = 0;
 
 	pthread_mutex_lock(&s->lock);
+	/* A reader waits for a chunk further down this run: hand that job
+	 * to the foreground workers rather than make the reader wait for
+	 * the chunks before it, and give the rest of the run up. */
+	if (run_awaited_from(r, 1)) {
+		for (size_t i = r->next + 1; i < r->n; i++) {
+			struct fetch_job *j = r->jobs[i];
+
+			if (j->waiters == 0)
+				continue;
+			j->fg = true;
+			s->fg_busy++;
+			q_push(&s->demand, j);
+			r->jobs[i] = NULL;	/* no longer this run's */
+		}
+		pthread_cond_broadcast(&s->work);
+		pthread_mutex_unlock(&s->lock);
+		return -EAGAIN;
+	}
 	while (s->fg_busy > 0 && !fs->stop && !run_awaited(r)) {
 		struct timespec ts;
 
@@ -412,14 +438,16 @@ worker_main(struct ferryfs *fs, bool fg)
 				    r.jobs[r.next]->chunk);
 			err = -EIO;
 		}
-		while (r.next < r.n)
-			job_finish(fs, r.jobs[r.next++], err);
-		if (err == 0 || err == -EAGAIN || demand) {
+		for (; r.next < r.n; r.next++)
+			if (r.jobs[r.next])	/* NULL: handed over */
+				job_finish(fs, r.jobs[r.next], err);
+		/* Foreground workers never wait: readers may be next. */
+		if (err == 0 || err == -EAGAIN || demand || fg) {
 			backoff = 0;
 			continue;
 		}
-		/* Background work that fails (source gone, cache full)
-		 * must not spin: wait, longer each time, up to 30 s. */
+		/* Hydration that fails (source gone, cache full) must not
+		 * spin: wait, longer each time, up to 30 s. */
 		backoff = backoff ? FERRY_MIN(backoff * 2, 30u) : 1;
 		pthread_mutex_unlock(&s->lock);
 		for (unsigned t = 0; t < backoff * 10 && !fs->stop; t++)
@@ -571,8 +599,11 @@ fetch_ensure_v(struct ferryfs *fs, struct fdisk *d,
 	uint64_t first, last, need = 0, ra_from = 0, ra_to = 0;
 	size_t n = 0;
 	bool ahead = false;
-	int r = 0;
+	int r = 0, tries = 0;
 
+again:
+	need = 0;
+	n = 0;
 	for (size_t i = 0; i < nr; i++) {
 		uint64_t off = rv[i].off, end;
 
@@ -584,7 +615,7 @@ fetch_ensure_v(struct ferryfs *fs, struct fdisk *d,
 			if (range_needs_fetch(d, c, off, end))
 				need++;
 	}
-	if (ra && nr)
+	if (ra && nr && tries == 0)
 		ahead = ra_plan(fs, d, ra, rv[0].off,
 				rv[nr - 1].off + rv[nr - 1].len, &ra_from,
 				&ra_to);
@@ -621,14 +652,22 @@ fetch_ensure_v(struct ferryfs *fs, struct fdisk *d,
 			continue;
 		}
 		if (j->err && !r)
-			r = j->err == -EAGAIN ? -EIO : j->err;
+			r = j->err;
 		if (--j->waiters == 0)
 			free(j);
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (jobs != small)
 		free(jobs);
-	return r;
+	/* A hydration run given up just as this reader joined it: the
+	 * chunk is simply not there yet; ask again. */
+	if (r == -EAGAIN && ++tries < 8) {
+		jobs = small;
+		r = 0;
+		ahead = false;
+		goto again;
+	}
+	return r == -EAGAIN ? -EIO : r;
 }
 
 int
