@@ -35,9 +35,9 @@ PEER_PIDS=()
 NGINX_PID=
 bench_cleanup() {
 	local m p
-	for m in "${MNTS[@]}"; do mountpoint -q "$m" && fusermount3 -u "$m"; done
-	for p in "${PEER_PIDS[@]}" $NGINX_PID; do kill "$p" 2>/dev/null; done
-	for p in "${PEER_PIDS[@]}" $NGINX_PID; do wait "$p" 2>/dev/null; done
+	for m in "${MNTS[@]}"; do mountpoint -q "$m" && fusermount3 -u "$m" || true; done
+	for p in "${PEER_PIDS[@]}" $NGINX_PID; do kill "$p" 2>/dev/null || true; done
+	for p in "${PEER_PIDS[@]}" $NGINX_PID; do wait "$p" 2>/dev/null || true; done
 	rm -rf "$O"
 }
 S=$((SIZE_MIB * M))
@@ -178,20 +178,33 @@ unmount_ferry
 rm -f "$O/ferry.qcow2"
 
 # --- 3. peers on nginx ---
+# peer_mount httpdirfs|nbdfuse: a fresh mount (empty cache); @return its file.
+peer_mount() {
+	if [ "$1" = httpdirfs ]; then
+		rm -rf "$W/hcache"
+		mkdir -p "$W/hmnt" "$W/hcache"
+		# --no-range-check: httpdirfs 1.2 looks for Accept-Ranges on
+		# nginx's directory listing, which has none (its issue #188).
+		httpdirfs -f --cache --cache-location "$W/hcache" --insecure-tls \
+			--no-range-check "https://127.0.0.1:$NP/" "$W/hmnt" >/dev/null 2>&1 &
+		PEER_FILE=$W/hmnt/disk.img
+	else
+		mkdir -p "$W/nmnt"
+		nbdfuse "$W/nmnt" --command nbdkit -s curl url="$NURL" sslverify=false &
+		PEER_FILE=$W/nmnt/nbd
+	fi
+	PEER_PIDS+=($!)
+	MNTS+=("$(dirname "$PEER_FILE")")
+	wait_file "$PEER_FILE"
+}
+peer_unmount() { fusermount3 -u "$(dirname "$PEER_FILE")" || true; }
 HTTPDIRFS=
 if have httpdirfs; then
-	mkdir -p "$W/hmnt" "$W/hcache"
-	# --no-range-check: httpdirfs 1.2 looks for Accept-Ranges on
-	# nginx's directory listing, which has none (its issue #188).
-	httpdirfs -f --cache --cache-location "$W/hcache" --insecure-tls \
-		--no-range-check "https://127.0.0.1:$NP/" "$W/hmnt" >/dev/null 2>&1 &
-	PEER_PIDS+=($!)
-	MNTS+=("$W/hmnt")
-	if wait_file "$W/hmnt/disk.img"; then
-		HTTPDIRFS=$(dd_rate "$W/hmnt/disk.img")
+	if peer_mount httpdirfs; then
+		HTTPDIRFS=$(dd_rate "$PEER_FILE")
 		row "httpdirfs --cache, cold dd bs=1M" "$HTTPDIRFS" "$(ratio "$HTTPDIRFS" "$CURL")" -
 	fi
-	fusermount3 -u "$W/hmnt" || true
+	peer_unmount
 fi
 if have nbdkit && have nbdcopy; then
 	t0=$(now)
@@ -200,15 +213,11 @@ if have nbdkit && have nbdcopy; then
 	row "nbdkit curl | nbdcopy to null:" "$r" "$(ratio "$r" "$CURL")" -
 fi
 if have nbdkit && have nbdfuse; then
-	mkdir -p "$W/nmnt"
-	nbdfuse "$W/nmnt" --command nbdkit -s curl url="$NURL" sslverify=false &
-	PEER_PIDS+=($!)
-	MNTS+=("$W/nmnt")
-	if wait_file "$W/nmnt/nbd"; then
-		r=$(dd_rate "$W/nmnt/nbd")
+	if peer_mount nbdfuse; then
+		r=$(dd_rate "$PEER_FILE")
 		row "nbdfuse + nbdkit curl, cold dd bs=1M" "$r" "$(ratio "$r" "$CURL")" -
 	fi
-	fusermount3 -u "$W/nmnt" || true
+	peer_unmount
 fi
 t0=$(now)
 if qemu-img convert -O qcow2 "json:{\"file.driver\":\"https\",\"file.url\":\"$NURL\",\"file.sslverify\":\"off\"}" \
@@ -243,28 +252,14 @@ printf '%-50s %9.2f %9.2f\n' "ferryfs (bwlimit=200M), during hydration" "$p50" "
 printf '  (%s chunks still to hydrate when the reads ended)\n' "$left"
 HYD99=$p99
 unmount_ferry
-if have httpdirfs; then
-	rm -rf "$W/hcache"/*
-	# --no-range-check: httpdirfs 1.2 looks for Accept-Ranges on
-	# nginx's directory listing, which has none (its issue #188).
-	httpdirfs -f --cache --cache-location "$W/hcache" --insecure-tls \
-		--no-range-check "https://127.0.0.1:$NP/" "$W/hmnt" >/dev/null 2>&1 &
-	PEER_PIDS+=($!)
-	if wait_file "$W/hmnt/disk.img"; then
-		read -r p50 p99 < <(fio_lat "$W/hmnt/disk.img")
-		printf '%-50s %9.2f %9.2f\n' "httpdirfs --cache, idle" "$p50" "$p99"
+for p in httpdirfs nbdfuse; do
+	have "$p" || continue
+	if peer_mount "$p"; then
+		read -r p50 p99 < <(fio_lat "$PEER_FILE")
+		printf '%-50s %9.2f %9.2f\n' "$p, idle" "$p50" "$p99"
 	fi
-	fusermount3 -u "$W/hmnt" || true
-fi
-if have nbdfuse; then
-	nbdfuse "$W/nmnt" --command nbdkit -s curl url="$NURL" sslverify=false &
-	PEER_PIDS+=($!)
-	if wait_file "$W/nmnt/nbd"; then
-		read -r p50 p99 < <(fio_lat "$W/nmnt/nbd")
-		printf '%-50s %9.2f %9.2f\n' "nbdfuse + nbdkit curl, idle" "$p50" "$p99"
-	fi
-	fusermount3 -u "$W/nmnt" || true
-fi
+	peer_unmount
+done
 
 # --- 5. a 200 Mbit/s link ---
 echo
