@@ -63,7 +63,11 @@ void
 ferry_bucket_throttle(struct ferry_bucket *b, uint64_t n,
 		      const volatile _Bool *stop)
 {
-	double wait = ferry_bucket_take(b, n, ferry_now());
+	double wait;
+
+	if (!b->rate)
+		return;		/* no cap: not even a clock read */
+	wait = ferry_bucket_take(b, n, ferry_now());
 
 	/* A cap lifted meanwhile ends the wait. */
 	while (wait > 0 && !(stop && *stop) && b->rate) {

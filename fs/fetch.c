@@ -341,7 +341,7 @@ sink_wire(void *arg, size_t n)
 	if (r->fg)
 		return 0;
 	/* Background: yield while readers have work on the wire. */
-	double until = ferry_now() + PAUSE_MAX;
+	double until = 0;
 	int e = 0;
 
 	pthread_mutex_lock(&s->lock);
@@ -352,7 +352,7 @@ sink_wire(void *arg, size_t n)
 		for (size_t i = r->next + 1; i < r->n; i++) {
 			struct fetch_job *j = r->jobs[i];
 
-			if (j->waiters == 0)
+			if (!j || j->waiters == 0)
 				continue;
 			j->fg = true;
 			s->fg_busy++;
@@ -366,7 +366,9 @@ sink_wire(void *arg, size_t n)
 	while (s->fg_busy > 0 && !fs->stop && !run_awaited(r)) {
 		struct timespec ts;
 
-		if (ferry_now() >= until) {
+		if (until == 0) {
+			until = ferry_now() + PAUSE_MAX;
+		} else if (ferry_now() >= until) {
 			e = -EAGAIN;	/* given up; comes back later */
 			break;
 		}
