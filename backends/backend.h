@@ -14,6 +14,8 @@
 #ifndef FERRY_BACKEND_H
 #define FERRY_BACKEND_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -71,6 +73,14 @@ struct ferry_backend {
 		      void *out, size_t outlen);
 };
 
+/* How the link to a source is doing, for status reports. */
+struct ferry_health {
+	_Atomic unsigned retrying;	/* requests waiting to try again */
+	_Atomic uint64_t failures;	/* failed attempts, in all */
+	pthread_mutex_t lock;
+	char last_error[256];		/* the last failure, "" if none */
+};
+
 struct ferry_source {
 	const struct ferry_backend *ops;
 	char id[512];		/* stable identity, for cache naming */
@@ -78,6 +88,7 @@ struct ferry_source {
 	struct ferry_disk_info *disks;
 	/* If set and true, long operations give up with -ECANCELED. */
 	const volatile bool *cancel;
+	struct ferry_health health;	/* network backends keep it */
 	void *priv;
 };
 
@@ -85,6 +96,12 @@ struct ferry_source {
  * the backend's fetch or, lacking it, pread in pieces. */
 int ferry_source_read(struct ferry_source *src, unsigned disk, uint64_t off,
 		      uint64_t len, const struct ferry_sink *sink);
+
+/*! ferry_health_failed() : note a failed attempt on @src's link. */
+void ferry_health_failed(struct ferry_source *src, const char *why);
+
+/*! ferry_health_error() : @src's last failure into @buf ("" if none). */
+void ferry_health_error(struct ferry_source *src, char *buf, size_t len);
 
 /*! ferry_source_close() : close and free @src (NULL is fine). */
 void ferry_source_close(struct ferry_source *src);
@@ -109,7 +126,16 @@ struct ferry_http_opts {
 				 * for the system's */
 	bool compress;		/* ask a ferry-export for zstd bodies */
 	bool verbose;
+	/* A read that fails for a reason another connection may cure (reset,
+	 * refused, stalled, truncated, 5xx) is tried again with backoff for
+	 * up to @timeout seconds after its last progress (0 = forever). */
+	double timeout;
+	/* No byte for this many seconds on a transfer: stalled (default 30). */
+	unsigned stall_timeout;
 };
+
+#define FERRY_HTTP_TIMEOUT 300.0	/* default opts.timeout */
+#define FERRY_HTTP_STALL 30		/* default opts.stall_timeout */
 
 /*! ferry_http_open() :
  * @spec is either a ferry connection string (ferry://TOKEN@HOST:PORT/?pin=)

@@ -130,6 +130,8 @@ ferry_file_open(const char *name, const char *path, struct ferry_source **out)
 	int r;
 
 	src = calloc(1, sizeof *src);
+	if (src)
+		pthread_mutex_init(&src->health.lock, NULL);
 	p = calloc(1, sizeof *p);
 	d = calloc(1, sizeof *d);
 	if (!src || !p || !d) {

@@ -37,7 +37,8 @@
 
 #define POOL_MAX 64
 #define MAX_JSON (64u << 20)	/* largest listing or map we accept */
-#define RETRIES 3
+#define BACKOFF_FIRST 0.2	/* seconds before the first retry */
+#define BACKOFF_MAX 5.0		/* the longest wait between two tries */
 
 struct http_priv {
 	bool ferry;		/* talking to ferry-export */
@@ -47,8 +48,13 @@ struct http_priv {
 	char *cacert;
 	char **disk_url;	/* per disk */
 	struct curl_slist *headers;
-	struct curl_slist *range_headers;	/* + Accept-Encoding */
+	/* Per disk, for range requests: + Accept-Encoding (compress) and
+	 * If-Match with the disk's generation (ferry-export), so that data
+	 * of a changed source is refused (412), never mixed in. */
+	struct curl_slist **range_headers;
 	bool verbose;
+	double timeout;		/* opts.timeout */
+	long stall;		/* opts.stall_timeout */
 
 	pthread_mutex_t lock;
 	CURL *idle[POOL_MAX];
@@ -76,6 +82,8 @@ struct xfer {
 	/* From Content-Range: "bytes A-B/TOTAL" or "bytes * /TOTAL". */
 	int64_t cr_start, cr_total;
 	char etag[100];
+	/* Range mode: the request's headers (NULL: the source's). */
+	const struct curl_slist *headers;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -260,10 +268,10 @@ handle_get(struct http_priv *p)
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 15L);
-	/* A stalled connection: under 1 byte/s for 30 s gives up (and is
-	 * retried on a fresh connection). */
+	/* A stalled connection: under 1 byte/s for the stall timeout gives
+	 * up (and is retried on a fresh connection). */
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 30L);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, p->stall);
 	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
@@ -368,6 +376,11 @@ http_error(struct http_priv *p, const char *url, CURLcode cc,
 	case 404:
 		ferry_error("%s: not found (HTTP 404)", url);
 		return -ENOENT;
+	case 412:
+		ferry_error("%s: the disk changed at the source (its generation "
+			    "is no longer the one mounted); remount to start "
+			    "over", url);
+		return -ESTALE;
 	case 416:
 		ferry_error("%s: range not satisfiable (HTTP 416)", url);
 		return -ERANGE;
@@ -377,12 +390,14 @@ http_error(struct http_priv *p, const char *url, CURLcode cc,
 	}
 }
 
-/* Errors that another attempt on a fresh connection may cure. */
+/* Errors that another attempt on a fresh connection may cure: the link
+ * or the server failed (reset, refused, stalled, truncated, TLS, 5xx). Not
+ * a refused token, a changed key, a missing disk or a changed source. */
 static bool
 transient(int r)
 {
 	return r == -EIO || r == -ETIMEDOUT || r == -ECONNREFUSED ||
-	       r == -EPROTO;
+	       r == -EPROTO || r == -EHOSTUNREACH;
 }
 
 /* One request. @x is prepared by the caller (range or collect mode). */
@@ -418,8 +433,7 @@ request(struct ferry_source *src, const char *url, struct xfer *x)
 		curl_easy_setopt(h, CURLOPT_RANGE, NULL);
 	}
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER,
-			 x->ranged && p->range_headers ? p->range_headers :
-			 p->headers);
+			 x->ranged && x->headers ? x->headers : p->headers);
 	cc = curl_easy_perform(h);
 	ZSTD_freeDCtx(x->dctx);
 	free(x->zbuf);
@@ -446,27 +460,83 @@ request(struct ferry_source *src, const char *url, struct xfer *x)
 	return r;
 }
 
+/* Sleep @sec seconds, or less if @src is cancelled. */
+static void
+nap(const struct ferry_source *src, double sec)
+{
+	for (double left = sec; left > 0 && !(src->cancel && *src->cancel);
+	     left -= 0.1)
+		usleep((useconds_t)(FERRY_MIN(left, 0.1) * 1e6));
+}
+
 static int
 http_fetch(struct ferry_source *src, unsigned disk, uint64_t off,
 	   uint64_t len, const struct ferry_sink *sink)
 {
 	struct http_priv *p = src->priv;
-	int r = 0;
+	double delay = BACKOFF_FIRST, deadline = 0, now;
+	unsigned tries = 0;
+	bool quiet = false;
+	int r;
+	static _Thread_local unsigned short seed[3];
 
-	for (int attempt = 0; len > 0; attempt++) {
+	if (!seed[0] && !seed[1])
+		memcpy(seed, &(uint64_t){ (uint64_t)pthread_self() ^
+					  (uint64_t)(ferry_now() * 1e9) },
+		       sizeof seed);
+
+	for (;;) {
 		struct xfer x = {
 			.ranged = true, .off = off, .want = len, .sink = sink,
+			.headers = p->range_headers ? p->range_headers[disk] :
+				   NULL,
 		};
 
 		r = request(src, p->disk_url[disk], &x);
 		/* Keep what arrived; ask again only for the rest. */
 		off += x.got;
 		len -= x.got;
-		if (r == 0 || !transient(r) || attempt >= RETRIES)
+		if (r == 0 || !transient(r) || (src->cancel && *src->cancel))
 			break;
-		if (x.got > 0)
-			attempt = 0;
-		usleep(200000u << attempt);
+		ferry_health_failed(src, ferry_last_error());
+		now = ferry_now();
+		if (x.got > 0 || deadline == 0) {
+			/* Progress (or a first failure): a fresh window. */
+			deadline = p->timeout > 0 ? now + p->timeout : 0;
+			delay = BACKOFF_FIRST;
+		}
+		if (deadline > 0 && now >= deadline) {
+			char last[300];
+
+			snprintf(last, sizeof last, "%s", ferry_last_error());
+			ferry_log_quiet(false);
+			ferry_error("%s: giving up at %" PRIu64 " after %.0f s "
+				    "of failures (-o timeout=); the last: %s",
+				    p->disk_url[disk], off, p->timeout, last);
+			r = -ETIMEDOUT;
+			break;
+		}
+		if (tries++ == 0) {
+			src->health.retrying++;
+			/* The first failure was logged; the next ones of this
+			 * read only go to the status. */
+			quiet = true;
+			ferry_log_quiet(true);
+		}
+		/* Exponential backoff with jitter, so that the streams of a
+		 * restarted exporter do not all come back at once. */
+		nap(src, FERRY_MIN(delay * (0.5 + 0.5 * erand48(seed)),
+				   deadline > 0 ? deadline - now : 1e9));
+		delay = FERRY_MIN(delay * 2, BACKOFF_MAX);
+	}
+	if (quiet)
+		ferry_log_quiet(false);
+	if (tries > 0) {
+		src->health.retrying--;
+		if (r == 0)
+			ferry_info("%s: the transfer went through after %u "
+				   "retr%s", p->disk_url[disk], tries,
+				   tries == 1 ? "y" : "ies");
 	}
 	return r;
 }
@@ -553,11 +623,15 @@ http_close(struct ferry_source *src)
 				free(p->disk_url[i]);
 		free(p->disk_url);
 		curl_slist_free_all(p->headers);
-		curl_slist_free_all(p->range_headers);
+		if (p->range_headers)
+			for (size_t i = 0; i < src->ndisks; i++)
+				curl_slist_free_all(p->range_headers[i]);
+		free(p->range_headers);
 		free(p->cacert);
 		pthread_mutex_destroy(&p->lock);
 		free(p);
 	}
+	pthread_mutex_destroy(&src->health.lock);
 	free(src->disks);
 	free(src);
 }
@@ -569,6 +643,20 @@ static const struct ferry_backend http_backend = {
 	.pread = http_pread,
 	.fetch = http_fetch,
 };
+
+/* A generation goes into an If-Match header: printable, no quotes. */
+static bool
+valid_generation(const char *g)
+{
+	size_t n = strlen(g);
+
+	if (n == 0 || n >= sizeof ((struct ferry_disk_info *)0)->generation)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (g[i] < 0x21 || g[i] > 0x7e || g[i] == '"' || g[i] == '\\')
+			return false;
+	return true;
+}
 
 /* GET /v1/disks of a ferry-export. */
 static int
@@ -584,6 +672,15 @@ list_ferry_disks(struct ferry_source *src)
 	r = get_json(src, url, &root);
 	if (r < 0)
 		return r;
+	/* The exporter's host, when it says: the cache then follows the
+	 * source whatever address or key it has this time. */
+	e = json_object_get(root, "host_id");
+	if (json_is_string(e) && json_string_length(e) >= 16 &&
+	    json_string_length(e) <= 64 &&
+	    strspn(json_string_value(e), "0123456789abcdef") ==
+		    json_string_length(e))
+		snprintf(src->id, sizeof src->id, "ferry-host:%s",
+			 json_string_value(e));
 	arr = json_object_get(root, "disks");
 	if (!json_is_array(arr)) {
 		ferry_error("%s: no \"disks\" array", url);
@@ -606,7 +703,7 @@ list_ferry_disks(struct ferry_source *src)
 				"sector_size", &sector, "generation",
 				&gen) < 0 || size < 0 ||
 		    !ferry_valid_disk_name(name) || sector <= 0 ||
-		    sector > 65536) {
+		    sector > 65536 || !valid_generation(gen)) {
 			ferry_error("%s: disk entry %zu is malformed; skipped",
 				    url, i);
 			continue;
@@ -715,6 +812,41 @@ fail:
 	return -ENOMEM;
 }
 
+/* The headers of each disk's range requests to a ferry-export. Only range
+ * requests ask for zstd: the JSON replies are small, and the data is what
+ * benefits. */
+static int
+make_range_headers(struct ferry_source *src, bool compress)
+{
+	struct http_priv *p = src->priv;
+
+	p->range_headers = calloc(src->ndisks, sizeof *p->range_headers);
+	if (!p->range_headers)
+		return -ENOMEM;
+	for (size_t i = 0; i < src->ndisks; i++) {
+		struct curl_slist *l = NULL;
+		char match[200];
+		int r;
+
+		snprintf(match, sizeof match, "If-Match: \"%s\"",
+			 src->disks[i].generation);
+		r = copy_headers(p->headers, match, &l);
+		if (r == 0 && compress) {
+			struct curl_slist *n = curl_slist_append(
+				l, "Accept-Encoding: zstd");
+
+			if (n)
+				l = n;
+			else
+				r = -ENOMEM;
+		}
+		p->range_headers[i] = l;
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 int
 ferry_http_open(const char *spec, const struct ferry_http_opts *opts,
 		struct ferry_source **out)
@@ -735,7 +867,11 @@ ferry_http_open(const char *spec, const struct ferry_http_opts *opts,
 	src->ops = &http_backend;
 	src->priv = p;
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&src->health.lock, NULL);
 	p->verbose = opts && opts->verbose;
+	p->timeout = opts ? opts->timeout : FERRY_HTTP_TIMEOUT;
+	p->stall = opts && opts->stall_timeout ? (long)opts->stall_timeout :
+		   FERRY_HTTP_STALL;
 	if (opts && opts->cacert && !(p->cacert = strdup(opts->cacert))) {
 		r = -ENOMEM;
 		goto fail;
@@ -769,16 +905,10 @@ ferry_http_open(const char *spec, const struct ferry_http_opts *opts,
 			goto fail;
 		}
 		p->headers = h;
-		/* Only range requests ask for zstd: the JSON replies are
-		 * small, and the data is what benefits. */
-		if (opts && opts->compress) {
-			r = copy_headers(p->headers, "Accept-Encoding: zstd",
-					 &p->range_headers);
-			if (r < 0)
-				goto fail;
-		}
 		snprintf(src->id, sizeof src->id, "ferry:%s", p->base);
 		r = list_ferry_disks(src);
+		if (r == 0)
+			r = make_range_headers(src, opts && opts->compress);
 	} else if (strncmp(spec, "https://", 8) == 0 ||
 		   strncmp(spec, "http://", 7) == 0) {
 		size_t n = strcspn(spec, "?#");

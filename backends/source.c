@@ -1,5 +1,6 @@
 /* ferry — backend-independent helpers. See backend.h. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +57,27 @@ ferry_source_read(struct ferry_source *src, unsigned disk, uint64_t off,
 	}
 	free(buf);
 	return r;
+}
+
+void
+ferry_health_failed(struct ferry_source *src, const char *why)
+{
+	struct ferry_health *h = &src->health;
+
+	h->failures++;
+	pthread_mutex_lock(&h->lock);
+	snprintf(h->last_error, sizeof h->last_error, "%s", why);
+	pthread_mutex_unlock(&h->lock);
+}
+
+void
+ferry_health_error(struct ferry_source *src, char *buf, size_t len)
+{
+	struct ferry_health *h = &src->health;
+
+	pthread_mutex_lock(&h->lock);
+	snprintf(buf, len, "%s", h->last_error);
+	pthread_mutex_unlock(&h->lock);
 }
 
 void

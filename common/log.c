@@ -9,6 +9,7 @@
 static const char *progname = "ferry";
 static bool verbose;
 static _Thread_local char last_error[512];
+static _Thread_local bool quiet;
 
 void
 ferry_log_init(const char *prog)
@@ -39,7 +40,8 @@ vlog(const char *level, char *keep, size_t keeplen, const char *fmt,
 		keep[n] = '\0';
 	}
 	/* One fprintf per line so that threads do not interleave. */
-	fprintf(stderr, "%s: %s%s\n", progname, level, line);
+	if (!quiet || !keep)
+		fprintf(stderr, "%s: %s%s\n", progname, level, line);
 	errno = saved;
 }
 
@@ -73,6 +75,15 @@ ferry_debug(const char *fmt, ...)
 	va_start(ap, fmt);
 	vlog("debug: ", NULL, 0, fmt, ap);
 	va_end(ap);
+}
+
+bool
+ferry_log_quiet(bool on)
+{
+	bool was = quiet;
+
+	quiet = on;
+	return was;
 }
 
 const char *

@@ -20,6 +20,11 @@ void ferry_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void ferry_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void ferry_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*! ferry_log_quiet() : while on, this thread's ferry_error() lines are
+ * kept for ferry_last_error() but not printed (a retry loop logs its first
+ * failure, not every attempt). @return the previous setting. */
+bool ferry_log_quiet(bool on);
+
 /*! ferry_last_error() :
  * @return the text of the last ferry_error() made by this thread, or "". */
 const char *ferry_last_error(void);

@@ -49,6 +49,33 @@ ferry_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+int
+ferry_parse_duration(const char *s, double *out)
+{
+	double v = 0, scale = 1;
+	const char *p = s;
+	bool digits = false;
+
+	if (!s)
+		return -EINVAL;
+	for (; isdigit((unsigned char)*p); p++, digits = true)
+		v = v * 10 + (*p - '0');
+	if (*p == '.')
+		for (double f = 0.1; isdigit((unsigned char)*++p); f /= 10)
+			v += f * (*p - '0'), digits = true;
+	switch (*p) {
+	case '\0': break;
+	case 's': p++; break;
+	case 'm': scale = 60; p++; break;
+	case 'h': scale = 3600; p++; break;
+	default: return -EINVAL;
+	}
+	if (!digits || *p != '\0' || v * scale > 10 * 366 * 86400.0)
+		return -EINVAL;
+	*out = v * scale;
+	return 0;
+}
+
 char *
 ferry_format_size(uint64_t n, char *buf, size_t len)
 {
@@ -195,6 +222,29 @@ ferry_parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
 	return 0;
 }
 
+
+bool
+ferry_if_match(const char *h, const char *tag)
+{
+	size_t tlen = strlen(tag);
+
+	while (*h) {
+		const char *end = h + strcspn(h, ","), *v = h;
+		size_t n;
+
+		while (v < end && (*v == ' ' || *v == '\t'))
+			v++;
+		n = (size_t)(end - v);
+		while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+			n--;
+		if ((n == 1 && v[0] == '*') ||
+		    (n == tlen + 2 && v[0] == '"' && v[n - 1] == '"' &&
+		     memcmp(v + 1, tag, tlen) == 0))
+			return true;
+		h = *end ? end + 1 : end;
+	}
+	return false;
+}
 
 bool
 ferry_accepts_coding(const char *h, const char *coding)

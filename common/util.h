@@ -15,6 +15,12 @@
  * @return 0 and *out, or -EINVAL / -ERANGE. */
 int ferry_parse_size(const char *s, uint64_t *out);
 
+/*! ferry_parse_duration() :
+ * Parse seconds: "30", "1.5", "30s", "5m", "2h". Rejects empty, negative,
+ * trailing junk and more than ten years.
+ * @return 0 and *out, or -EINVAL. */
+int ferry_parse_duration(const char *s, double *out);
+
 /*! ferry_format_size() : "1.5 GiB"-style text of n into buf. @return buf. */
 char *ferry_format_size(uint64_t n, char *buf, size_t len);
 
@@ -29,6 +35,11 @@ int ferry_random_token(char out[65]);
  * (NULL: none) name @coding with a weight above 0? ("gzip, zstd;q=0.5")
  * Only an explicit name counts, not "*". */
 bool ferry_accepts_coding(const char *h, const char *coding);
+
+/*! ferry_if_match() : does an If-Match header value @h ("*", or a list of
+ * quoted entity tags) match the strong tag "@tag"? Weak tags (W/"...")
+ * never match (RFC 9110: If-Match compares strongly). */
+bool ferry_if_match(const char *h, const char *tag);
 
 /*! ferry_parse_range() :
  * An HTTP Range header value: "bytes=A-B", "bytes=A-" or "bytes=-N", one

@@ -225,7 +225,8 @@ char *status_render(struct ferryfs *fs);
 /*! control_render() : .ferry/control as a malloc'd string. */
 char *control_render(struct ferryfs *fs);
 
-/*! disk_state() : "syncing", "complete" or "error". */
-const char *disk_state(struct fdisk *d);
+/*! disk_state() : "syncing", "complete", "reconnecting" (the link is
+ * failing and being retried) or "error" (the last fetch failed). */
+const char *disk_state(struct ferryfs *fs, struct fdisk *d);
 
 #endif

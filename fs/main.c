@@ -27,6 +27,8 @@ struct options {
 	char *qcow2_cluster;
 	char *readahead;
 	char *bwlimit;
+	char *timeout;
+	char *stall_timeout;
 	int prefetch;
 	int compress;
 	unsigned streams;
@@ -55,6 +57,8 @@ static const struct fuse_opt ferry_opts[] = {
 	FERRY_OPT("readahead=%s", readahead, 0),
 	FERRY_OPT("bwlimit=%s", bwlimit, 0),
 	FERRY_OPT("compress=%d", compress, 0),
+	FERRY_OPT("timeout=%s", timeout, 0),
+	FERRY_OPT("stall_timeout=%s", stall_timeout, 0),
 	FERRY_OPT("verbose", verbose, 1),
 	/* These may come in from /etc/fstab; they mean nothing here. */
 	FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
@@ -98,6 +102,13 @@ usage(const char *prog)
 "                       .ferry/control\n"
 "  -o compress=0|1      ask the exporter for zstd-compressed data\n"
 "                       (default 1)\n"
+"  -o timeout=SECS      a read that fails for a reason a new connection\n"
+"                       may cure (reset, refused, stalled, truncated,\n"
+"                       exporter restarting) is retried with backoff for\n"
+"                       this long after its last progress before readers\n"
+"                       get EIO (default 300; s/m/h suffixes; 0 = forever)\n"
+"  -o stall_timeout=SECS  no byte for this long on a transfer counts as\n"
+"                       a failure (default 30)\n"
 "  -o views=LIST        files to show, comma-separated from raw, qcow2, vhd,\n"
 "                       fixedvhd, parts (default: all)\n"
 "  -o qcow2_cluster=SIZE  cluster size of NAME.qcow2, a power of 2 from\n"
@@ -332,6 +343,26 @@ main(int argc, char **argv)
 		rc = 2;
 		goto out_args;
 	}
+	hopts.timeout = FERRY_HTTP_TIMEOUT;
+	hopts.stall_timeout = FERRY_HTTP_STALL;
+	if (o.timeout && ferry_parse_duration(o.timeout, &hopts.timeout) < 0) {
+		ferry_error("-o timeout=%s: seconds (s/m/h suffixes; 0 = "
+			    "forever)", o.timeout);
+		rc = 2;
+		goto out_args;
+	}
+	if (o.stall_timeout) {
+		double st;
+
+		if (ferry_parse_duration(o.stall_timeout, &st) < 0 ||
+		    st < 1 || st > 86400) {
+			ferry_error("-o stall_timeout=%s: 1 s to 24 h",
+				    o.stall_timeout);
+			rc = 2;
+			goto out_args;
+		}
+		hopts.stall_timeout = (unsigned)st;
+	}
 	fs.views = VIEWS_ALL;
 	if (o.views) {
 		char why[160];
@@ -485,6 +516,8 @@ out_args:
 	free(o.qcow2_cluster);
 	free(o.readahead);
 	free(o.bwlimit);
+	free(o.timeout);
+	free(o.stall_timeout);
 	free(cmd.mountpoint);
 	fuse_opt_free_args(&args);
 	return rc;

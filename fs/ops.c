@@ -58,12 +58,14 @@ file_of(struct ferryfs *fs, fuse_ino_t ino)
 }
 
 const char *
-disk_state(struct fdisk *d)
+disk_state(struct ferryfs *fs, struct fdisk *d)
 {
 	bool failing;
 
 	if (d->present_chunks >= d->data_chunks)
 		return "complete";
+	if (fs->src->health.retrying > 0)
+		return "reconnecting";
 	pthread_mutex_lock(&d->lock);
 	failing = d->failing;
 	pthread_mutex_unlock(&d->lock);
@@ -73,12 +75,20 @@ disk_state(struct fdisk *d)
 char *
 status_render(struct ferryfs *fs)
 {
-	json_t *arr = json_array(), *root;
-	char *text;
+	json_t *arr = json_array(), *root, *link;
+	char *text, link_error[256];
+	unsigned retrying = fs->src->health.retrying;
 
+	ferry_health_error(fs->src, link_error, sizeof link_error);
+	link = json_pack("{sssIsIso}",
+			 "state", retrying ? "reconnecting" : "ok",
+			 "retrying", (json_int_t)retrying,
+			 "failures", (json_int_t)fs->src->health.failures,
+			 "last_error", link_error[0] ?
+				json_string(link_error) : json_null());
 	for (size_t i = 0; arr && i < fs->ndisks; i++) {
 		struct fdisk *d = &fs->disks[i];
-		const char *state = disk_state(d);
+		const char *state = disk_state(fs, d);
 		json_t *err, *views = json_array();
 		double rate;
 
@@ -98,6 +108,10 @@ status_render(struct ferryfs *fs)
 		err = d->error[0] ? json_string(d->error) : json_null();
 		rate = d->rate;
 		pthread_mutex_unlock(&d->lock);
+		if (strcmp(state, "reconnecting") == 0) {
+			json_decref(err);
+			err = json_string(link_error);
+		}
 		json_array_append_new(arr, json_pack(
 			"{sssIsIsIsIsIsssosIsIsIsfsoso}",
 			"name", d->info.name,
@@ -116,13 +130,13 @@ status_render(struct ferryfs *fs)
 				json_string(d->ptable) : json_null(),
 			"views", views ? views : json_null()));
 	}
-	root = json_pack("{sssssbsbsIsIsIso}", "source", fs->src->id,
+	root = json_pack("{sssssbsbsIsIsIsoso}", "source", fs->src->id,
 			 "cache", fs->cache_dir, "prefetch", fs->prefetch,
 			 "compress", fs->compress,
 			 "streams", (json_int_t)fs->streams,
 			 "readahead", (json_int_t)fs->readahead,
 			 "bwlimit", (json_int_t)fs->bucket.rate,
-			 "disks", arr);
+			 "link", link, "disks", arr);
 	text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
 	json_decref(root);
 	if (text) {

@@ -30,7 +30,7 @@ cleanup() {
 	for m in "${MOUNTS[@]}"; do
 		is_mounted "$m" && fusermount3 -uz "$m" 2>/dev/null
 	done
-	rm -rf "$T"
+	[ -n "${KEEP_T:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
 

@@ -9,7 +9,7 @@ make_disk "$T/disk.img"
 start_export disk="$T/disk.img"
 # views=raw: partition views read each disk's first chunk at mount
 # (test-fs-views checks that this is all they read).
-mount_ferry "$URL" "$T/mnt" "cache=$T/cache,prefetch=0,readahead=0,chunk=1M,views=raw"
+mount_ferry "$URL" "$T/mnt" "cache=$T/cache,prefetch=0,readahead=0,chunk=1M,views=raw,timeout=2"
 
 sleep 1
 [ "$(status "$T/mnt" disk data_bytes)" = 0 ] || fail "fetched without a reader"
@@ -49,7 +49,7 @@ ok "short last chunk ($SIZE bytes disk)"
 [ "$(status "$T/mnt" disk error)" = null ] || fail "error set"
 
 # The exporter goes away: a read of an uncached chunk fails with EIO (after
-# the retries), status says error and why, nothing new is claimed cached,
+# -o timeout=2 of retries), status says error and why, nothing new is claimed cached,
 # and cached data still reads.
 cached=$(status "$T/mnt" disk cached)
 kill "$EXPORT_PID"; wait "$EXPORT_PID" 2>/dev/null

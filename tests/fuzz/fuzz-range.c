@@ -1,5 +1,5 @@
 /* libFuzzer target: the request headers ferry-export parses from any
- * client, Range and Accept-Encoding. The first 8 bytes pick the disk size,
+ * client, Range, Accept-Encoding and If-Match. The first 8 bytes pick the disk size,
  * the rest is the header value. A parsed range is never empty and never
  * leaves the disk; the coding parser never reads past the string. */
 #include <assert.h>
@@ -28,6 +28,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(h, data + 8, size - 8);
 	h[size - 8] = '\0';
 	(void)ferry_accepts_coding(h, "zstd");
+	(void)ferry_if_match(h, "file-803-1a2b-1048576-1700000000.000000000");
 	r = ferry_parse_range(h, disk, &off, &len);
 	assert(r == 0 || r == -EINVAL || r == -ERANGE);
 	if (r == 0) {

@@ -34,6 +34,47 @@ test_sizes(void)
 }
 
 static void
+test_if_match(void)
+{
+	CHECK(ferry_if_match("\"g1\"", "g1"));
+	CHECK(ferry_if_match("*", "g1"));
+	CHECK(ferry_if_match(" \"x\" , \"g1\" ", "g1"));
+	CHECK(!ferry_if_match("\"g2\"", "g1"));
+	CHECK(!ferry_if_match("g1", "g1"));
+	CHECK(!ferry_if_match("W/\"g1\"", "g1"));
+	CHECK(!ferry_if_match("\"g1", "g1"));
+	CHECK(!ferry_if_match("\"g1\"x", "g1"));
+	CHECK(!ferry_if_match("", "g1"));
+	CHECK(!ferry_if_match(",,", "g1"));
+	CHECK(!ferry_if_match("\"\"", "g1"));
+	CHECK(ferry_if_match("\"\"", ""));
+}
+
+static void
+test_durations(void)
+{
+	static const struct { const char *s; double v; } good[] = {
+		{ "0", 0 }, { "30", 30 }, { "30s", 30 }, { "1.5", 1.5 },
+		{ "5m", 300 }, { "2h", 7200 }, { "0.25s", 0.25 }, { "7.", 7 },
+	};
+	static const char *bad[] = {
+		"", "s", "-1", "1x", "1 s", "1ss", ".", "1e3", " 1", "5d",
+		"99999999999", "1.2.3",
+	};
+	double v;
+
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		CHECK(ferry_parse_duration(good[i].s, &v) == 0);
+		CHECK(v > good[i].v - 1e-9 && v < good[i].v + 1e-9);
+	}
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		if (ferry_parse_duration(bad[i], &v) == 0)
+			fprintf(stderr, "accepted duration \"%s\"\n", bad[i]);
+		CHECK(ferry_parse_duration(bad[i], &v) == -EINVAL);
+	}
+}
+
+static void
 test_ranges(void)
 {
 	static const struct {
@@ -103,6 +144,8 @@ int
 main(void)
 {
 	test_codings();
+	test_durations();
+	test_if_match();
 	char hex[9], tok[65], tok2[65];
 	const unsigned char raw[4] = { 0x00, 0x9f, 0xa0, 0xff };
 

@@ -30,6 +30,7 @@ struct exporter {
 	SSL_CTX *ssl;
 	int zstd_level;			/* 0: never compress */
 	struct ferry_bucket bucket;	/* --bwlimit, all connections */
+	char host_id[33];		/* hash of the machine id */
 };
 
 /*! tls_server_ctx() :

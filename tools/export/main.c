@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -34,7 +35,8 @@
 
 #define MAX_THREADS 64
 
-enum { OPT_ZSTD = 256, OPT_BWLIMIT, OPT_SCAN };
+enum { OPT_ZSTD = 256, OPT_BWLIMIT, OPT_SCAN, OPT_DISK_ID };
+#define MAX_IDS 64
 
 struct worker {
 	pthread_t tid;
@@ -63,6 +65,11 @@ usage(FILE *f)
 "                          raw (default 1; 0 = never compress)\n"
 "      --bwlimit RATE      cap on bytes per second sent, all clients\n"
 "                          together (K/M/G suffixes; default none)\n"
+"      --disk-id NAME=ID   identity of disk NAME's content for clients'\n"
+"                          caches (default: from the file's device, inode,\n"
+"                          size and mtime; a block device's number and\n"
+"                          size); give a new ID whenever the content under\n"
+"                          a block device changed\n"
 "      --scan-zeros        before serving, read every allocated block and\n"
 "                          leave those that are all zeros out of the extent\n"
 "                          maps (blocks read while serving are checked\n"
@@ -76,6 +83,60 @@ usage(FILE *f)
 "  ferry://TOKEN@HOST:PORT/?pin=sha256//BASE64\n"
 "Without --cert/--key a fresh key and self-signed certificate are made in\n"
 "memory; the pin in the connection string is what clients trust.\n");
+}
+
+/* NAME=ID: the ID names the disk's content for caches (a block device's
+ * own identity says nothing of what was written to it). */
+static bool
+valid_disk_id(const char *s)
+{
+	const char *eq = strchr(s, '=');
+	char name[FERRY_NAME_MAX + 1];
+	size_t n;
+
+	if (!eq || (size_t)(eq - s) > FERRY_NAME_MAX)
+		return false;
+	snprintf(name, sizeof name, "%.*s", (int)(eq - s), s);
+	n = strlen(eq + 1);
+	return ferry_valid_disk_name(name) && n >= 1 && n <= 64 &&
+	       strspn(eq + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRST"
+		      "UVWXYZ0123456789._-") == n;
+}
+
+/* The disk's generation from --disk-id NAME=ID, if given: the ID and the
+ * size, in place of what the file or device says. */
+static void
+set_disk_id(struct ferry_source *src, const char *name, char **ids,
+	    size_t nids)
+{
+	struct ferry_disk_info *d = &src->disks[0];
+	size_t n = strlen(name);
+
+	for (size_t k = 0; k < nids; k++)
+		if (strncmp(ids[k], name, n) == 0 && ids[k][n] == '=')
+			snprintf(d->generation, sizeof d->generation,
+				 "id-%s-%" PRIu64, ids[k] + n + 1, d->size);
+}
+
+/* A stable, non-revealing identity of this host: a hash of its machine-id
+ * (or its name), so that ferryfs recognises its cache whatever address or
+ * key the exporter has this time. */
+static void
+host_id(char out[33])
+{
+	unsigned char md[32];
+	char buf[300] = "ferry-host:";
+	size_t n = strlen(buf);
+	FILE *f = fopen("/etc/machine-id", "re");
+
+	if (!f || !fgets(buf + n, (int)(sizeof buf - n), f))
+		gethostname(buf + n, sizeof buf - n - 1);
+	if (f)
+		fclose(f);
+	buf[sizeof buf - 1] = '\0';
+	buf[n + strcspn(buf + n, "\n")] = '\0';
+	EVP_Digest(buf, strlen(buf), md, NULL, EVP_sha256(), NULL);
+	ferry_hex(md, 16, out);
 }
 
 static int
@@ -192,6 +253,7 @@ main(int argc, char **argv)
 		{ "zstd-level", required_argument, NULL, OPT_ZSTD },
 		{ "bwlimit", required_argument, NULL, OPT_BWLIMIT },
 		{ "scan-zeros", no_argument, NULL, OPT_SCAN },
+		{ "disk-id", required_argument, NULL, OPT_DISK_ID },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -209,7 +271,8 @@ main(int argc, char **argv)
 	int opt, fd = -1, sig, rc = 1;
 	uint64_t bwlimit = 0;
 	bool scan = false;
-	char *end;
+	char *end, *ids[MAX_IDS];
+	size_t nids = 0;
 
 	ferry_log_init(argv[0]);
 	while ((opt = getopt_long(argc, argv, "l:u:t:c:k:T:vhV", longopts,
@@ -246,6 +309,15 @@ main(int argc, char **argv)
 			}
 			break;
 		case OPT_SCAN: scan = true; break;
+		case OPT_DISK_ID:
+			if (nids == MAX_IDS || !valid_disk_id(optarg)) {
+				ferry_error("--disk-id %s: NAME=ID, the ID 1-64 "
+					    "letters, digits, '.', '_' or '-' "
+					    "(at most %d)", optarg, MAX_IDS);
+				return 2;
+			}
+			ids[nids++] = optarg;
+			break;
 		case 'v': ferry_log_verbose(true); break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("ferry-export " FERRY_VERSION "\n"); return 0;
@@ -314,6 +386,7 @@ main(int argc, char **argv)
 			}
 		if (ferry_file_open(arg, eq + 1, &ex.disks[i].src) < 0)
 			goto out;
+		set_disk_id(ex.disks[i].src, arg, ids, nids);
 		if (zeros_init(&ex.disks[i]) < 0) {
 			ferry_error("%s: out of memory", arg);
 			goto out;
@@ -321,6 +394,19 @@ main(int argc, char **argv)
 		if (scan && zeros_scan(&ex.disks[i]) < 0)
 			goto out;	/* the read said why */
 	}
+	for (size_t k = 0; k < nids; k++) {
+		size_t n = (size_t)(strchr(ids[k], '=') - ids[k]), i;
+
+		for (i = 0; i < ex.ndisks; i++)
+			if (strlen(ex.disks[i].name) == n &&
+			    strncmp(ex.disks[i].name, ids[k], n) == 0)
+				break;
+		if (i == ex.ndisks) {
+			ferry_error("--disk-id %s: no disk of that name", ids[k]);
+			goto out;
+		}
+	}
+	host_id(ex.host_id);
 	ferry_bucket_init(&ex.bucket, bwlimit);
 	if (tls_server_ctx(cert, key, &ex.ssl, cs.pin) < 0)
 		goto out;

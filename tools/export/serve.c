@@ -348,8 +348,20 @@ serve_data(struct evhttp_request *req, struct exporter *ex,
 	bool zstd = !head && ex->zstd_level != 0 &&
 		    ferry_accepts_coding(evhttp_find_header(
 			    in, "Accept-Encoding"), "zstd");
-	char hdr[128];
+	const char *match = evhttp_find_header(in, "If-Match");
+	const char *gen = d->src->disks[0].generation;
+	char hdr[160];
 
+	/* The generation is the entity tag: a client that mounted another
+	 * generation of this disk gets 412 instead of mixing its bytes. */
+	if (match && !ferry_if_match(match, gen)) {
+		refuse(req, 412, "Precondition Failed",
+		       "disk %s is at generation %s, not %.100s", d->name,
+		       gen, match);
+		return;
+	}
+	snprintf(hdr, sizeof hdr, "\"%s\"", gen);
+	evhttp_add_header(out, "ETag", hdr);
 	if (range) {
 		r = ferry_parse_range(range, size, &off, &len);
 		if (r == -ERANGE) {
@@ -465,7 +477,8 @@ serve_list(struct evhttp_request *req, struct exporter *ex)
 			"allocated", (json_int_t)di->allocated,
 			"generation", di->generation));
 	}
-	send_json(req, arr ? json_pack("{so}", "disks", arr) : NULL);
+	send_json(req, arr ? json_pack("{ssso}", "host_id", ex->host_id,
+				       "disks", arr) : NULL);
 }
 
 static void
