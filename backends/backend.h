@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/digest.h"
 #include "common/extents.h"
 
 #define FERRY_NAME_MAX 96
@@ -30,6 +31,7 @@ struct ferry_disk_info {
 	uint32_t sector_size;	/* logical sector size, 512 if unknown */
 	uint64_t allocated;	/* data bytes by the allocation map */
 	char generation[128];	/* changes whenever the content may have */
+	bool digests;		/* the source serves per-chunk digests */
 };
 
 /* Where a transfer's bytes go. Each callback returns 0 or -errno, which
@@ -67,10 +69,11 @@ struct ferry_backend {
 	int (*fetch)(struct ferry_source *src, unsigned disk, uint64_t off,
 		     uint64_t len, const struct ferry_sink *sink);
 
-	/* Room for per-chunk digests (integrity and incremental re-sync);
-	 * NULL while no backend provides them. */
-	int (*digest)(struct ferry_source *src, unsigned disk, uint64_t chunk,
-		      void *out, size_t outlen);
+	/* Optional: the digests (common/digest.h) of @count chunks of
+	 * @chunk bytes from chunk @first, as the source has them now, into
+	 * @out. Without it, ferry_source_digests() reads and hashes. */
+	int (*digests)(struct ferry_source *src, unsigned disk, uint64_t chunk,
+		       uint64_t first, size_t count, struct ferry_digest *out);
 };
 
 /* How the link to a source is doing, for status reports. */
@@ -96,6 +99,14 @@ struct ferry_source {
  * the backend's fetch or, lacking it, pread in pieces. */
 int ferry_source_read(struct ferry_source *src, unsigned disk, uint64_t off,
 		      uint64_t len, const struct ferry_sink *sink);
+
+/*! ferry_source_digests() : the digests of @count chunks of @chunk bytes
+ * of @disk from chunk @first (the last chunk of the disk may be short),
+ * through the backend's digests op or, lacking it, by reading them.
+ * @return 0 or -errno (-EINVAL: chunks outside the disk). */
+int ferry_source_digests(struct ferry_source *src, unsigned disk,
+			 uint64_t chunk, uint64_t first, size_t count,
+			 struct ferry_digest *out);
 
 /*! ferry_health_failed() : note a failed attempt on @src's link. */
 void ferry_health_failed(struct ferry_source *src, const char *why);

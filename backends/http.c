@@ -469,21 +469,81 @@ nap(const struct ferry_source *src, double sec)
 		usleep((useconds_t)(FERRY_MIN(left, 0.1) * 1e6));
 }
 
+/* The retry policy of one read: exponential backoff with jitter, for up to
+ * opts.timeout after the last progress. The first failure is logged; the
+ * next ones only go to the status, until it gives up or goes through. */
+struct retry {
+	struct ferry_source *src;
+	const char *url;
+	double delay, deadline;
+	unsigned tries;
+};
+
+/* After attempt result @r (@progressed: it delivered bytes): pause and
+ * return true to try again, or return false with the final result in @r. */
+static bool
+retry_again(struct retry *t, int *r, bool progressed)
+{
+	struct ferry_source *src = t->src;
+	struct http_priv *p = src->priv;
+	static _Thread_local unsigned short seed[3];
+	double now;
+
+	if (*r == 0 || !transient(*r) || (src->cancel && *src->cancel))
+		return false;
+	ferry_health_failed(src, ferry_last_error());
+	now = ferry_now();
+	if (progressed || t->deadline == 0) {
+		/* Progress (or a first failure): a fresh window. */
+		t->deadline = p->timeout > 0 ? now + p->timeout : 1e300;
+		t->delay = BACKOFF_FIRST;
+	}
+	if (now >= t->deadline) {
+		char last[300];
+
+		snprintf(last, sizeof last, "%s", ferry_last_error());
+		ferry_log_quiet(false);
+		ferry_error("%s: giving up after %.0f s of failures "
+			    "(-o timeout=); the last: %s", t->url, p->timeout,
+			    last);
+		*r = -ETIMEDOUT;
+		return false;
+	}
+	if (t->tries++ == 0) {
+		src->health.retrying++;
+		ferry_log_quiet(true);
+	}
+	if (!seed[0] && !seed[1])
+		memcpy(seed, &(uint64_t){ (uint64_t)pthread_self() ^
+					  (uint64_t)(now * 1e9) },
+		       sizeof seed);
+	/* Jitter, so that the streams of a restarted exporter do not all
+	 * come back at once. */
+	nap(src, FERRY_MIN(t->delay * (0.5 + 0.5 * erand48(seed)),
+			   t->deadline - now));
+	t->delay = FERRY_MIN(t->delay * 2, BACKOFF_MAX);
+	return true;
+}
+
+static void
+retry_end(struct retry *t, int r)
+{
+	if (t->tries == 0)
+		return;
+	ferry_log_quiet(false);
+	t->src->health.retrying--;
+	if (r == 0)
+		ferry_info("%s: went through after %u retr%s", t->url,
+			   t->tries, t->tries == 1 ? "y" : "ies");
+}
+
 static int
 http_fetch(struct ferry_source *src, unsigned disk, uint64_t off,
 	   uint64_t len, const struct ferry_sink *sink)
 {
 	struct http_priv *p = src->priv;
-	double delay = BACKOFF_FIRST, deadline = 0, now;
-	unsigned tries = 0;
-	bool quiet = false;
+	struct retry t = { .src = src, .url = p->disk_url[disk] };
 	int r;
-	static _Thread_local unsigned short seed[3];
-
-	if (!seed[0] && !seed[1])
-		memcpy(seed, &(uint64_t){ (uint64_t)pthread_self() ^
-					  (uint64_t)(ferry_now() * 1e9) },
-		       sizeof seed);
 
 	for (;;) {
 		struct xfer x = {
@@ -496,48 +556,10 @@ http_fetch(struct ferry_source *src, unsigned disk, uint64_t off,
 		/* Keep what arrived; ask again only for the rest. */
 		off += x.got;
 		len -= x.got;
-		if (r == 0 || !transient(r) || (src->cancel && *src->cancel))
+		if (!retry_again(&t, &r, x.got > 0))
 			break;
-		ferry_health_failed(src, ferry_last_error());
-		now = ferry_now();
-		if (x.got > 0 || deadline == 0) {
-			/* Progress (or a first failure): a fresh window. */
-			deadline = p->timeout > 0 ? now + p->timeout : 0;
-			delay = BACKOFF_FIRST;
-		}
-		if (deadline > 0 && now >= deadline) {
-			char last[300];
-
-			snprintf(last, sizeof last, "%s", ferry_last_error());
-			ferry_log_quiet(false);
-			ferry_error("%s: giving up at %" PRIu64 " after %.0f s "
-				    "of failures (-o timeout=); the last: %s",
-				    p->disk_url[disk], off, p->timeout, last);
-			r = -ETIMEDOUT;
-			break;
-		}
-		if (tries++ == 0) {
-			src->health.retrying++;
-			/* The first failure was logged; the next ones of this
-			 * read only go to the status. */
-			quiet = true;
-			ferry_log_quiet(true);
-		}
-		/* Exponential backoff with jitter, so that the streams of a
-		 * restarted exporter do not all come back at once. */
-		nap(src, FERRY_MIN(delay * (0.5 + 0.5 * erand48(seed)),
-				   deadline > 0 ? deadline - now : 1e9));
-		delay = FERRY_MIN(delay * 2, BACKOFF_MAX);
 	}
-	if (quiet)
-		ferry_log_quiet(false);
-	if (tries > 0) {
-		src->health.retrying--;
-		if (r == 0)
-			ferry_info("%s: the transfer went through after %u "
-				   "retr%s", p->disk_url[disk], tries,
-				   tries == 1 ? "y" : "ies");
-	}
+	retry_end(&t, r);
 	return r;
 }
 
@@ -610,6 +632,38 @@ http_extents(struct ferry_source *src, unsigned disk,
 	return r;
 }
 
+/* GET .../digests?chunk=&first=&count= of a ferry-export, retried like
+ * data (the digests of a run come just before its data). */
+static int
+http_digests(struct ferry_source *src, unsigned disk, uint64_t chunk,
+	     uint64_t first, size_t count, struct ferry_digest *out)
+{
+	struct http_priv *p = src->priv;
+	char url[900], why[200];
+	struct retry t = { .src = src, .url = url };
+	int r;
+
+	if (!p->ferry || !src->disks[disk].digests)
+		return -ENOTSUP;
+	snprintf(url, sizeof url, "%s/digests?chunk=%" PRIu64 "&first=%" PRIu64
+		 "&count=%zu", p->disk_url[disk], chunk, first, count);
+	do {
+		struct xfer x = { .ranged = false };
+
+		r = request(src, url, &x);
+		if (r == 0) {
+			r = ferry_digests_from_json(x.body ? x.body : "",
+						    x.blen, chunk, first, count,
+						    out, why, sizeof why);
+			if (r < 0)
+				ferry_error("%s: bad digests: %s", url, why);
+		}
+		free(x.body);
+	} while (retry_again(&t, &r, false));
+	retry_end(&t, r);
+	return r;
+}
+
 static void
 http_close(struct ferry_source *src)
 {
@@ -642,6 +696,7 @@ static const struct ferry_backend http_backend = {
 	.extents = http_extents,
 	.pread = http_pread,
 	.fetch = http_fetch,
+	.digests = http_digests,
 };
 
 /* A generation goes into an If-Match header: printable, no quotes. */
@@ -695,13 +750,13 @@ list_ferry_disks(struct ferry_source *src)
 	}
 	json_array_foreach(arr, i, e) {
 		struct ferry_disk_info *d = &src->disks[n];
-		const char *name, *gen = "";
+		const char *name, *gen = "", *alg = "";
 		json_int_t size, alloc = -1, sector = 512;
 
-		if (json_unpack(e, "{s:s, s:I, s?:I, s?:I, s?:s}", "name",
+		if (json_unpack(e, "{s:s, s:I, s?:I, s?:I, s?:s, s?:s}", "name",
 				&name, "size", &size, "allocated", &alloc,
 				"sector_size", &sector, "generation",
-				&gen) < 0 || size < 0 ||
+				&gen, "digests", &alg) < 0 || size < 0 ||
 		    !ferry_valid_disk_name(name) || sector <= 0 ||
 		    sector > 65536 || !valid_generation(gen)) {
 			ferry_error("%s: disk entry %zu is malformed; skipped",
@@ -713,6 +768,7 @@ list_ferry_disks(struct ferry_source *src)
 		d->size = (uint64_t)size;
 		d->allocated = alloc >= 0 ? (uint64_t)alloc : d->size;
 		d->sector_size = (uint32_t)sector;
+		d->digests = strcmp(alg, FERRY_DIGEST_NAME) == 0;
 		if (asprintf(&p->disk_url[n], "%s/v1/disks/%s", p->base,
 			     name) < 0) {
 			p->disk_url[n] = NULL;

@@ -59,6 +59,47 @@ ferry_source_read(struct ferry_source *src, unsigned disk, uint64_t off,
 	return r;
 }
 
+int
+ferry_source_digests(struct ferry_source *src, unsigned disk, uint64_t chunk,
+		     uint64_t first, size_t count, struct ferry_digest *out)
+{
+	uint64_t size = src->disks[disk].size;
+	struct ferry_hasher h;
+	char *buf;
+	int r = 0;
+
+	if (chunk == 0 || count == 0 || first >= (size + chunk - 1) / chunk ||
+	    count > (size + chunk - 1) / chunk - first)
+		return -EINVAL;
+	if (src->ops->digests)
+		return src->ops->digests(src, disk, chunk, first, count, out);
+	buf = malloc(READ_PIECE);
+	if (!buf)
+		return -ENOMEM;
+	if (ferry_hasher_init(&h) < 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < count && r == 0; i++) {
+		uint64_t off = (first + i) * chunk;
+		uint64_t end = FERRY_MIN(off + chunk, size);
+
+		ferry_hasher_reset(&h);
+		while (off < end && r == 0) {
+			size_t n = (size_t)FERRY_MIN(end - off,
+						     (uint64_t)READ_PIECE);
+
+			r = src->ops->pread(src, disk, buf, n, off);
+			ferry_hasher_update(&h, buf, n);
+			off += n;
+		}
+		ferry_hasher_final(&h, &out[i]);
+	}
+	ferry_hasher_free(&h);
+	free(buf);
+	return r;
+}
+
 void
 ferry_health_failed(struct ferry_source *src, const char *why)
 {

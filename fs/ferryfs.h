@@ -48,6 +48,8 @@ struct fdisk {
 	_Atomic uint64_t cached;	/* data bytes present */
 	_Atomic uint64_t received;	/* disk bytes received (decoded) */
 	_Atomic uint64_t wire;		/* bytes as they travelled */
+	bool verify;			/* check chunks against digests */
+	_Atomic uint64_t mismatches;	/* chunks received that differed */
 	atomic_bool dirty;		/* presence changed since the flush */
 
 	pthread_mutex_t lock;		/* error, failing, rate */
@@ -122,6 +124,7 @@ struct ferryfs {
 	uint64_t chunk;
 	bool prefetch;
 	bool compress;			/* ask for zstd on the wire */
+	bool verify;			/* -o verify= */
 	unsigned streams;		/* foreground, and as many background */
 	uint64_t readahead;		/* bytes: the largest window */
 	struct ferry_bucket bucket;	/* -o bwlimit=, .ferry/control */

@@ -29,6 +29,11 @@
  * at RA_START chunks and doubles, up to -o readahead=, each time a
  * sequential reader comes within half a window of what is queued.
  *
+ * Verification: when the source serves digests (-o verify=1, the default),
+ * a run first asks for its chunks' digests, hashes the bytes as they
+ * arrive (holes as zeros) and marks a chunk present only if the two agree;
+ * a chunk that differs is fetched again a few times, then fails with EIO.
+ *
  * Readers whose data is cached never take a lock: presence is an atomic
  * bitmap. The scheduler lock is held only to queue, pick or finish a job.
  */
@@ -48,6 +53,7 @@
 #define RUN_MAX 64		/* chunks of one run */
 #define PAUSE_MAX 10.0		/* seconds a background transfer may wait */
 #define RA_START 4		/* chunks: the first readahead window */
+#define VERIFY_TRIES 3		/* fetches of a chunk whose digest differs */
 
 struct fetch_job {
 	struct fdisk *d;
@@ -61,14 +67,22 @@ struct fetch_job {
 	int waiters;
 };
 
-/* The chunks one worker fetches in one go. */
+/* The chunks one worker fetches in one go: adjacent, from chunk @first. */
 struct run {
 	struct ferryfs *fs;
 	struct fdisk *d;
 	bool fg;
+	uint64_t first;
 	size_t n, next;			/* jobs; the first not yet done */
 	struct fetch_job *jobs[RUN_MAX];
 	uint64_t ends[RUN_MAX];		/* a job is done once bytes reach */
+	/* Verification (fdisk.verify): the source's digests of the chunks,
+	 * and the hash of the bytes received so far, holes as zeros, up to
+	 * disk offset @hpos; a chunk whose digests differ is not done. */
+	struct ferry_digest want[RUN_MAX], got[RUN_MAX];
+	struct ferry_hasher h;
+	uint64_t hpos;
+	size_t bad;			/* the chunk that differed */
 };
 
 bool
@@ -168,6 +182,8 @@ run_limit(const struct fdisk *d)
 static void
 run_add(struct run *r, struct fetch_job *j)
 {
+	if (r->n == 0)
+		r->first = j->chunk;
 	r->ends[r->n] = chunk_data_end(r->d, j->chunk);
 	r->jobs[r->n++] = j;
 }
@@ -278,20 +294,64 @@ job_finish(struct ferryfs *fs, struct fetch_job *j, int err)
 	pthread_cond_broadcast(&s->done);
 }
 
-/* Finish the jobs of @r whose data has all arrived, now that the bytes
- * before @pos are in the cache file. */
+/* Hash the run's bytes up to @off + @len: zeros (holes) up to @off, then
+ * @len bytes of @buf. Each chunk's digest is kept as it completes. */
 static void
+run_hash(struct run *r, uint64_t off, const uint8_t *buf, size_t len)
+{
+	struct fdisk *d = r->d;
+	uint64_t end = off + len;
+
+	while (r->hpos < end) {
+		uint64_t c = r->hpos / d->chunk;
+		uint64_t cend = FERRY_MIN((c + 1) * d->chunk, d->info.size);
+		uint64_t stop = FERRY_MIN(cend, r->hpos < off ? off : end);
+
+		if (r->hpos < off)
+			ferry_hasher_zeros(&r->h, stop - r->hpos);
+		else
+			ferry_hasher_update(&r->h, buf + (r->hpos - off),
+					    (size_t)(stop - r->hpos));
+		r->hpos = stop;
+		if (stop == cend) {
+			ferry_hasher_final(&r->h, &r->got[c - r->first]);
+			ferry_hasher_reset(&r->h);
+		}
+	}
+}
+
+/* Finish the jobs of @r whose data has all arrived, now that the bytes
+ * before @pos are in the cache file; with verification, only those whose
+ * digest matches. @return 0, or -EBADMSG when one differs (r->bad). */
+static int
 run_progress(struct run *r, uint64_t pos)
 {
 	struct sched *s = &r->fs->sched;
+	struct fdisk *d = r->d;
+	int e = 0;
 
 	if (r->next >= r->n || pos < r->ends[r->next])
-		return;
+		return 0;
 	pthread_mutex_lock(&s->lock);
-	for (; r->next < r->n && pos >= r->ends[r->next]; r->next++)
+	for (; r->next < r->n && pos >= r->ends[r->next]; r->next++) {
+		if (d->verify) {
+			uint64_t c = r->first + r->next;
+
+			/* The chunk's tail after its last data is a hole. */
+			run_hash(r, FERRY_MIN((c + 1) * d->chunk, d->info.size),
+				 NULL, 0);
+			if (!ferry_digest_equal(&r->got[r->next],
+						&r->want[r->next])) {
+				r->bad = r->next;
+				e = -EBADMSG;
+				break;
+			}
+		}
 		if (r->jobs[r->next])
 			job_finish(r->fs, r->jobs[r->next], 0);
+	}
 	pthread_mutex_unlock(&s->lock);
+	return e;
 }
 
 static int
@@ -308,8 +368,9 @@ sink_data(void *arg, uint64_t off, const void *buf, size_t len)
 		return e;
 	}
 	d->received += len;
-	run_progress(r, off + len);
-	return 0;
+	if (d->verify)
+		run_hash(r, off, buf, len);
+	return run_progress(r, off + len);
 }
 
 /* Does a reader wait for a job of @r from its @from'th not yet done?
@@ -389,9 +450,8 @@ static int
 run_fetch(struct run *r)
 {
 	struct fdisk *d = r->d;
-	uint64_t start = r->jobs[0]->chunk * d->chunk;
-	uint64_t end = FERRY_MIN((r->jobs[r->n - 1]->chunk + 1) * d->chunk,
-				 d->info.size);
+	uint64_t start = (r->first + r->next) * d->chunk;
+	uint64_t end = FERRY_MIN((r->first + r->n) * d->chunk, d->info.size);
 	struct ferry_sink sink = { .data = sink_data, .wire = sink_wire,
 				   .arg = r };
 
@@ -408,6 +468,52 @@ run_fetch(struct run *r)
 			return err;
 	}
 	return 0;
+}
+
+/* Fetch the run, checking each chunk against the source's digests when
+ * the disk is verified: a chunk that differs is fetched again, from it
+ * on, up to VERIFY_TRIES times; its bytes are never marked present. */
+static int
+run_fetch_verified(struct run *r)
+{
+	struct fdisk *d = r->d;
+	int err;
+
+	if (!d->verify)
+		return run_fetch(r);
+	err = ferry_source_digests(r->fs->src, d->idx, d->chunk, r->first,
+				   r->n, r->want);
+	if (err < 0)
+		return err;
+	if (ferry_hasher_init(&r->h) < 0)
+		return -ENOMEM;
+	for (unsigned tries = 1;; tries++) {
+		char got[33], want[33];
+		uint64_t c;
+
+		r->hpos = (r->first + r->next) * d->chunk;
+		ferry_hasher_reset(&r->h);
+		err = run_fetch(r);
+		if (err != -EBADMSG)
+			break;
+		c = r->first + r->bad;
+		d->mismatches++;
+		ferry_digest_hex(&r->got[r->bad], got);
+		ferry_digest_hex(&r->want[r->bad], want);
+		if (tries == VERIFY_TRIES) {
+			ferry_error("%s: chunk %" PRIu64 " differs from the "
+				    "source's digest %u times (received %s, "
+				    "source %s); not cached", d->info.name, c,
+				    tries, got, want);
+			err = -EIO;
+			break;
+		}
+		ferry_error("%s: chunk %" PRIu64 " differs from the source's "
+			    "digest (received %s, source %s); fetching it "
+			    "again", d->info.name, c, got, want);
+	}
+	ferry_hasher_free(&r->h);
+	return err;
 }
 
 static void *
@@ -431,7 +537,7 @@ worker_main(struct ferryfs *fs, bool fg)
 		demand = run_awaited(&r);
 		pthread_mutex_unlock(&s->lock);
 
-		err = run_fetch(&r);
+		err = run_fetch_verified(&r);
 
 		pthread_mutex_lock(&s->lock);
 		if (err == 0 && r.next < r.n) {

@@ -31,6 +31,7 @@ struct options {
 	char *stall_timeout;
 	int prefetch;
 	int compress;
+	int verify;
 	unsigned streams;
 	int verbose;
 };
@@ -57,6 +58,7 @@ static const struct fuse_opt ferry_opts[] = {
 	FERRY_OPT("readahead=%s", readahead, 0),
 	FERRY_OPT("bwlimit=%s", bwlimit, 0),
 	FERRY_OPT("compress=%d", compress, 0),
+	FERRY_OPT("verify=%d", verify, 0),
 	FERRY_OPT("timeout=%s", timeout, 0),
 	FERRY_OPT("stall_timeout=%s", stall_timeout, 0),
 	FERRY_OPT("verbose", verbose, 1),
@@ -102,6 +104,9 @@ usage(const char *prog)
 "                       .ferry/control\n"
 "  -o compress=0|1      ask the exporter for zstd-compressed data\n"
 "                       (default 1)\n"
+"  -o verify=0|1        check every chunk against the source's digest\n"
+"                       (XXH3-128) before caching it, when the source\n"
+"                       serves digests (ferry-export does; default 1)\n"
 "  -o timeout=SECS      a read that fails for a reason a new connection\n"
 "                       may cure (reset, refused, stalled, truncated,\n"
 "                       exporter restarting) is retried with backoff for\n"
@@ -221,6 +226,7 @@ setup_disks(struct ferryfs *fs)
 		d->idx = (unsigned)i;
 		d->info = fs->src->disks[i];
 		d->chunk = fs->chunk;
+		d->verify = fs->verify && d->info.digests;
 		d->nchunks = ferry_chunk_count(d->info.size, d->chunk);
 		d->data_fd = d->map_fd = -1;
 		pthread_mutex_init(&d->lock, NULL);
@@ -285,7 +291,8 @@ int
 main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct options o = { .prefetch = 1, .compress = 1, .streams = 2 };
+	struct options o = { .prefetch = 1, .compress = 1, .verify = 1,
+			     .streams = 2 };
 	struct fuse_cmdline_opts cmd = { 0 };
 	struct ferryfs fs = { .lock_fd = -1 };
 	struct ferry_http_opts hopts = { 0 };
@@ -391,6 +398,7 @@ main(int argc, char **argv)
 	fs.chunk = chunk;
 	fs.prefetch = o.prefetch != 0;
 	fs.compress = o.compress != 0;
+	fs.verify = o.verify != 0;
 	fs.streams = o.streams;
 	fs.readahead = readahead;
 	ferry_bucket_init(&fs.bucket, bwlimit);

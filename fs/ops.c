@@ -113,7 +113,7 @@ status_render(struct ferryfs *fs)
 			err = json_string(link_error);
 		}
 		json_array_append_new(arr, json_pack(
-			"{sssIsIsIsIsIsssosIsIsIsfsoso}",
+			"{sssIsIsIsIsIsssosIsIsIsfsososbsI}",
 			"name", d->info.name,
 			"size", (json_int_t)d->info.size,
 			"allocated", (json_int_t)d->map.data_bytes,
@@ -128,7 +128,9 @@ status_render(struct ferryfs *fs)
 			"rate", rate,
 			"partition_table", d->ptable[0] ?
 				json_string(d->ptable) : json_null(),
-			"views", views ? views : json_null()));
+			"views", views ? views : json_null(),
+			"verify", d->verify,
+			"digest_mismatches", (json_int_t)d->mismatches));
 	}
 	root = json_pack("{sssssbsbsIsIsIsoso}", "source", fs->src->id,
 			 "cache", fs->cache_dir, "prefetch", fs->prefetch,

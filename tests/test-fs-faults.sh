@@ -18,11 +18,12 @@ EXPORT_ARGS=(--cert "$T/cert.pem" --key "$T/key.pem" --token test-token-01234567
 start_export "${EXPORT_ARGS[@]}" disk="$T/disk.img"
 PORT=${HOSTPORT##*:}
 
-# start_proxy FAULT COUNT: a proxy in front of the exporter; sets PURL.
+# start_proxy FAULT COUNT [--mitm CERT KEY]: a proxy in front of the
+# exporter; sets PURL.
 start_proxy() {
 	rm -f "$T/proxy.port"
 	python3 "$PROXY" --upstream "$PORT" --port-file "$T/proxy.port" \
-		--fault "$1" --count "$2" 2>>"$T/proxy.log" &
+		--fault "$1" --count "$2" "${@:3}" 2>>"$T/proxy.log" &
 	PROXY_PID=$!
 	PIDS+=("$PROXY_PID")
 	for _ in $(seq 100); do
@@ -52,6 +53,35 @@ for fault in reset:300000 truncate:200000 flip:150000 stall:250000; do
 	stop_proxy
 	ok "$fault on 6 connections: read right after $failures failed attempts"
 done
+
+# A man in the middle with the right key flips a byte of the plaintext
+# data (compress=0, so that it stays valid HTTP): TLS cannot see it, the
+# chunk's digest does; the chunk is fetched again and the read is right.
+start_proxy flip:150000 2 --mitm "$T/cert.pem" "$T/key.pem"
+: >"$T/ferryfs.log"
+mount_ferry "$PURL" "$T/mnt" "cache=$T/cache-mitm,prefetch=0,compress=0,chunk=256K,views=raw"
+[ "$(status "$T/mnt" disk verify)" = true ] || fail "verify is not on"
+timeout 120 cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "mitm flip: the view differs from the source"
+bad=$(status "$T/mnt" disk digest_mismatches)
+[ "$bad" -ge 1 ] || fail "no digest mismatch counted (proxy: $(tail -1 "$T/proxy.log"))"
+grep -q "differs from the source's digest" "$T/ferryfs.log" || fail "no log line of the mismatch"
+unmount_ferry "$T/mnt"
+stop_proxy
+ok "a flipped plaintext byte was caught by the digest ($bad mismatches) and fetched again"
+
+# Every connection garbled: after a few tries the reader gets EIO and the
+# chunk is never cached.
+start_proxy flip:150000 0 --mitm "$T/cert.pem" "$T/key.pem"
+mount_ferry "$PURL" "$T/mnt" "cache=$T/cache-mitm-all,prefetch=0,compress=0,chunk=256K,views=raw"
+if timeout 60 dd if="$T/mnt/disk.raw" of=/dev/null bs=256K skip=160 count=1 status=none 2>"$T/dd.err"; then
+	fail "a chunk garbled on every try was read"
+fi
+grep -q "Input/output error" "$T/dd.err" || fail "not EIO: $(cat "$T/dd.err")"
+grep -q "differs from the source's digest 3 times" "$T/ferryfs.log" || fail "no log line for the given-up chunk"
+[ "$(status "$T/mnt" disk chunks_cached)" = 0 ] || fail "a garbled chunk was cached"
+unmount_ferry "$T/mnt"
+stop_proxy
+ok "garbled on every try: EIO, nothing cached"
 
 # The exporter is killed (-9) while a capped reader is half-way, then
 # restarted on the same port with the same key and token: the reader waits,

@@ -5,6 +5,9 @@
  *                               Accept-Encoding: zstd compresses them
  *   GET /v1/disks/NAME/extents  allocation map (data / zero ranges), less
  *                               the blocks found to be zeros
+ *   GET /v1/disks/NAME/digests?chunk=C&first=F&count=N
+ *                               XXH3-128 of N chunks of C bytes from chunk
+ *                               F, read now (common/digest.h)
  *
  * Every request needs "Authorization: Bearer TOKEN". Only names given on
  * the command line are looked up, by exact match after percent-decoding,
@@ -19,6 +22,7 @@
 #include <string.h>
 
 #include <pthread.h>
+#include <sys/queue.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -31,6 +35,7 @@
 #include <jansson.h>
 #include <zstd.h>
 
+#include "common/digest.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/zframe.h"
@@ -471,11 +476,12 @@ serve_list(struct evhttp_request *req, struct exporter *ex)
 		const struct ferry_disk_info *di = &ex->disks[i].src->disks[0];
 
 		json_array_append_new(arr, json_pack(
-			"{sssIsIsIss}", "name", ex->disks[i].name,
+			"{sssIsIsIssss}", "name", ex->disks[i].name,
 			"size", (json_int_t)di->size,
 			"sector_size", (json_int_t)di->sector_size,
 			"allocated", (json_int_t)di->allocated,
-			"generation", di->generation));
+			"generation", di->generation,
+			"digests", FERRY_DIGEST_NAME));
 	}
 	send_json(req, arr ? json_pack("{ssso}", "host_id", ex->host_id,
 				       "disks", arr) : NULL);
@@ -512,6 +518,88 @@ serve_extents(struct evhttp_request *req, struct export_disk *d)
 			  "Content-Type", "application/json");
 	evhttp_send_reply(req, 200, "OK", buf);
 	evbuffer_free(buf);
+}
+
+/* One request hashes at most this much, so that the event loop it runs on
+ * stays responsive; clients ask in pieces. */
+#define DIGEST_MAX_BYTES (256u << 20)
+#define DIGEST_MAX_COUNT 65536u
+
+/* A query parameter as an unsigned number, or -1 if absent or bad. */
+static int64_t
+query_u64(const struct evkeyvalq *q, const char *key)
+{
+	const char *v = evhttp_find_header(q, key);
+	uint64_t n;
+
+	if (!v || !*v || strspn(v, "0123456789") != strlen(v) ||
+	    ferry_parse_size(v, &n) < 0 || n > INT64_MAX)
+		return -1;
+	return (int64_t)n;
+}
+
+static void
+serve_digests(struct evhttp_request *req, struct export_disk *d)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+	uint64_t size = d->src->disks[0].size, nchunks;
+	struct evkeyvalq q = { 0 };
+	struct ferry_digest *dg = NULL;
+	int64_t chunk, first, count;
+	json_t *arr;
+
+	TAILQ_INIT(&q);
+	if (!query || evhttp_parse_query_str(query, &q) < 0) {
+		refuse(req, 400, "Bad Request", "digests need chunk=, first= "
+		       "and count=");
+		goto out;
+	}
+	chunk = query_u64(&q, "chunk");
+	first = query_u64(&q, "first");
+	count = query_u64(&q, "count");
+	if (chunk < 4096 || chunk > (1 << 30) || first < 0 || count < 1 ||
+	    count > (int64_t)DIGEST_MAX_COUNT ||
+	    (uint64_t)count * (uint64_t)chunk > DIGEST_MAX_BYTES) {
+		refuse(req, 400, "Bad Request", "digests: chunk 4096-1G, "
+		       "count 1-%u, at most %u MiB a request", DIGEST_MAX_COUNT,
+		       DIGEST_MAX_BYTES >> 20);
+		goto out;
+	}
+	nchunks = (size + (uint64_t)chunk - 1) / (uint64_t)chunk;
+	if ((uint64_t)first >= nchunks ||
+	    (uint64_t)count > nchunks - (uint64_t)first) {
+		refuse(req, 416, "Range Not Satisfiable", "digests: chunks "
+		       "%" PRId64 "+%" PRId64 " outside disk %s of %" PRIu64
+		       " chunks", first, count, d->name, nchunks);
+		goto out;
+	}
+	dg = calloc((size_t)count, sizeof *dg);
+	arr = json_array();
+	if (!dg || !arr) {
+		json_decref(arr);
+		refuse(req, 503, "Service Unavailable", "out of memory");
+		goto out;
+	}
+	if (ferry_source_digests(d->src, 0, (uint64_t)chunk, (uint64_t)first,
+				 (size_t)count, dg) < 0) {
+		json_decref(arr);
+		refuse(req, 500, "Internal Server Error", "reading disk %s for "
+		       "digests failed", d->name);
+		goto out;
+	}
+	for (int64_t i = 0; i < count; i++) {
+		char hex[33];
+
+		ferry_digest_hex(&dg[i], hex);
+		json_array_append_new(arr, json_string(hex));
+	}
+	send_json(req, json_pack("{sssIsIso}", "algorithm", FERRY_DIGEST_NAME,
+				 "chunk", (json_int_t)chunk,
+				 "first", (json_int_t)first, "digests", arr));
+out:
+	evhttp_clear_headers(&q);
+	free(dg);
 }
 
 static struct export_disk *
@@ -575,6 +663,8 @@ handle(struct evhttp_request *req, void *arg)
 		serve_data(req, ex, d);
 	else if (strcmp(slash, "/extents") == 0)
 		serve_extents(req, d);
+	else if (strcmp(slash, "/digests") == 0)
+		serve_digests(req, d);
 	else
 		refuse(req, 404, "Not Found", "no such endpoint");
 }
