@@ -30,6 +30,9 @@ cleanup() {
 	for m in "${MOUNTS[@]}"; do
 		is_mounted "$m" && fusermount3 -uz "$m" 2>/dev/null
 	done
+	# A test's own extra cleanup (a tmpfs it mounted), once nothing of
+	# the test runs any more.
+	[ "$(type -t test_cleanup)" = function ] && test_cleanup
 	[ -n "${KEEP_T:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
