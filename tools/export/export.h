@@ -2,6 +2,8 @@
 #ifndef FERRY_EXPORT_H
 #define FERRY_EXPORT_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -31,6 +33,9 @@ struct exporter {
 	int zstd_level;			/* 0: never compress */
 	struct ferry_bucket bucket;	/* --bwlimit, all connections */
 	char host_id[33];		/* hash of the machine id */
+	unsigned max_conns;		/* --max-connections */
+	double header_timeout;		/* --header-timeout: the first request */
+	_Atomic unsigned conns;		/* open connections, all threads */
 };
 
 /*! tls_server_ctx() :

@@ -35,7 +35,8 @@
 
 #define MAX_THREADS 64
 
-enum { OPT_ZSTD = 256, OPT_BWLIMIT, OPT_SCAN, OPT_DISK_ID };
+enum { OPT_ZSTD = 256, OPT_BWLIMIT, OPT_SCAN, OPT_DISK_ID, OPT_MAX_CONNS,
+       OPT_HEADER_TIMEOUT };
 #define MAX_IDS 64
 
 struct worker {
@@ -70,6 +71,10 @@ usage(FILE *f)
 "                          size and mtime; a block device's number and\n"
 "                          size); give a new ID whenever the content under\n"
 "                          a block device changed\n"
+"      --max-connections N  open connections at most, all clients; the\n"
+"                          next ones get 503 (default 512)\n"
+"      --header-timeout SECS  a connection that has not sent a whole first\n"
+"                          request by then is closed (default 10)\n"
 "      --scan-zeros        before serving, read every allocated block and\n"
 "                          leave those that are all zeros out of the extent\n"
 "                          maps (blocks read while serving are checked\n"
@@ -254,6 +259,9 @@ main(int argc, char **argv)
 		{ "bwlimit", required_argument, NULL, OPT_BWLIMIT },
 		{ "scan-zeros", no_argument, NULL, OPT_SCAN },
 		{ "disk-id", required_argument, NULL, OPT_DISK_ID },
+		{ "max-connections", required_argument, NULL, OPT_MAX_CONNS },
+		{ "header-timeout", required_argument, NULL,
+		  OPT_HEADER_TIMEOUT },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -261,7 +269,8 @@ main(int argc, char **argv)
 	};
 	const char *listen_arg = "0.0.0.0:8703", *url_file = NULL;
 	const char *token_arg = NULL, *cert = NULL, *key = NULL;
-	struct exporter ex = { .zstd_level = 1 };
+	struct exporter ex = { .zstd_level = 1, .max_conns = 512,
+			       .header_timeout = 10 };
 	struct worker workers[MAX_THREADS] = { 0 };
 	struct ferry_connstr cs = { 0 };
 	char host[256], port[16], line[1024];
@@ -309,6 +318,22 @@ main(int argc, char **argv)
 			}
 			break;
 		case OPT_SCAN: scan = true; break;
+		case OPT_MAX_CONNS:
+			ex.max_conns = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || ex.max_conns < 1 || ex.max_conns > 1000000) {
+				ferry_error("--max-connections %s: 1 to 1000000",
+					    optarg);
+				return 2;
+			}
+			break;
+		case OPT_HEADER_TIMEOUT:
+			if (ferry_parse_duration(optarg, &ex.header_timeout) < 0 ||
+			    ex.header_timeout < 0.1 || ex.header_timeout > 3600) {
+				ferry_error("--header-timeout %s: 0.1 s to 1 h",
+					    optarg);
+				return 2;
+			}
+			break;
 		case OPT_DISK_ID:
 			if (nids == MAX_IDS || !valid_disk_id(optarg)) {
 				ferry_error("--disk-id %s: NAME=ID, the ID 1-64 "

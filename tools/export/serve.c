@@ -23,6 +23,7 @@
 
 #include <pthread.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -104,8 +105,36 @@ refuse(struct evhttp_request *req, int code, const char *reason,
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	peer_of(req, peer, sizeof peer);
-	ferry_error("%s %s %.200s: %d %s", peer, method_name(req),
-		    evhttp_request_get_uri(req), code, msg);
+	if (code == 401 || code == 503) {
+		/* Refusals that a flood repeats: a line a second at most. */
+		static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+		static double last;
+		static unsigned quiet;
+		double now = ferry_now();
+		unsigned n = 0;
+		bool say;
+
+		pthread_mutex_lock(&lock);
+		say = now - last >= 1.0;
+		if (say) {
+			last = now;
+			n = quiet;
+			quiet = 0;
+		} else {
+			quiet++;
+		}
+		pthread_mutex_unlock(&lock);
+		if (say)
+			ferry_error("%s %s %.200s: %d %s%s%.0u%s", peer,
+				    method_name(req),
+				    evhttp_request_get_uri(req), code, msg,
+				    n ? " (and " : "", n,
+				    n ? " more refused in the last second)" :
+				    "");
+	} else {
+		ferry_error("%s %s %.200s: %d %s", peer, method_name(req),
+			    evhttp_request_get_uri(req), code, msg);
+	}
 	evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
 	if (code == 401)
 		evhttp_add_header(h, "WWW-Authenticate", "Bearer realm=\"ferry\"");
@@ -611,6 +640,108 @@ find_disk(struct exporter *ex, const char *name)
 	return NULL;
 }
 
+/* Per-connection state, hung on the connection's SSL object so that it is
+ * freed (and the connection uncounted) whenever libevent frees the
+ * connection, however it ends. */
+struct conn {
+	struct exporter *ex;
+	struct bufferevent *bev;
+	struct event *deadline;	/* no first request by then: closed */
+	bool over;		/* beyond --max-connections: refused */
+	bool seen;		/* a request arrived */
+};
+
+static int conn_idx = -1;
+static pthread_once_t conn_once = PTHREAD_ONCE_INIT;
+
+static void
+conn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+	  void *argp)
+{
+	struct conn *c = ptr;
+
+	(void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+	if (!c)
+		return;
+	if (c->deadline)
+		event_free(c->deadline);
+	c->ex->conns--;
+	free(c);
+}
+
+static void
+conn_index_make(void)
+{
+	conn_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_free);
+}
+
+static struct conn *
+conn_of(struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon ?
+		evhttp_connection_get_bufferevent(evcon) : NULL;
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+
+	return ssl ? SSL_get_ex_data(ssl, conn_idx) : NULL;
+}
+
+/* A client that has not sent a whole request by --header-timeout (a slow
+ * handshake, slowloris headers) is cut off. */
+static void
+conn_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	evutil_socket_t s = bufferevent_getfd(c->bev);
+
+	(void)fd;
+	(void)what;
+	if (c->seen || s < 0)
+		return;
+	ferry_debug("connection %d: no request within %.0f s; closing",
+		    (int)s, c->ex->header_timeout);
+	/* libevent sees the socket end and frees the connection. */
+	shutdown(s, SHUT_RDWR);
+}
+
+static struct bufferevent *
+make_bev(struct event_base *base, void *arg)
+{
+	struct exporter *ex = arg;
+	SSL *ssl = SSL_new(ex->ssl);
+	struct conn *c = calloc(1, sizeof *c);
+	struct bufferevent *bev;
+
+	pthread_once(&conn_once, conn_index_make);
+	if (!ssl || !c || conn_idx < 0 || !SSL_set_ex_data(ssl, conn_idx, c)) {
+		SSL_free(ssl);
+		free(c);
+		return NULL;
+	}
+	c->ex = ex;
+	c->over = ++ex->conns > ex->max_conns;
+	bev = bufferevent_openssl_socket_new(base, -1, ssl,
+					     BUFFEREVENT_SSL_ACCEPTING,
+					     BEV_OPT_CLOSE_ON_FREE);
+	if (!bev)
+		return NULL;	/* the SSL (and @c) went with it */
+	c->bev = bev;
+	/* Clients that just close (curl after a download) are not errors. */
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	c->deadline = evtimer_new(base, conn_deadline, c);
+	if (c->deadline) {
+		struct timeval tv = {
+			(time_t)ex->header_timeout,
+			(suseconds_t)((ex->header_timeout -
+				       (double)(time_t)ex->header_timeout) *
+				      1e6),
+		};
+
+		evtimer_add(c->deadline, &tv);
+	}
+	return bev;
+}
+
 static void
 handle(struct evhttp_request *req, void *arg)
 {
@@ -622,7 +753,27 @@ handle(struct evhttp_request *req, void *arg)
 	char *seg, *name;
 	size_t seglen, namelen;
 
+	struct conn *c = conn_of(req);
+
+	if (c) {
+		c->seen = true;
+		if (c->deadline)
+			evtimer_del(c->deadline);
+	}
+	if (c && c->over) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+				  "Connection", "close");
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+				  "Retry-After", "5");
+		refuse(req, 503, "Service Unavailable", "more than %u "
+		       "connections (--max-connections)", ex->max_conns);
+		return;
+	}
 	if (!authorized(ex, req)) {
+		/* Guessing clients get a closed connection each time, and
+		 * the log a line a second at most. */
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+				  "Connection", "close");
 		refuse(req, 401, "Unauthorized", "missing or wrong token");
 		return;
 	}
@@ -669,23 +820,6 @@ handle(struct evhttp_request *req, void *arg)
 		refuse(req, 404, "Not Found", "no such endpoint");
 }
 
-static struct bufferevent *
-make_bev(struct event_base *base, void *arg)
-{
-	struct exporter *ex = arg;
-	SSL *ssl = SSL_new(ex->ssl);
-	struct bufferevent *bev;
-
-	if (!ssl)
-		return NULL;
-	bev = bufferevent_openssl_socket_new(base, -1, ssl,
-					     BUFFEREVENT_SSL_ACCEPTING,
-					     BEV_OPT_CLOSE_ON_FREE);
-	/* Clients that just close (curl after a download) are not errors. */
-	if (bev)
-		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	return bev;
-}
 
 void
 serve_setup(struct exporter *ex, struct evhttp *http)
