@@ -80,7 +80,8 @@ struct xfer {
 	char *body;
 	size_t blen, bcap;
 	/* From Content-Range: "bytes A-B/TOTAL" or "bytes * /TOTAL". */
-	int64_t cr_start, cr_total;
+	int64_t cr_start, cr_end, cr_total;
+	uint64_t disk_size;	/* range mode: the disk's, 0 if not known */
 	char etag[100];
 	/* Range mode: the request's headers (NULL: the source's). */
 	const struct curl_slist *headers;
@@ -110,7 +111,7 @@ header_cb(char *line, size_t size, size_t n, void *arg)
 		const char *sp = strchr(buf, ' ');
 
 		x->status = sp ? strtol(sp + 1, NULL, 10) : 0;
-		x->cr_start = x->cr_total = -1;
+		x->cr_start = x->cr_end = x->cr_total = -1;
 		x->etag[0] = '\0';
 		x->zstd = x->coding_bad = false;
 	} else if (strncasecmp(buf, "Content-Encoding:", 17) == 0) {
@@ -133,6 +134,7 @@ header_cb(char *line, size_t size, size_t n, void *arg)
 		if (sscanf(v, "bytes %lld-%lld/%lld", &a, &b, &t) == 3 &&
 		    a >= 0 && b >= a && t > b) {
 			x->cr_start = a;
+			x->cr_end = b;
 			x->cr_total = t;
 		} else if (sscanf(v, "bytes */%lld", &t) == 1 && t >= 0) {
 			x->cr_total = t;
@@ -217,7 +219,9 @@ write_cb(char *data, size_t size, size_t n, void *arg)
 	/* Range mode: only a 206 whose Content-Range starts where we asked
 	 * may be written; anything else (a 200 with the whole file, an error
 	 * page) is never taken for disk data. */
-	if (x->status != 206 || x->cr_start != (int64_t)(x->off) ||
+	if (x->status != 206 || x->cr_start != (int64_t)x->off ||
+	    x->cr_end != (int64_t)(x->off + x->want - 1) ||
+	    (x->disk_size && x->cr_total != (int64_t)x->disk_size) ||
 	    x->coding_bad) {
 		x->range_ok = false;
 		return 0;
@@ -353,9 +357,17 @@ http_error(struct http_priv *p, const char *url, CURLcode cc,
 				    "(HTTP 200)", url);
 			return -EPROTO;
 		}
-		if (x->ranged && x->status == 206) {
+		if (x->ranged && x->status == 206 && !x->range_ok &&
+		    x->got == 0) {
 			ferry_error("%s: server answered another range than "
-				    "asked (at %" PRIu64 ")", url, x->off);
+				    "asked (%" PRIu64 "+%" PRIu64 ", disk of %"
+				    PRIu64 ")", url, x->off, x->want,
+				    x->disk_size);
+			return -EPROTO;
+		}
+		if (x->ranged && x->status == 206) {
+			ferry_error("%s: server sent more bytes than the range "
+				    "(at %" PRIu64 ")", url, x->off + x->got);
 			return -EPROTO;
 		}
 		break;
@@ -418,7 +430,7 @@ request(struct ferry_source *src, const char *url, struct xfer *x)
 	}
 	x->src = src;
 	x->status = 0;
-	x->cr_start = x->cr_total = -1;
+	x->cr_start = x->cr_end = x->cr_total = -1;
 	x->range_ok = true;
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
@@ -550,6 +562,7 @@ http_fetch(struct ferry_source *src, unsigned disk, uint64_t off,
 			.ranged = true, .off = off, .want = len, .sink = sink,
 			.headers = p->range_headers ? p->range_headers[disk] :
 				   NULL,
+			.disk_size = src->disks[disk].size,
 		};
 
 		r = request(src, p->disk_url[disk], &x);
