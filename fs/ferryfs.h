@@ -145,6 +145,14 @@ struct ferryfs {
 
 	pthread_mutex_t open_lock;
 	struct open_file *open_files;
+
+	struct {			/* verify.c: "verify" in .ferry/control */
+		pthread_mutex_t lock;
+		pthread_t tid;
+		bool started;
+		const char *_Atomic state;	/* idle, running, done, error */
+		_Atomic uint64_t checked, bad;
+	} reverify;
 };
 
 /* cache.c */
@@ -199,8 +207,22 @@ void fetch_ra_destroy(struct fetch_ra *ra);
 int fetch_pread(struct ferryfs *fs, struct fdisk *d, void *buf, size_t len,
 		uint64_t off);
 
+/*! fetch_forget() : chunk @c of @d is no longer cached (it differed from
+ * the source); it is fetched again when read or hydrated. */
+void fetch_forget(struct ferryfs *fs, struct fdisk *d, uint64_t c);
+
 /*! fetch_chunk_has_data() : does chunk @c of @d hold any data? */
 bool fetch_chunk_has_data(const struct fdisk *d, uint64_t c);
+
+/* verify.c */
+
+/*! verify_start() : re-verify every cached chunk against the source's
+ * digests in the background (no-op while one runs). @return 0, or
+ * -ENOTSUP when no disk has digests. */
+int verify_start(struct ferryfs *fs);
+
+/*! verify_stop() : wait for a re-verify (it stops early on fs->stop). */
+void verify_stop(struct ferryfs *fs);
 
 /* files.c */
 

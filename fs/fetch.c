@@ -578,6 +578,24 @@ bg_main(void *arg)
 	return worker_main(arg, false);
 }
 
+void
+fetch_forget(struct ferryfs *fs, struct fdisk *d, uint64_t c)
+{
+	struct sched *s = &fs->sched;
+
+	pthread_mutex_lock(&s->lock);
+	if (ferry_bitmap_test(&d->present, c)) {
+		ferry_bitmap_clear(&d->present, c);
+		d->present_chunks--;
+		d->cached -= ferry_chunk_data(&d->map, d->chunk, c);
+		d->dirty = true;
+		if (c < d->hydrate_next)
+			d->hydrate_next = c;
+		pthread_cond_broadcast(&s->work);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
 static bool
 range_needs_fetch(const struct fdisk *d, uint64_t c, uint64_t off,
 		  uint64_t end)

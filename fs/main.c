@@ -405,6 +405,8 @@ main(int argc, char **argv)
 	fs.mount_time = time(NULL);
 	pthread_mutex_init(&fs.flush_lock, NULL);
 	pthread_mutex_init(&fs.open_lock, NULL);
+	pthread_mutex_init(&fs.reverify.lock, NULL);
+	fs.reverify.state = "idle";
 	pthread_cond_init(&fs.flush_cond, NULL);
 
 	hopts.verbose = o.verbose > 1;
@@ -486,6 +488,8 @@ main(int argc, char **argv)
 	rc = r == 0 ? 0 : 1;
 
 out_unmount:
+	fs.stop = true;		/* a re-verify stops between chunks */
+	verify_stop(&fs);
 	fetch_stop(&fs);
 	pthread_mutex_lock(&fs.flush_lock);
 	fs.stop = true;

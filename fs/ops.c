@@ -132,13 +132,18 @@ status_render(struct ferryfs *fs)
 			"verify", d->verify,
 			"digest_mismatches", (json_int_t)d->mismatches));
 	}
-	root = json_pack("{sssssbsbsIsIsIsoso}", "source", fs->src->id,
+	root = json_pack("{sssssbsbsIsIsIsososo}", "source", fs->src->id,
 			 "cache", fs->cache_dir, "prefetch", fs->prefetch,
 			 "compress", fs->compress,
 			 "streams", (json_int_t)fs->streams,
 			 "readahead", (json_int_t)fs->readahead,
 			 "bwlimit", (json_int_t)fs->bucket.rate,
-			 "link", link, "disks", arr);
+			 "link", link,
+			 "reverify", json_pack("{sssIsI}",
+				"state", fs->reverify.state,
+				"checked", (json_int_t)fs->reverify.checked,
+				"differed", (json_int_t)fs->reverify.bad),
+			 "disks", arr);
 	text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
 	json_decref(root);
 	if (text) {
@@ -353,6 +358,11 @@ control_apply(struct ferryfs *fs, const char *buf, size_t len)
 			line[--k] = '\0';
 		if (k == 0) {
 			/* empty line */
+		} else if (strcmp(line, "verify") == 0) {
+			int r = verify_start(fs);
+
+			if (r < 0)
+				return r == -ENOTSUP ? -EINVAL : r;
 		} else if (n < sizeof line && strncmp(line, "bwlimit=", 8) == 0 &&
 			   ferry_parse_size(line + 8, &v) == 0) {
 			ferry_bucket_set(&fs->bucket, v);
@@ -361,7 +371,8 @@ control_apply(struct ferryfs *fs, const char *buf, size_t len)
 		} else {
 			ferry_error(".ferry/control: cannot apply \"%.*s\" "
 				    "(known: bwlimit=RATE, bytes/s with K/M/G "
-				    "suffixes, 0 = no cap)", (int)k, line);
+				    "suffixes, 0 = no cap; verify)", (int)k,
+				    line);
 			return -EINVAL;
 		}
 		buf += n + (n < len);

@@ -36,6 +36,24 @@ for i in 1 2 3; do
 	ok "kill -9 $i: $before chunks cached a second before, $kept kept; every byte right"
 done
 
+# A cache damaged on disk while unmounted (one chunk of random data, at
+# 41 MiB, overwritten): "verify" in .ferry/control re-checks every cached
+# chunk against the source's digests and forgets the bad one, which is
+# fetched again.
+head -c 4096 /dev/urandom | dd of="$T/cache-1/disk.data" bs=4096 seek=$((41 * 256)) conv=notrunc status=none
+mount_ferry "$URL" "$T/mnt" "cache=$T/cache-1,chunk=256K,prefetch=0"
+echo verify > "$T/mnt/.ferry/control" || fail "verify refused"
+for _ in $(seq 600); do
+	[ "$(jq -r .reverify.state "$T/mnt/.ferry/status.json")" = done ] && break
+	sleep 0.1
+done
+jq -e '.reverify.state == "done" and .reverify.differed == 1 and .reverify.checked > 100' \
+	"$T/mnt/.ferry/status.json" >/dev/null || fail "re-verify: $(jq -c .reverify "$T/mnt/.ferry/status.json")"
+cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "the damaged chunk was served after the re-verify"
+checked=$(jq .reverify.checked "$T/mnt/.ferry/status.json")
+unmount_ferry "$T/mnt"
+ok "re-verify: $checked cached chunks checked, the damaged one found and fetched again"
+
 # A cache directory on a tmpfs too small for the disk's data.
 if ! mount -t tmpfs -o size=24m ferry-test "$T/small" 2>/dev/null &&
    ! { mkdir -p "$T/small" && mount -t tmpfs -o size=24m ferry-test "$T/small"; } 2>/dev/null; then
