@@ -150,7 +150,8 @@ struct ferryfs {
 		pthread_mutex_t lock;
 		pthread_t tid;
 		bool started;
-		const char *_Atomic state;	/* idle, running, done, error */
+		const char *_Atomic state;	/* idle, running, done, stopped,
+					 * error */
 		_Atomic uint64_t checked, bad;
 	} reverify;
 };

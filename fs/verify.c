@@ -112,12 +112,15 @@ verify_main(void *arg)
 			r = verify_disk(fs, &fs->disks[i], buf, &h);
 	ferry_hasher_free(&h);
 	free(buf);
-	if (r == 0 && !fs->stop)
+	if (fs->stop)
+		r = -ECANCELED;
+	if (r == 0)
 		ferry_info("re-verify: %" PRIu64 " cached chunks checked, %"
 			   PRIu64 " differed and will be fetched again",
 			   (uint64_t)fs->reverify.checked,
 			   (uint64_t)fs->reverify.bad);
-	fs->reverify.state = r == 0 ? "done" : "error";
+	fs->reverify.state = r == 0 ? "done" :
+			     r == -ECANCELED ? "stopped" : "error";
 	return NULL;
 }
 
