@@ -27,10 +27,10 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <jansson.h>
 #include <zstd.h>
 
 #include "backends/backend.h"
+#include "backends/listing.h"
 #include "common/connstr.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -602,25 +602,6 @@ http_pread(struct ferry_source *src, unsigned disk, void *buf, size_t len,
 }
 
 static int
-get_json(struct ferry_source *src, const char *url, json_t **out)
-{
-	struct xfer x = { .ranged = false };
-	json_error_t jerr;
-	int r;
-
-	r = request(src, url, &x);
-	if (r == 0) {
-		*out = json_loadb(x.body ? x.body : "", x.blen, 0, &jerr);
-		if (!*out) {
-			ferry_error("%s: bad JSON: %s", url, jerr.text);
-			r = -EPROTO;
-		}
-	}
-	free(x.body);
-	return r;
-}
-
-static int
 http_extents(struct ferry_source *src, unsigned disk,
 	     struct ferry_extents *map)
 {
@@ -712,92 +693,41 @@ static const struct ferry_backend http_backend = {
 	.digests = http_digests,
 };
 
-/* A generation goes into an If-Match header: printable, no quotes. */
-static bool
-valid_generation(const char *g)
-{
-	size_t n = strlen(g);
-
-	if (n == 0 || n >= sizeof ((struct ferry_disk_info *)0)->generation)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (g[i] < 0x21 || g[i] > 0x7e || g[i] == '"' || g[i] == '\\')
-			return false;
-	return true;
-}
-
 /* GET /v1/disks of a ferry-export. */
 static int
 list_ferry_disks(struct ferry_source *src)
 {
 	struct http_priv *p = src->priv;
-	char url[700];
-	json_t *root = NULL, *arr, *e;
-	size_t i, n = 0;
+	struct xfer x = { .ranged = false };
+	struct ferry_listing l;
+	char url[700], why[200];
 	int r;
 
 	snprintf(url, sizeof url, "%s/v1/disks", p->base);
-	r = get_json(src, url, &root);
+	r = request(src, url, &x);
+	if (r == 0) {
+		r = ferry_listing_parse(x.body ? x.body : "", x.blen, &l, why,
+					sizeof why);
+		if (r < 0)
+			ferry_error("%s: bad disk listing: %s", url, why);
+	}
+	free(x.body);
 	if (r < 0)
 		return r;
-	/* The exporter's host, when it says: the cache then follows the
-	 * source whatever address or key it has this time. */
-	e = json_object_get(root, "host_id");
-	if (json_is_string(e) && json_string_length(e) >= 16 &&
-	    json_string_length(e) <= 64 &&
-	    strspn(json_string_value(e), "0123456789abcdef") ==
-		    json_string_length(e))
-		snprintf(src->id, sizeof src->id, "ferry-host:%s",
-			 json_string_value(e));
-	arr = json_object_get(root, "disks");
-	if (!json_is_array(arr)) {
-		ferry_error("%s: no \"disks\" array", url);
-		r = -EPROTO;
-		goto out;
-	}
-	src->disks = calloc(json_array_size(arr) + 1, sizeof *src->disks);
-	p->disk_url = calloc(json_array_size(arr) + 1, sizeof *p->disk_url);
-	if (!src->disks || !p->disk_url) {
-		r = -ENOMEM;
-		goto out;
-	}
-	json_array_foreach(arr, i, e) {
-		struct ferry_disk_info *d = &src->disks[n];
-		const char *name, *gen = "", *alg = "";
-		json_int_t size, alloc = -1, sector = 512;
-
-		if (json_unpack(e, "{s:s, s:I, s?:I, s?:I, s?:s, s?:s}", "name",
-				&name, "size", &size, "allocated", &alloc,
-				"sector_size", &sector, "generation",
-				&gen, "digests", &alg) < 0 || size < 0 ||
-		    !ferry_valid_disk_name(name) || sector <= 0 ||
-		    sector > 65536 || !valid_generation(gen)) {
-			ferry_error("%s: disk entry %zu is malformed; skipped",
-				    url, i);
-			continue;
+	if (l.host_id[0])
+		snprintf(src->id, sizeof src->id, "ferry-host:%s", l.host_id);
+	src->disks = l.disks;
+	src->ndisks = l.ndisks;
+	p->disk_url = calloc(l.ndisks + 1, sizeof *p->disk_url);
+	if (!p->disk_url)
+		return -ENOMEM;
+	for (size_t i = 0; i < l.ndisks; i++)
+		if (asprintf(&p->disk_url[i], "%s/v1/disks/%s", p->base,
+			     l.disks[i].name) < 0) {
+			p->disk_url[i] = NULL;
+			return -ENOMEM;
 		}
-		snprintf(d->name, sizeof d->name, "%s", name);
-		snprintf(d->generation, sizeof d->generation, "%s", gen);
-		d->size = (uint64_t)size;
-		d->allocated = alloc >= 0 ? (uint64_t)alloc : d->size;
-		d->sector_size = (uint32_t)sector;
-		d->digests = strcmp(alg, FERRY_DIGEST_NAME) == 0;
-		if (asprintf(&p->disk_url[n], "%s/v1/disks/%s", p->base,
-			     name) < 0) {
-			p->disk_url[n] = NULL;
-			r = -ENOMEM;
-			goto out;
-		}
-		src->ndisks = ++n;
-	}
-	src->ndisks = n;
-	if (n == 0) {
-		ferry_error("%s: the exporter serves no disks", p->what);
-		r = -ENOENT;
-	}
-out:
-	json_decref(root);
-	return r;
+	return 0;
 }
 
 /* A plain URL: one disk, its name from the last path segment. */
