@@ -41,6 +41,7 @@
 #include "common/util.h"
 #include "common/zframe.h"
 #include "tools/export/export.h"
+#include "tools/export/route.h"
 
 /* Plain replies up to this size are read whole and sent at once; larger
  * ones, compressed ones and capped ones stream in PIECE-sized parts, one
@@ -549,57 +550,19 @@ serve_extents(struct evhttp_request *req, struct export_disk *d)
 	evbuffer_free(buf);
 }
 
-/* One request hashes at most this much, so that the event loop it runs on
- * stays responsive; clients ask in pieces. */
-#define DIGEST_MAX_BYTES (256u << 20)
-#define DIGEST_MAX_COUNT 65536u
-
-/* A query parameter as an unsigned number, or -1 if absent or bad. */
-static int64_t
-query_u64(const struct evkeyvalq *q, const char *key)
-{
-	const char *v = evhttp_find_header(q, key);
-	uint64_t n;
-
-	if (!v || !*v || strspn(v, "0123456789") != strlen(v) ||
-	    ferry_parse_size(v, &n) < 0 || n > INT64_MAX)
-		return -1;
-	return (int64_t)n;
-}
-
 static void
-serve_digests(struct evhttp_request *req, struct export_disk *d)
+serve_digests(struct evhttp_request *req, struct export_disk *d,
+	      const struct route *rt)
 {
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
 	uint64_t size = d->src->disks[0].size, nchunks;
-	struct evkeyvalq q = { 0 };
+	uint64_t chunk = rt->chunk, first = rt->first, count = rt->count;
 	struct ferry_digest *dg = NULL;
-	int64_t chunk, first, count;
 	json_t *arr;
 
-	TAILQ_INIT(&q);
-	if (!query || evhttp_parse_query_str(query, &q) < 0) {
-		refuse(req, 400, "Bad Request", "digests need chunk=, first= "
-		       "and count=");
-		goto out;
-	}
-	chunk = query_u64(&q, "chunk");
-	first = query_u64(&q, "first");
-	count = query_u64(&q, "count");
-	if (chunk < 4096 || chunk > (1 << 30) || first < 0 || count < 1 ||
-	    count > (int64_t)DIGEST_MAX_COUNT ||
-	    (uint64_t)count * (uint64_t)chunk > DIGEST_MAX_BYTES) {
-		refuse(req, 400, "Bad Request", "digests: chunk 4096-1G, "
-		       "count 1-%u, at most %u MiB a request", DIGEST_MAX_COUNT,
-		       DIGEST_MAX_BYTES >> 20);
-		goto out;
-	}
-	nchunks = (size + (uint64_t)chunk - 1) / (uint64_t)chunk;
-	if ((uint64_t)first >= nchunks ||
-	    (uint64_t)count > nchunks - (uint64_t)first) {
+	nchunks = (size + chunk - 1) / chunk;
+	if (first >= nchunks || count > nchunks - first) {
 		refuse(req, 416, "Range Not Satisfiable", "digests: chunks "
-		       "%" PRId64 "+%" PRId64 " outside disk %s of %" PRIu64
+		       "%" PRIu64 "+%" PRIu64 " outside disk %s of %" PRIu64
 		       " chunks", first, count, d->name, nchunks);
 		goto out;
 	}
@@ -610,14 +573,14 @@ serve_digests(struct evhttp_request *req, struct export_disk *d)
 		refuse(req, 503, "Service Unavailable", "out of memory");
 		goto out;
 	}
-	if (ferry_source_digests(d->src, 0, (uint64_t)chunk, (uint64_t)first,
-				 (size_t)count, dg) < 0) {
+	if (ferry_source_digests(d->src, 0, chunk, first, (size_t)count,
+				 dg) < 0) {
 		json_decref(arr);
 		refuse(req, 500, "Internal Server Error", "reading disk %s for "
 		       "digests failed", d->name);
 		goto out;
 	}
-	for (int64_t i = 0; i < count; i++) {
+	for (uint64_t i = 0; i < count; i++) {
 		char hex[33];
 
 		ferry_digest_hex(&dg[i], hex);
@@ -627,7 +590,6 @@ serve_digests(struct evhttp_request *req, struct export_disk *d)
 				 "chunk", (json_int_t)chunk,
 				 "first", (json_int_t)first, "digests", arr));
 out:
-	evhttp_clear_headers(&q);
 	free(dg);
 }
 
@@ -748,12 +710,11 @@ handle(struct evhttp_request *req, void *arg)
 	struct exporter *ex = arg;
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-	struct export_disk *d;
-	const char *rest, *slash;
-	char *seg, *name;
-	size_t seglen, namelen;
-
 	struct conn *c = conn_of(req);
+	struct export_disk *d;
+	struct route rt;
+	char why[200];
+	int code;
 
 	if (c) {
 		c->seen = true;
@@ -777,47 +738,28 @@ handle(struct evhttp_request *req, void *arg)
 		refuse(req, 401, "Unauthorized", "missing or wrong token");
 		return;
 	}
-	if (!path || path[0] != '/') {
-		refuse(req, 400, "Bad Request", "malformed request target");
+	code = export_route(path, uri ? evhttp_uri_get_query(uri) : NULL, &rt,
+			    why, sizeof why);
+	if (code) {
+		refuse(req, code, code == 400 ? "Bad Request" : code == 404 ?
+		       "Not Found" : "Service Unavailable", "%s", why);
 		return;
 	}
-	if (strcmp(path, "/v1/disks") == 0) {
+	if (rt.kind == ROUTE_LIST) {
 		serve_list(req, ex);
 		return;
 	}
-	if (strncmp(path, "/v1/disks/", 10) != 0) {
-		refuse(req, 404, "Not Found", "no such endpoint");
-		return;
-	}
-	rest = path + 10;
-	slash = strchr(rest, '/');
-	seglen = slash ? (size_t)(slash - rest) : strlen(rest);
-	seg = strndup(rest, seglen);
-	name = seg ? evhttp_uridecode(seg, 0, &namelen) : NULL;
-	free(seg);
-	if (!name) {
-		refuse(req, 503, "Service Unavailable", "out of memory");
-		return;
-	}
-	if (strlen(name) != namelen) {
-		free(name);
-		refuse(req, 400, "Bad Request", "NUL byte in disk name");
-		return;
-	}
-	d = find_disk(ex, name);
-	free(name);
+	d = find_disk(ex, rt.name);
 	if (!d) {
 		refuse(req, 404, "Not Found", "no such disk");
 		return;
 	}
-	if (!slash)
+	if (rt.kind == ROUTE_DATA)
 		serve_data(req, ex, d);
-	else if (strcmp(slash, "/extents") == 0)
+	else if (rt.kind == ROUTE_EXTENTS)
 		serve_extents(req, d);
-	else if (strcmp(slash, "/digests") == 0)
-		serve_digests(req, d);
 	else
-		refuse(req, 404, "Not Found", "no such endpoint");
+		serve_digests(req, d, &rt);
 }
 
 

@@ -1,0 +1,37 @@
+/* ferry-export — which endpoint a request target names (doc/protocol.md).
+ * Pure code apart from libevent's query and percent decoders: it is the
+ * exporter's parser of what any client sends after the method. */
+#ifndef FERRY_EXPORT_ROUTE_H
+#define FERRY_EXPORT_ROUTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backends/backend.h"
+
+/* Digests: at most this many chunks, and this many bytes hashed, a
+ * request, so that the event loop it runs on stays responsive; clients
+ * ask in pieces. */
+#define DIGEST_MAX_COUNT 65536u
+#define DIGEST_MAX_BYTES (256u << 20)
+
+enum route_kind {
+	ROUTE_LIST,	/* /v1/disks */
+	ROUTE_DATA,	/* /v1/disks/NAME */
+	ROUTE_EXTENTS,	/* /v1/disks/NAME/extents */
+	ROUTE_DIGESTS,	/* /v1/disks/NAME/digests?chunk=&first=&count= */
+};
+
+struct route {
+	enum route_kind kind;
+	char name[FERRY_NAME_MAX + 1];	/* percent-decoded, a valid name */
+	uint64_t chunk, first, count;	/* digests: within the limits above */
+};
+
+/*! export_route() : the endpoint that @path (and @query, or NULL) name.
+ * @return 0, or the HTTP status to refuse with (400, 404; 503 when out of
+ * memory) and @why. */
+int export_route(const char *path, const char *query, struct route *rt,
+		 char *why, size_t whylen);
+
+#endif
