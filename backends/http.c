@@ -566,9 +566,17 @@ http_fetch(struct ferry_source *src, unsigned disk, uint64_t off,
 		};
 
 		r = request(src, p->disk_url[disk], &x);
-		/* Keep what arrived; ask again only for the rest. */
+		/* Keep what arrived (in order, each chunk checked by the
+		 * sink as it completes); ask again only for the rest. */
 		off += x.got;
 		len -= x.got;
+		if (r < 0 && len == 0 && r != -ECANCELED) {
+			/* The fault came after the range's last byte (bytes
+			 * past its end, a broken zstd tail): nothing is
+			 * missing, and no empty range is asked for. */
+			ferry_health_failed(src, ferry_last_error());
+			r = 0;
+		}
 		if (!retry_again(&t, &r, x.got > 0))
 			break;
 	}

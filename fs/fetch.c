@@ -510,7 +510,15 @@ run_fetch_verified(struct run *r)
 		}
 		ferry_error("%s: chunk %" PRIu64 " differs from the source's "
 			    "digest (received %s, source %s); fetching it "
-			    "again", d->info.name, c, got, want);
+			    "and its digest again", d->info.name, c, got,
+			    want);
+		/* Either may have been wrong: the digests of the chunks
+		 * still to come are asked again too. */
+		err = ferry_source_digests(r->fs->src, d->idx, d->chunk,
+					   r->first + r->next, r->n - r->next,
+					   r->want + r->next);
+		if (err < 0)
+			break;
 	}
 	ferry_hasher_free(&r->h);
 	return err;
