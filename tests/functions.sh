@@ -141,6 +141,12 @@ expect_refused() {
 	ok "refused ($3), exit $rc: $(head -1 "$T/refused.log")"
 }
 
+# sanitized BINARY: built with AddressSanitizer (whose quarantine holds
+# up to 256 MiB of freed memory, so RSS bounds differ).
+sanitized() {
+	ldd "$1" 2>/dev/null | grep -q libasan
+}
+
 # status MNT DISK FIELD: one field of .ferry/status.json.
 status() {
 	jq -r --arg d "$2" ".disks[] | select(.name == \$d) | .$3" "$1/.ferry/status.json"
