@@ -80,6 +80,11 @@ struct ferry_backend {
 struct ferry_health {
 	_Atomic unsigned retrying;	/* requests waiting to try again */
 	_Atomic uint64_t failures;	/* failed attempts, in all */
+	/* Given up on after -o timeout= of failures, and nothing has gone
+	 * through since: a new request tries once, not for another timeout,
+	 * so that a reader's retries (the kernel's of a readahead page) do
+	 * not stack timeouts. */
+	_Atomic bool down;
 	pthread_mutex_t lock;
 	char last_error[256];		/* the last failure, "" if none */
 };

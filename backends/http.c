@@ -466,6 +466,8 @@ request(struct ferry_source *src, const char *url, struct xfer *x)
 		r = http_error(p, url, cc, x, errbuf[0] ? errbuf :
 			       curl_easy_strerror(cc));
 	}
+	if (r == 0)
+		src->health.down = false;
 	/* A handle whose transfer failed may hold a broken connection;
 	 * drop it rather than hand it to the next request. */
 	handle_put(p, h, r == 0);
@@ -506,8 +508,11 @@ retry_again(struct retry *t, int *r, bool progressed)
 	ferry_health_failed(src, ferry_last_error());
 	now = ferry_now();
 	if (progressed || t->deadline == 0) {
-		/* Progress (or a first failure): a fresh window. */
+		/* Progress (or a first failure): a fresh window, unless the
+		 * link was given up on and nothing went through since. */
 		t->deadline = p->timeout > 0 ? now + p->timeout : 1e300;
+		if (!progressed && src->health.down && p->timeout > 0)
+			t->deadline = now;
 		t->delay = BACKOFF_FIRST;
 	}
 	if (now >= t->deadline) {
@@ -515,9 +520,15 @@ retry_again(struct retry *t, int *r, bool progressed)
 
 		snprintf(last, sizeof last, "%s", ferry_last_error());
 		ferry_log_quiet(false);
-		ferry_error("%s: giving up after %.0f s of failures "
-			    "(-o timeout=); the last: %s", t->url, p->timeout,
-			    last);
+		if (t->tries == 0 && src->health.down)
+			ferry_error("%s: failed again, the link still down "
+				    "(given up after -o timeout=%.0f s); %s",
+				    t->url, p->timeout, last);
+		else
+			ferry_error("%s: giving up after %.0f s of failures "
+				    "(-o timeout=); the last: %s", t->url,
+				    p->timeout, last);
+		src->health.down = true;
 		*r = -ETIMEDOUT;
 		return false;
 	}

@@ -81,7 +81,8 @@ status_render(struct ferryfs *fs)
 
 	ferry_health_error(fs->src, link_error, sizeof link_error);
 	link = json_pack("{sssIsIso}",
-			 "state", retrying ? "reconnecting" : "ok",
+			 "state", retrying ? "reconnecting" :
+				  fs->src->health.down ? "down" : "ok",
 			 "retrying", (json_int_t)retrying,
 			 "failures", (json_int_t)fs->src->health.failures,
 			 "last_error", link_error[0] ?
