@@ -5,8 +5,9 @@
 # and 30% holes, interleaved so every stretch of the disk looks alike.
 #
 #  1. curl, one stream, from ferry-export and from nginx (TLS, loopback)
-#  2. ferryfs: cold dd (hydration off and on), warm dd against dd of the
-#     cache file, qemu-img convert -O qcow2 from a cold mount
+#  2. ferryfs: cold dd (hydration off and on, zstd off, digests off), warm
+#     dd against dd of the cache file, qemu-img convert -O qcow2 from a
+#     cold mount
 #  3. peers on nginx: httpdirfs --cache, nbdkit curl | nbdcopy, nbdfuse,
 #     qemu-img convert from the https URL
 #  4. random 4 KiB reads (fio, cold mounts): p50/p99, idle and, for ferryfs,
@@ -152,7 +153,7 @@ dd_rate() {	# file -> MB/s of SIZE, or "failed"
 	dd if="$1" of=/dev/null bs=1M status=none 2>>"$W/dd.err" || { echo failed; return; }
 	rate $S "$(since "$t0")"
 }
-for opts in prefetch=0 prefetch=1 prefetch=0,compress=0; do
+for opts in prefetch=0 prefetch=1 prefetch=0,compress=0 prefetch=0,verify=0; do
 	mount_ferry "$opts"
 	r=$(dd_rate "$W/mnt/disk.raw")
 	row "ferryfs cold dd bs=1M ($opts)" "$r" "$(ratio "$r" "$CURL")" "$(wire)"
