@@ -4,7 +4,8 @@
 #   2. generate a 256 MiB sample disk (random data, text, holes)
 #   3. export it with ferry-export on 127.0.0.1 (TLS, token, key pin)
 #   4. mount it with ferryfs (lazy fetch + background hydration)
-#   5. convert the mounted disk with qemu-img to qcow2 and verify it
+#   5. convert the mounted disk with ferry-convert to qcow2 while it
+#      arrives, with --verify (SHA-256 of the disk), and compare it
 #   6. check the qcow2 and VHD views of the same disk with qemu-img
 # Everything lives in a temporary directory that is removed at the end
 # (FERRY_DEMO_KEEP=1 keeps it).
@@ -20,6 +21,7 @@ bash contrib/install-deps.sh
 ninja -C build >/dev/null
 EXPORT=$top/build/tools/export/ferry-export
 FERRYFS=$top/build/fs/ferryfs
+CONVERT=$top/build/tools/convert/ferry-convert
 
 W=$(mktemp -d "${TMPDIR:-/tmp}/ferry-demo.XXXXXX")
 EPID= FPID=
@@ -55,10 +57,11 @@ FPID=$!
 for _ in $(seq 50); do [ -f "$W/mnt/.ferry/status.json" ] && break; sleep 0.1; done
 ls -l "$W/mnt"
 
-say "converting from the mount while it hydrates: qemu-img convert -O qcow2"
+say "converting from the mount while it hydrates: ferry-convert -O qcow2 --verify"
 start=$(date +%s.%N)
-qemu-img convert -f raw -O qcow2 "$W/mnt/sample.raw" "$W/sample.qcow2"
+"$CONVERT" -O qcow2 --verify -p "$W/mnt/sample.raw" "$W/sample.qcow2"
 end=$(date +%s.%N)
+echo "sha256sum of the source: $(sha256sum <"$W/sample.img" | cut -d' ' -f1)"
 qemu-img info "$W/sample.qcow2" | grep -E 'virtual size|disk size'
 printf 'converted in %.2f s\n' "$(echo "$end - $start" | bc -l 2>/dev/null || echo 0)"
 

@@ -248,6 +248,9 @@ void ops_free_open_files(struct ferryfs *fs);
 /*! status_render() : .ferry/status.json as a malloc'd string. */
 char *status_render(struct ferryfs *fs);
 
+/*! map_render() : .ferry/map.json as a malloc'd string. */
+char *map_render(struct ferryfs *fs);
+
 /*! control_render() : .ferry/control as a malloc'd string. */
 char *control_render(struct ferryfs *fs);
 

@@ -4,6 +4,9 @@
  *                     NAME.qcow2, NAME.vhd, NAME.fixed.vhd, NAME.pN.raw
  *   /.ferry/          control and state
  *   /.ferry/status.json  state of each disk, a snapshot per open
+ *   /.ferry/map.json     each disk's data ranges and the chunks cached,
+ *                        a snapshot per open (doc/mount.md; ferry-convert
+ *                        polls it)
  *   /.ferry/control      settings changeable while mounted: reads give
  *                        them, writes of KEY=VALUE lines change them
  *                        (the only writable file; the mount is not "ro"
@@ -38,6 +41,7 @@ enum {
 	INO_CTL = 2,		/* .ferry */
 	INO_STATUS = 3,		/* .ferry/status.json */
 	INO_CONTROL = 4,	/* .ferry/control */
+	INO_MAP = 5,		/* .ferry/map.json */
 	INO_FILE0 = 16,		/* fs->files[i] is INO_FILE0 + i */
 };
 
@@ -72,11 +76,31 @@ disk_state(struct ferryfs *fs, struct fdisk *d)
 	return failing ? "error" : "syncing";
 }
 
+/* A text document ended by a newline, or NULL. Takes @root. */
+static char *
+json_text(json_t *root, size_t flags)
+{
+	char *text = root ? json_dumps(root, flags) : NULL;
+
+	json_decref(root);
+	if (text) {
+		size_t n = strlen(text);
+		char *t = realloc(text, n + 2);
+
+		if (t) {
+			t[n] = '\n';
+			t[n + 1] = '\0';
+			text = t;
+		}
+	}
+	return text;
+}
+
 char *
 status_render(struct ferryfs *fs)
 {
 	json_t *arr = json_array(), *root, *link;
-	char *text, link_error[256];
+	char link_error[256];
 	unsigned retrying = fs->src->health.retrying;
 
 	ferry_health_error(fs->src, link_error, sizeof link_error);
@@ -145,20 +169,84 @@ status_render(struct ferryfs *fs)
 				"checked", (json_int_t)fs->reverify.checked,
 				"differed", (json_int_t)fs->reverify.bad),
 			 "disks", arr);
-	text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
-	json_decref(root);
-	if (text) {
-		/* End with a newline, as text files do. */
-		size_t n = strlen(text);
-		char *t = realloc(text, n + 2);
+	return json_text(root, JSON_INDENT(2));
+}
 
-		if (t) {
-			t[n] = '\n';
-			t[n + 1] = '\0';
-			text = t;
+/* Runs of set bits of @b among its first @n, as [[first, count], ...]. */
+static json_t *
+bit_runs(const struct ferry_bitmap *b, uint64_t n)
+{
+	json_t *arr = json_array();
+
+	for (uint64_t i = 0; arr && i < n;) {
+		uint64_t j;
+
+		if (!ferry_bitmap_test(b, i)) {
+			i++;
+			continue;
 		}
+		for (j = i + 1; j < n && ferry_bitmap_test(b, j); j++)
+			;
+		json_array_append_new(arr, json_pack("[II]", (json_int_t)i,
+						     (json_int_t)(j - i)));
+		i = j;
 	}
-	return text;
+	return arr;
+}
+
+char *
+map_render(struct ferryfs *fs)
+{
+	json_t *disks = json_array(), *files = json_array();
+
+	for (size_t i = 0; disks && i < fs->ndisks; i++) {
+		struct fdisk *d = &fs->disks[i];
+		json_t *data = json_array();
+
+		for (size_t k = 0; data && k < d->map.n; k++)
+			json_array_append_new(data, json_pack("[II]",
+				(json_int_t)d->map.v[k].off,
+				(json_int_t)d->map.v[k].len));
+		json_array_append_new(disks, json_pack(
+			"{sssIsIsssbsoso}", "name", d->info.name,
+			"size", (json_int_t)d->info.size,
+			"chunk_size", (json_int_t)d->chunk,
+			"generation", d->info.generation,
+			"complete", d->present_chunks >= d->data_chunks,
+			"data", data ? data : json_null(),
+			"present", bit_runs(&d->present, d->nchunks)));
+	}
+	for (size_t k = 0; files && k < fs->nfiles; k++) {
+		struct vfile *f = &fs->files[k];
+		bool slice = strcmp(f->kind, "raw") == 0 ||
+			     strcmp(f->kind, "part") == 0;
+
+		json_array_append_new(files, json_pack(
+			"{sssssssIsI}", "name", f->name,
+			"disk", f->d->info.name,
+			"format", slice ? "raw" : f->kind,
+			"offset", (json_int_t)(slice ? f->view.p.slice_off : 0),
+			"length", (json_int_t)(slice ? f->view.p.slice_len :
+					       f->d->info.size)));
+	}
+	return json_text(json_pack("{sIsbsoso}", "version", (json_int_t)1,
+				   "prefetch", fs->prefetch, "disks", disks,
+				   "files", files),
+			 JSON_COMPACT);
+}
+
+/* The text file @ino (status.json, map.json, control), rendered now. */
+static char *
+text_render(struct ferryfs *fs, fuse_ino_t ino)
+{
+	return ino == INO_STATUS ? status_render(fs) :
+	       ino == INO_MAP ? map_render(fs) : control_render(fs);
+}
+
+static bool
+is_text(fuse_ino_t ino)
+{
+	return ino == INO_STATUS || ino == INO_CONTROL || ino == INO_MAP;
 }
 
 static int
@@ -179,11 +267,11 @@ fill_attr(struct ferryfs *fs, fuse_ino_t ino, struct stat *st)
 		st->st_nlink = 2;
 		return 0;
 	case INO_STATUS:
+	case INO_MAP:
 	case INO_CONTROL: {
-		char *text = ino == INO_STATUS ? status_render(fs) :
-			     control_render(fs);
+		char *text = text_render(fs, ino);
 
-		st->st_mode = S_IFREG | (ino == INO_STATUS ? 0444 : 0644);
+		st->st_mode = S_IFREG | (ino == INO_CONTROL ? 0644 : 0444);
 		st->st_nlink = 1;
 		st->st_size = text ? (off_t)strlen(text) : 0;
 		free(text);
@@ -227,6 +315,8 @@ ferry_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ino = INO_STATUS;
 	} else if (parent == INO_CTL && strcmp(name, "control") == 0) {
 		ino = INO_CONTROL;
+	} else if (parent == INO_CTL && strcmp(name, "map.json") == 0) {
+		ino = INO_MAP;
 	} else if (parent == INO_ROOT) {
 		for (size_t i = 0; i < fs->nfiles; i++)
 			if (strcmp(name, fs->files[i].name) == 0) {
@@ -291,6 +381,7 @@ ferry_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	} else {
 		dirbuf_add(req, &b, "status.json", INO_STATUS, S_IFREG);
 		dirbuf_add(req, &b, "control", INO_CONTROL, S_IFREG);
+		dirbuf_add(req, &b, "map.json", INO_MAP, S_IFREG);
 	}
 	if ((size_t)off < b.size)
 		fuse_reply_buf(req, b.p + off,
@@ -430,16 +521,14 @@ ferry_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);	/* disks are never written */
 		return;
 	}
-	if (ino != INO_STATUS && ino != INO_CONTROL && !file_of(fs, ino)) {
+	if (!is_text(ino) && !file_of(fs, ino)) {
 		fuse_reply_err(req, ino == INO_ROOT || ino == INO_CTL ?
 			       EISDIR : ENOENT);
 		return;
 	}
 	of = calloc(1, sizeof *of);
 	/* Text files: a snapshot per open, consistent while it is read. */
-	if (of && (ino == INO_STATUS || ino == INO_CONTROL) &&
-	    !(of->text = ino == INO_STATUS ? status_render(fs) :
-			 control_render(fs))) {
+	if (of && is_text(ino) && !(of->text = text_render(fs, ino))) {
 		free(of);
 		of = NULL;
 	}
@@ -455,7 +544,7 @@ ferry_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fs->open_files = of;
 	pthread_mutex_unlock(&fs->open_lock);
 	fi->fh = (uint64_t)(uintptr_t)of;
-	if (ino == INO_STATUS || ino == INO_CONTROL)
+	if (is_text(ino))
 		fi->direct_io = 1;
 	else
 		fi->keep_cache = 1;	/* disk files never change */
@@ -602,7 +691,7 @@ ferry_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct vfile *f;
 	int r;
 
-	if (ino == INO_STATUS || ino == INO_CONTROL) {
+	if (is_text(ino)) {
 		const char *text = of_of(fi)->text;
 		size_t n = strlen(text), len;
 		char *copy;
@@ -653,8 +742,7 @@ ferry_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 
 	(void)fi;
 	if (!f) {
-		fuse_reply_err(req, ino == INO_STATUS || ino == INO_CONTROL ?
-			       EOPNOTSUPP : ENOENT);
+		fuse_reply_err(req, is_text(ino) ? EOPNOTSUPP : ENOENT);
 		return;
 	}
 	if (whence != SEEK_DATA && whence != SEEK_HOLE) {

@@ -6,6 +6,7 @@ set -o pipefail
 
 : "${FERRY_EXPORT:=$(dirname "$0")/../build/tools/export/ferry-export}"
 : "${FERRYFS:=$(dirname "$0")/../build/fs/ferryfs}"
+: "${FERRY_CONVERT:=$(dirname "$0")/../build/tools/convert/ferry-convert}"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/ferry-test.XXXXXX")
 PIDS=()

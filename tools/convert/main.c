@@ -1,0 +1,788 @@
+/* ferry-convert — build a raw, qcow2 or VHD image of a disk while its data
+ * is still arriving in a ferry mount, in the order it arrives.
+ *
+ * The output's layout is ferry's own view code (fs/views), the same that
+ * presents NAME.qcow2 in a mount: metadata first, then each piece's data
+ * ranges as soon as the mount has cached them (.ferry/map.json, polled),
+ * never reading a hole. Pieces written are recorded in a journal after the
+ * output is flushed, so an interrupted run continues where it stopped.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "fs/views/view.h"
+#include "tools/convert/convert.h"
+
+#define IO_MAX (4u << 20)
+#define FLUSH_EVERY 1.0		/* s between journal saves and reports */
+#define POLL_EVERY 0.1		/* s between map reads while waiting */
+#define WAIT_DIRECT 2.0		/* s without arrivals before reading */
+
+static volatile sig_atomic_t stop;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+/* A run of the output that holds content bytes. */
+struct dseg {
+	uint64_t voff, coff, len;
+};
+
+struct out {
+	const char *path;
+	int fd;
+	bool device;
+	struct view view;
+	struct dseg *segs;	/* sorted by content offset */
+	size_t nsegs;
+};
+
+struct progress {
+	int mode;		/* 0 none, 1 a terminal line, 2 JSON lines */
+	double t0, last;
+	uint64_t conv_last, xfer_last;
+	double conv_rate, xfer_rate;
+};
+
+struct job {
+	struct source src;
+	struct out out;
+	struct journal j;
+	struct progress prog;
+	bool verify, zero;
+	EVP_MD_CTX *sha;	/* --verify: content hashed in order */
+	uint64_t hashed;	/* pieces hashed so far */
+	uint64_t converted;	/* data bytes of done pieces */
+	uint8_t *buf;
+};
+
+static const uint8_t zeros[1 << 16];
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+"usage: ferry-convert [-O raw|qcow2|vhd|fixedvhd] [-p] [--progress=json]\n"
+"                     [--verify] [--zero] [--journal PATH] SRC DST\n"
+"\n"
+"Writes the disk that SRC shows into DST as an image of the -O format\n"
+"(default raw). SRC is a file of a ferry mount (any view: the disk behind\n"
+"it is converted, its data in the order it arrives) or any file or block\n"
+"device (copied in order, holes skipped). DST is a file (created sparse)\n"
+"or a block device (only data is written; --zero writes the rest too).\n"
+"\n"
+"  -O FORMAT         raw, qcow2, vhd (dynamic) or fixedvhd\n"
+"  -p                a progress line on stderr\n"
+"  --progress=json   one JSON object a second on stderr\n"
+"  --verify          print the SHA-256 of the disk's content (as sha256sum\n"
+"                    of the source disk) and check DST against it\n"
+"  --zero            on a block device, also write the zeros\n"
+"  --journal PATH    where progress is kept for a rerun (default\n"
+"                    DST.ferry-convert; for a device, under /var/tmp)\n"
+"  -h, --help        this help\n"
+"\n"
+"Interrupted (Ctrl-C, kill, reboot), the same command continues where it\n"
+"stopped. Exit status: 0 done, 1 error, 2 usage, 3 --verify mismatch,\n"
+"130 interrupted.\n");
+}
+
+static const struct view_ops *
+format_ops(const char *name)
+{
+	static const struct view_ops *all[] = {
+		&view_raw_ops, &view_qcow2_ops, &view_vhd_ops,
+		&view_fixedvhd_ops,
+	};
+
+	for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+		if (strcmp(all[i]->format, name) == 0)
+			return all[i];
+	return NULL;
+}
+
+static int
+seg_cmp(const void *a, const void *b)
+{
+	const struct dseg *x = a, *y = b;
+
+	return x->coff < y->coff ? -1 : x->coff > y->coff;
+}
+
+static int out_write(struct out *o, uint64_t c, const uint8_t *buf,
+		     size_t n);
+
+/* --zero on a device: the content's holes written as zeros (again on a
+ * rerun: it is cheap next to the data, and the journal does not track it). */
+static int
+zero_holes(struct job *jb)
+{
+	const struct ferry_extents *m = &jb->src.map;
+	uint64_t at = 0;
+	int r = 0;
+
+	memset(jb->buf, 0, IO_MAX);
+	for (size_t i = 0; r == 0 && i <= m->n; i++) {
+		uint64_t end = i < m->n ? m->v[i].off : jb->src.size;
+
+		while (r == 0 && at < end) {
+			size_t n = (size_t)FERRY_MIN(end - at, IO_MAX);
+
+			r = out_write(&jb->out, at, jb->buf, n);
+			at += n;
+		}
+		if (i < m->n)
+			at = m->v[i].off + m->v[i].len;
+	}
+	return r;
+}
+
+/* The output's layout, its size set (a fresh file emptied first, so that
+ * its holes are zeros), its metadata written. */
+static int
+out_setup(struct job *jb, const struct view_ops *ops, bool fresh)
+{
+	struct out *o = &jb->out;
+	struct source *s = &jb->src;
+	struct view_params p = {
+		.size = s->size,
+		.map = &s->map,
+		.qcow2_cluster_bits = 16,
+	};
+	unsigned char md[32];
+	size_t cap = 0;
+	int r;
+
+	/* VHD unique id: the same source always gives the same one. */
+	EVP_Digest(s->id, strlen(s->id), md, NULL, EVP_sha256(), NULL);
+	memcpy(p.uuid, md, 16);
+	p.uuid[6] = (uint8_t)((p.uuid[6] & 0x0f) | 0x40);
+	p.uuid[8] = (uint8_t)((p.uuid[8] & 0x3f) | 0x80);
+	r = view_open(&o->view, ops, &p);
+	if (r < 0) {
+		ferry_error("%s: cannot lay out a %s image of %" PRIu64
+			    " bytes: %s", o->path, ops->format, s->size,
+			    strerror(-r));
+		return r;
+	}
+	if (o->device) {
+		uint64_t dev = 0;
+
+		if (ioctl(o->fd, BLKGETSIZE64, &dev) < 0 ||
+		    dev < o->view.size) {
+			ferry_error("%s: the device (%" PRIu64 " bytes) is "
+				    "smaller than the %s image (%" PRIu64 ")",
+				    o->path, dev, ops->format, o->view.size);
+			return -ENOSPC;
+		}
+	} else if ((fresh && ftruncate(o->fd, 0) < 0) ||
+		   ftruncate(o->fd, (off_t)o->view.size) < 0) {
+		ferry_error("%s: cannot size it: %s", o->path,
+			    strerror(errno));
+		return -errno;
+	}
+	for (uint64_t off = 0; off < o->view.size;) {
+		struct view_seg seg;
+
+		view_map(&o->view, off, o->view.size - off, &seg);
+		if (seg.kind == VIEW_DISK) {
+			if (o->nsegs == cap) {
+				size_t nc = cap ? cap * 2 : 64;
+				struct dseg *n = realloc(o->segs,
+							 nc * sizeof *n);
+
+				if (!n)
+					return -ENOMEM;
+				o->segs = n;
+				cap = nc;
+			}
+			o->segs[o->nsegs++] = (struct dseg){ off, seg.disk_off,
+							     seg.len };
+		} else if (seg.kind == VIEW_META ||
+			   (seg.kind == VIEW_ZERO && jb->zero && o->device)) {
+			for (uint64_t k = 0; k < seg.len;) {
+				size_t n = (size_t)FERRY_MIN(seg.len - k,
+							     IO_MAX);
+
+				if (seg.kind == VIEW_META)
+					o->view.ops->meta(&o->view, off + k,
+							  jb->buf, n);
+				else
+					memset(jb->buf, 0, n);
+				r = ferry_pwrite_all(o->fd, jb->buf, n,
+						     off + k);
+				if (r < 0) {
+					ferry_error("%s: write at %" PRIu64
+						    ": %s", o->path, off + k,
+						    strerror(-r));
+					return r;
+				}
+				k += n;
+			}
+		}
+		off += seg.len;
+	}
+	qsort(o->segs, o->nsegs, sizeof *o->segs, seg_cmp);
+	return jb->zero && o->device ? zero_holes(jb) : 0;
+}
+
+/* The first output run that ends after content offset @c. */
+static size_t
+seg_find(const struct out *o, uint64_t c)
+{
+	size_t lo = 0, hi = o->nsegs;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (o->segs[mid].coff + o->segs[mid].len <= c)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Content bytes [c, c+n) in @buf to where the output keeps them. */
+static int
+out_write(struct out *o, uint64_t c, const uint8_t *buf, size_t n)
+{
+	for (size_t i = seg_find(o, c); i < o->nsegs; i++) {
+		const struct dseg *g = &o->segs[i];
+		uint64_t a = FERRY_MAX(c, g->coff);
+		uint64_t b = FERRY_MIN(c + n, g->coff + g->len);
+		int r;
+
+		if (a >= c + n)
+			break;
+		if (a >= b)
+			continue;
+		r = ferry_pwrite_all(o->fd, buf + (a - c), (size_t)(b - a),
+				     g->voff + (a - g->coff));
+		if (r < 0) {
+			ferry_error("%s: write at %" PRIu64 ": %s", o->path,
+				    g->voff + (a - g->coff), strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* Content bytes [c, c+n) read back from the output into @buf. */
+static int
+out_read(struct out *o, uint64_t c, uint8_t *buf, size_t n)
+{
+	memset(buf, 0, n);
+	for (size_t i = seg_find(o, c); i < o->nsegs; i++) {
+		const struct dseg *g = &o->segs[i];
+		uint64_t a = FERRY_MAX(c, g->coff);
+		uint64_t b = FERRY_MIN(c + n, g->coff + g->len);
+		ssize_t k;
+
+		if (a >= c + n)
+			break;
+		if (a >= b)
+			continue;
+		k = pread(o->fd, buf + (a - c), (size_t)(b - a),
+			  (off_t)(g->voff + (a - g->coff)));
+		if (k != (ssize_t)(b - a)) {
+			ferry_error("%s: reading back at %" PRIu64 ": %s",
+				    o->path, g->voff + (a - g->coff),
+				    k < 0 ? strerror(errno) : "short read");
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+/* Content bytes [c, c+n) from the source (a read the mount may have to
+ * fetch). */
+static int
+src_read(struct source *s, uint64_t c, uint8_t *buf, size_t n)
+{
+	size_t done = 0;
+
+	while (done < n) {
+		ssize_t k = pread(s->fd, buf + done, n - done,
+				  (off_t)(s->base + c + done));
+
+		if (k < 0 && errno == EINTR && !stop)
+			continue;
+		if (k <= 0) {
+			int e = k < 0 ? errno : EIO;
+
+			ferry_error("%s: read at %" PRIu64 ": %s", s->path,
+				    s->base + c + done, k < 0 ? strerror(e) :
+				    "unexpected end of file");
+			return -e;
+		}
+		done += (size_t)k;
+	}
+	return 0;
+}
+
+/* Call @fn on each data range of piece @k, in pieces of at most IO_MAX. */
+static int
+piece_data(struct job *jb, uint64_t k,
+	   int (*fn)(struct job *jb, uint64_t c, size_t n))
+{
+	struct source *s = &jb->src;
+	uint64_t a = piece_off(s, k), b = a + piece_len(s, k);
+
+	for (size_t i = ferry_extents_find(&s->map, a); i < s->map.n; i++) {
+		uint64_t x = FERRY_MAX(a, s->map.v[i].off);
+		uint64_t y = FERRY_MIN(b, s->map.v[i].off + s->map.v[i].len);
+
+		if (x >= b)
+			break;
+		for (; x < y;) {
+			size_t n = (size_t)FERRY_MIN(y - x, IO_MAX);
+			int r = fn(jb, x, n);
+
+			if (r < 0)
+				return r;
+			x += n;
+		}
+	}
+	return 0;
+}
+
+static int
+copy_range(struct job *jb, uint64_t c, size_t n)
+{
+	int r = src_read(&jb->src, c, jb->buf, n);
+
+	return r < 0 ? r : out_write(&jb->out, c, jb->buf, n);
+}
+
+/* Hash content [a, b) as zeros. */
+static void
+hash_zeros(EVP_MD_CTX *h, uint64_t n)
+{
+	while (n > 0) {
+		size_t k = (size_t)FERRY_MIN(n, sizeof zeros);
+
+		EVP_DigestUpdate(h, zeros, k);
+		n -= k;
+	}
+}
+
+/* Hash piece @k's content, reading its data with @rd. */
+static int
+hash_piece(struct job *jb, EVP_MD_CTX *h, uint64_t k, bool from_output)
+{
+	struct source *s = &jb->src;
+	uint64_t a = piece_off(s, k), b = a + piece_len(s, k), at = a;
+
+	for (size_t i = ferry_extents_find(&s->map, a); i < s->map.n; i++) {
+		uint64_t x = FERRY_MAX(a, s->map.v[i].off);
+		uint64_t y = FERRY_MIN(b, s->map.v[i].off + s->map.v[i].len);
+
+		if (x >= b)
+			break;
+		hash_zeros(h, x - at);
+		for (; x < y;) {
+			size_t n = (size_t)FERRY_MIN(y - x, IO_MAX);
+			int r = from_output ? out_read(&jb->out, x, jb->buf, n)
+					    : src_read(s, x, jb->buf, n);
+
+			if (r < 0)
+				return r;
+			EVP_DigestUpdate(h, jb->buf, n);
+			x += n;
+		}
+		at = y;
+	}
+	hash_zeros(h, b - at);
+	return 0;
+}
+
+static uint64_t
+piece_data_bytes(const struct source *s, uint64_t k)
+{
+	return ferry_extents_data_in(&s->map, piece_off(s, k),
+				     piece_len(s, k));
+}
+
+static void
+report(struct job *jb, const char *state, bool last)
+{
+	struct progress *p = &jb->prog;
+	struct source *s = &jb->src;
+	double now = ferry_now(), dt = now - p->last;
+	uint64_t xfer = 0, total = s->data_bytes;
+	double conv_eta, xfer_eta;
+
+	if (!p->mode)
+		return;
+	for (uint64_t k = 0; k < s->npieces; k++)
+		if (ferry_bitmap_test(&jb->j.done, k) || source_ready(s, k))
+			xfer += piece_data_bytes(s, k);
+	if (dt > 0.2) {
+		p->conv_rate = (double)(jb->converted - p->conv_last) / dt;
+		p->xfer_rate = (double)(xfer - p->xfer_last) / dt;
+		p->conv_last = jb->converted;
+		p->xfer_last = xfer;
+		p->last = now;
+	}
+	conv_eta = p->conv_rate > 0 ?
+		   (double)(total - jb->converted) / p->conv_rate : -1;
+	xfer_eta = p->xfer_rate > 0 ? (double)(total - xfer) / p->xfer_rate
+				    : -1;
+	if (jb->converted == total)
+		conv_eta = 0;
+	if (xfer == total)
+		xfer_eta = 0;
+	if (p->mode == 2) {
+		fprintf(stderr, "{\"time\":%.1f,\"state\":\"%s\",\"transfer\":"
+			"{\"done\":%" PRIu64 ",\"total\":%" PRIu64 ",\"rate\":"
+			"%.0f,\"eta\":%.0f},\"convert\":{\"done\":%" PRIu64
+			",\"total\":%" PRIu64 ",\"rate\":%.0f,\"eta\":%.0f}}\n",
+			now - p->t0, state, xfer, total, p->xfer_rate,
+			xfer_eta, jb->converted, total, p->conv_rate,
+			conv_eta);
+		return;
+	}
+	fprintf(stderr, "%s%5.1f%%  %" PRIu64 "/%" PRIu64 " MiB  %s  "
+		"transfer %.0f MB/s ETA %s%.0fs  convert %.0f MB/s ETA %s%.0fs"
+		"%s", isatty(2) ? "\r" : "",
+		total ? 100.0 * (double)jb->converted / (double)total : 100.0,
+		jb->converted >> 20, total >> 20, state, p->xfer_rate / 1e6,
+		xfer_eta < 0 ? "?" : "", xfer_eta < 0 ? 0 : xfer_eta,
+		p->conv_rate / 1e6, conv_eta < 0 ? "?" : "",
+		conv_eta < 0 ? 0 : conv_eta,
+		isatty(2) ? (last ? "\033[K\n" : "\033[K") : "\n");
+}
+
+/* Make the pieces written so far durable, then record them. */
+static int
+flush(struct job *jb)
+{
+	if (fdatasync(jb->out.fd) < 0 && errno != EINVAL) {
+		ferry_error("%s: flush: %s", jb->out.path, strerror(errno));
+		return -errno;
+	}
+	return journal_save(&jb->j, &jb->j.done);
+}
+
+/* --verify: hash the pieces done in order from the cursor on. */
+static int
+hash_advance(struct job *jb)
+{
+	while (jb->sha && jb->hashed < jb->src.npieces &&
+	       ferry_bitmap_test(&jb->j.done, jb->hashed)) {
+		int r = hash_piece(jb, jb->sha, jb->hashed, false);
+
+		if (r < 0)
+			return r;
+		jb->hashed++;
+	}
+	return 0;
+}
+
+static int
+do_piece(struct job *jb, uint64_t k)
+{
+	int r = piece_data(jb, k, copy_range);
+
+	if (r < 0)
+		return r;
+	ferry_bitmap_set(&jb->j.done, k);
+	jb->converted += piece_data_bytes(&jb->src, k);
+	return 0;
+}
+
+/* The conversion proper: pieces as they become readable, in disk order
+ * among those; when nothing arrives (no hydration, or it stalled), the
+ * next piece is read anyway, which makes the mount fetch it. */
+static int
+run(struct job *jb)
+{
+	struct source *s = &jb->src;
+	double last_flush = ferry_now(), last_arrival = ferry_now();
+	uint64_t left = 0;
+	int r;
+
+	for (uint64_t k = 0; k < s->npieces; k++) {
+		if (ferry_bitmap_test(&jb->j.done, k))
+			jb->converted += piece_data_bytes(s, k);
+		else if (piece_data_bytes(s, k) == 0)
+			ferry_bitmap_set(&jb->j.done, k);	/* holes */
+		else
+			left++;
+	}
+	while (left > 0 && !stop) {
+		bool progressed = false;
+
+		for (uint64_t k = 0; k < s->npieces && !stop; k++) {
+			if (ferry_bitmap_test(&jb->j.done, k) ||
+			    !source_ready(s, k))
+				continue;
+			r = do_piece(jb, k);
+			if (r < 0)
+				return r;
+			left--;
+			progressed = true;
+			if (ferry_now() - last_flush >= FLUSH_EVERY) {
+				if ((r = flush(jb)) < 0 ||
+				    (r = hash_advance(jb)) < 0 ||
+				    (r = source_poll(s)) < 0)
+					return r;
+				report(jb, "converting", false);
+				last_flush = ferry_now();
+			}
+		}
+		if (progressed)
+			last_arrival = ferry_now();
+		if (left == 0 || stop)
+			break;
+		if (!progressed && (!s->mm.prefetch ||
+				    ferry_now() - last_arrival > WAIT_DIRECT)) {
+			/* Nothing arrives by itself: ask for the next. */
+			for (uint64_t k = 0; k < s->npieces; k++) {
+				if (ferry_bitmap_test(&jb->j.done, k))
+					continue;
+				r = do_piece(jb, k);
+				if (r < 0)
+					return r;
+				left--;
+				break;
+			}
+		} else if (!progressed) {
+			usleep((useconds_t)(POLL_EVERY * 1e6));
+		}
+		if ((r = source_poll(s)) < 0)
+			return r;
+		if (ferry_now() - last_flush >= FLUSH_EVERY) {
+			if ((r = flush(jb)) < 0 || (r = hash_advance(jb)) < 0)
+				return r;
+			report(jb, progressed ? "converting" : "waiting",
+			       false);
+			last_flush = ferry_now();
+		}
+	}
+	if ((r = flush(jb)) < 0)
+		return r;
+	return stop ? -EINTR : hash_advance(jb);
+}
+
+/* --verify: the output read back, content in order, against the hash of
+ * the source. */
+static int
+verify(struct job *jb, char hex[65])
+{
+	unsigned char a[32], b[32];
+	EVP_MD_CTX *h = EVP_MD_CTX_new();
+	int r = 0;
+
+	if (!h)
+		return -ENOMEM;
+	EVP_DigestFinal_ex(jb->sha, a, NULL);
+	ferry_hex(a, 32, hex);
+	/* Read the written bytes, not the page cache's copy of them. */
+	posix_fadvise(jb->out.fd, 0, 0, POSIX_FADV_DONTNEED);
+	EVP_DigestInit_ex(h, EVP_sha256(), NULL);
+	for (uint64_t k = 0; r == 0 && k < jb->src.npieces; k++)
+		r = hash_piece(jb, h, k, true);
+	EVP_DigestFinal_ex(h, b, NULL);
+	EVP_MD_CTX_free(h);
+	if (r < 0)
+		return r;
+	return memcmp(a, b, 32) == 0 ? 0 : -EBADMSG;
+}
+
+static int
+default_journal(const char *dst, bool device, char *out, size_t len)
+{
+	if (!device) {
+		if ((size_t)snprintf(out, len, "%s.ferry-convert", dst) >= len)
+			return -ENAMETOOLONG;
+		return 0;
+	}
+	/* A device: its path, made a file name, under /var/tmp. */
+	if ((size_t)snprintf(out, len, "/var/tmp/ferry-convert.%s", dst) >=
+	    len)
+		return -ENAMETOOLONG;
+	for (char *c = out + strlen("/var/tmp/"); *c; c++)
+		if (*c == '/')
+			*c = '_';
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "progress", required_argument, NULL, 'P' },
+		{ "verify", no_argument, NULL, 'V' },
+		{ "zero", no_argument, NULL, 'Z' },
+		{ "journal", required_argument, NULL, 'J' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const struct view_ops *ops = &view_raw_ops;
+	struct job jb = { .out.fd = -1, .j.fd = -1, .src.fd = -1 };
+	const char *journal = NULL;
+	char why[400], jpath[PATH_MAX], hex[65];
+	struct sigaction sa = { .sa_handler = on_signal };
+	struct stat st;
+	bool resumed;
+	int c, r, rc = 1;
+
+	ferry_log_init("ferry-convert");
+	while ((c = getopt_long(argc, argv, "O:ph", opts, NULL)) != -1) {
+		switch (c) {
+		case 'O':
+			ops = format_ops(optarg);
+			if (!ops) {
+				fprintf(stderr, "ferry-convert: unknown format "
+					"'%s' (raw, qcow2, vhd, fixedvhd)\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'p':
+			jb.prog.mode = 1;
+			break;
+		case 'P':
+			if (strcmp(optarg, "json") != 0) {
+				fprintf(stderr, "ferry-convert: --progress "
+					"takes json\n");
+				return 2;
+			}
+			jb.prog.mode = 2;
+			break;
+		case 'V':
+			jb.verify = true;
+			break;
+		case 'Z':
+			jb.zero = true;
+			break;
+		case 'J':
+			journal = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (argc - optind != 2) {
+		usage(stderr);
+		return 2;
+	}
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	jb.buf = malloc(IO_MAX);
+	if (!jb.buf)
+		return 1;
+	r = source_open(&jb.src, argv[optind], why, sizeof why);
+	if (r < 0) {
+		ferry_error("%s", why);
+		goto out;
+	}
+	jb.out.path = argv[optind + 1];
+	jb.out.fd = open(jb.out.path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (jb.out.fd < 0 || fstat(jb.out.fd, &st) < 0) {
+		ferry_error("%s: %s", jb.out.path, strerror(errno));
+		goto out;
+	}
+	jb.out.device = S_ISBLK(st.st_mode);
+	if (!jb.out.device && !S_ISREG(st.st_mode)) {
+		ferry_error("%s: not a file or block device", jb.out.path);
+		goto out;
+	}
+	if (!journal) {
+		if (default_journal(jb.out.path, jb.out.device, jpath,
+				    sizeof jpath) < 0) {
+			ferry_error("%s: path too long", jb.out.path);
+			goto out;
+		}
+		journal = jpath;
+	}
+	{
+		char id[sizeof jb.src.id + 200];
+
+		snprintf(id, sizeof id, "%s; %s; piece %" PRIu64 "; data %"
+			 PRIu64 " in %zu ranges", jb.src.id, ops->format,
+			 jb.src.piece, jb.src.data_bytes, jb.src.map.n);
+		r = journal_open(&jb.j, journal, id, jb.src.npieces, &resumed,
+				 why, sizeof why);
+	}
+	if (r < 0) {
+		ferry_error("%s", why);
+		goto out;
+	}
+	if (resumed)
+		ferry_info("%s: continuing an interrupted conversion (%" PRIu64
+			   " of %" PRIu64 " pieces done)", jb.out.path,
+			   ferry_bitmap_count(&jb.j.done), jb.src.npieces);
+	if (out_setup(&jb, ops, !resumed) < 0)
+		goto out;
+	if (jb.verify) {
+		jb.sha = EVP_MD_CTX_new();
+		if (!jb.sha)
+			goto out;
+		EVP_DigestInit_ex(jb.sha, EVP_sha256(), NULL);
+	}
+	jb.prog.t0 = jb.prog.last = ferry_now();
+	r = run(&jb);
+	if (r == -EINTR) {
+		report(&jb, "interrupted", true);
+		ferry_error("%s: interrupted; %" PRIu64 " of %" PRIu64 " MiB "
+			    "written and kept; the same command continues",
+			    jb.out.path, jb.converted >> 20,
+			    jb.src.data_bytes >> 20);
+		rc = 130;
+		goto out;
+	}
+	if (r < 0)
+		goto out;
+	report(&jb, "done", true);
+	if (jb.verify) {
+		r = verify(&jb, hex);
+		if (r == -EBADMSG) {
+			ferry_error("%s: the output differs from the source "
+				    "(SHA-256 of the source %s)", jb.out.path,
+				    hex);
+			rc = 3;
+			goto out;
+		}
+		if (r < 0)
+			goto out;
+		printf("%s  %s\n", hex, jb.src.path);
+	}
+	journal_remove(&jb.j);
+	rc = 0;
+out:
+	if (jb.sha)
+		EVP_MD_CTX_free(jb.sha);
+	journal_close(&jb.j);
+	view_close(&jb.out.view);
+	free(jb.out.segs);
+	if (jb.out.fd >= 0)
+		close(jb.out.fd);
+	source_close(&jb.src);
+	free(jb.buf);
+	return rc;
+}
