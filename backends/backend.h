@@ -59,6 +59,11 @@ struct ferry_backend {
 	int (*extents)(struct ferry_source *src, unsigned disk,
 		       struct ferry_extents *map);
 
+	/* Optional: look at the disk again (a file written since it was
+	 * opened): update its size and generation. @return 1 if the
+	 * generation changed, 0 if not, or -errno. */
+	int (*refresh)(struct ferry_source *src, unsigned disk);
+
 	/* Read exactly @len bytes at @off into @buf (short = error). */
 	int (*pread)(struct ferry_source *src, unsigned disk, void *buf,
 		     size_t len, uint64_t off);

@@ -23,7 +23,57 @@ struct file_priv {
 	int fd;
 	bool blockdev;
 	char path[4096];
+	char gen[128];		/* the generation the file itself gives */
 };
+
+/* Size and generation of the open file or device, as fstat says now. */
+static int
+file_identity(struct file_priv *p, uint64_t *size, char *gen, size_t len)
+{
+	struct stat st;
+
+	if (fstat(p->fd, &st) < 0)
+		return -errno;
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(p->fd, BLKGETSIZE64, size) < 0)
+			return -errno;
+		snprintf(gen, len, "blk-%llx-%" PRIu64,
+			 (unsigned long long)st.st_rdev, *size);
+	} else {
+		*size = (uint64_t)st.st_size;
+		snprintf(gen, len, "file-%llx-%llx-%" PRIu64 "-%lld.%09ld",
+			 (unsigned long long)st.st_dev,
+			 (unsigned long long)st.st_ino, *size,
+			 (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+	}
+	return 0;
+}
+
+/* A file written since it was opened has another mtime (and maybe size):
+ * another generation. (Writes within one tick of the file system's clock
+ * after a look may share its mtime; a replaced file is not followed: the
+ * open one is what is served.) */
+static int
+file_refresh(struct ferry_source *src, unsigned disk)
+{
+	struct file_priv *p = src->priv;
+	struct ferry_disk_info *d = &src->disks[disk];
+	char gen[128];
+	uint64_t size;
+	int r = file_identity(p, &size, gen, sizeof gen);
+
+	if (r < 0) {
+		errno = -r;
+		ferry_error("%s: stat: %m", p->path);
+		return r;
+	}
+	if (strcmp(gen, p->gen) == 0)
+		return 0;
+	snprintf(p->gen, sizeof p->gen, "%s", gen);
+	snprintf(d->generation, sizeof d->generation, "%s", gen);
+	d->size = size;
+	return 1;
+}
 
 static void
 file_close(struct ferry_source *src)
@@ -118,6 +168,7 @@ static const struct ferry_backend file_backend = {
 	.close = file_close,
 	.extents = file_extents,
 	.pread = file_pread,
+	.refresh = file_refresh,
 };
 
 int
@@ -175,22 +226,19 @@ ferry_file_open(const char *name, const char *path, struct ferry_source **out)
 		if (ioctl(p->fd, BLKSSZGET, &ssz) == 0 && ssz > 0)
 			d->sector_size = (uint32_t)ssz;
 		p->blockdev = true;
-		d->size = bytes;
-		snprintf(d->generation, sizeof d->generation,
-			 "blk-%llx-%" PRIu64, (unsigned long long)st.st_rdev,
-			 bytes);
-	} else if (S_ISREG(st.st_mode)) {
-		d->size = (uint64_t)st.st_size;
-		snprintf(d->generation, sizeof d->generation,
-			 "file-%llx-%llx-%" PRIu64 "-%lld.%09ld",
-			 (unsigned long long)st.st_dev,
-			 (unsigned long long)st.st_ino, d->size,
-			 (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
-	} else {
+		(void)bytes;
+	} else if (!S_ISREG(st.st_mode)) {
 		ferry_error("%s: not a regular file or block device", path);
 		r = -EINVAL;
 		goto fail;
 	}
+	r = file_identity(p, &d->size, p->gen, sizeof p->gen);
+	if (r < 0) {
+		errno = -r;
+		ferry_error("%s: stat: %m", path);
+		goto fail;
+	}
+	snprintf(d->generation, sizeof d->generation, "%s", p->gen);
 	snprintf(src->id, sizeof src->id, "file:%s", path);
 	{
 		struct ferry_extents m;

@@ -21,8 +21,13 @@
 struct export_disk {
 	const char *name;
 	const char *path;
+	const char *disk_id;		/* --disk-id, or NULL */
 	struct ferry_source *src;
 	struct ferry_bitmap zero;	/* ZERO_BLOCKs known to be zeros */
+	/* Guards the generation and size (src->disks[0]) and the zero
+	 * blocks against a refresh that finds the disk changed. */
+	pthread_mutex_t lock;
+	unsigned epoch;			/* generations seen, under lock */
 };
 
 struct exporter {
@@ -53,9 +58,21 @@ int zeros_init(struct export_disk *d);
 void zeros_free(struct export_disk *d);
 
 /*! zeros_note() : @len bytes of @d read at @off are in @buf; remember
- * the whole blocks among them that are all zeros. */
-void zeros_note(struct export_disk *d, uint64_t off, const uint8_t *buf,
-		size_t len);
+ * the whole blocks among them that are all zeros, unless the disk changed
+ * since @epoch (export_look()'s, taken before the read). */
+void zeros_note(struct export_disk *d, unsigned epoch, uint64_t off,
+		const uint8_t *buf, size_t len);
+
+/*! zeros_forget() : the disk changed: no block is known to be zeros.
+ * d->lock held. */
+void zeros_forget(struct export_disk *d);
+
+/*! export_look() : look at disk @d again (a file written since the last
+ * look has a new generation: logged, and its zero blocks forgotten), and
+ * give what a request needs: the generation into @gen, the size, and the
+ * epoch to pass to zeros_note(). */
+unsigned export_look(struct export_disk *d, char *gen, size_t genlen,
+		     uint64_t *size);
 
 /*! zeros_scan() : read every data extent of @d and note its zero blocks,
  * logging what was found. @return 0 or -errno of a failed read. */

@@ -109,18 +109,22 @@ valid_disk_id(const char *s)
 }
 
 /* The disk's generation from --disk-id NAME=ID, if given: the ID and the
- * size, in place of what the file or device says. */
-static void
+ * size, in place of what the file or device says. @return the ID or NULL. */
+static const char *
 set_disk_id(struct ferry_source *src, const char *name, char **ids,
 	    size_t nids)
 {
 	struct ferry_disk_info *d = &src->disks[0];
+	const char *id = NULL;
 	size_t n = strlen(name);
 
 	for (size_t k = 0; k < nids; k++)
 		if (strncmp(ids[k], name, n) == 0 && ids[k][n] == '=')
-			snprintf(d->generation, sizeof d->generation,
-				 "id-%s-%" PRIu64, ids[k] + n + 1, d->size);
+			id = ids[k] + n + 1;
+	if (id)
+		snprintf(d->generation, sizeof d->generation, "id-%s-%" PRIu64,
+			 id, d->size);
+	return id;
 }
 
 /* A stable, non-revealing identity of this host: a hash of its machine-id
@@ -411,7 +415,9 @@ main(int argc, char **argv)
 			}
 		if (ferry_file_open(arg, eq + 1, &ex.disks[i].src) < 0)
 			goto out;
-		set_disk_id(ex.disks[i].src, arg, ids, nids);
+		ex.disks[i].disk_id = set_disk_id(ex.disks[i].src, arg, ids,
+						  nids);
+		pthread_mutex_init(&ex.disks[i].lock, NULL);
 		if (zeros_init(&ex.disks[i]) < 0) {
 			ferry_error("%s: out of memory", arg);
 			goto out;

@@ -59,6 +59,7 @@ struct stream {
 	struct exporter *ex;
 	struct export_disk *d;
 	uint64_t off, left;
+	unsigned epoch;		/* of the look the answer started with */
 	bool zstd;
 	unsigned skip;		/* parts to send raw without trying */
 	uint8_t *buf;		/* zstd: a piece as read */
@@ -192,7 +193,8 @@ thread_cctx(void)
 /* Read [off, off+len) into @buf without an extra copy, noting zero blocks
  * on the way. */
 static int
-read_into(struct export_disk *d, struct evbuffer *buf, uint64_t off,
+read_into(struct export_disk *d, unsigned epoch, struct evbuffer *buf,
+	  uint64_t off,
 	  size_t len)
 {
 	struct evbuffer_iovec v[4];
@@ -208,7 +210,7 @@ read_into(struct export_disk *d, struct evbuffer *buf, uint64_t off,
 		r = d->src->ops->pread(d->src, 0, v[used].iov_base, take, off);
 		if (r < 0)
 			return r;	/* reserved space is simply dropped */
-		zeros_note(d, off, v[used].iov_base, take);
+		zeros_note(d, epoch, off, v[used].iov_base, take);
 		v[used].iov_len = take;
 		off += take;
 		left -= take;
@@ -260,11 +262,11 @@ next_piece(struct stream *st, struct evbuffer *buf, size_t n)
 	int r;
 
 	if (!st->zstd)
-		return read_into(st->d, buf, st->off, n);
+		return read_into(st->d, st->epoch, buf, st->off, n);
 	r = st->d->src->ops->pread(st->d->src, 0, st->buf, n, st->off);
 	if (r < 0)
 		return r;
-	zeros_note(st->d, st->off, st->buf, n);
+	zeros_note(st->d, st->epoch, st->off, st->buf, n);
 	return encode(st, st->buf, n, buf);
 }
 
@@ -376,7 +378,7 @@ serve_data(struct evhttp_request *req, struct exporter *ex,
 	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
 	const char *range = evhttp_find_header(in, "Range");
-	uint64_t size = d->src->disks[0].size, off = 0, len = size;
+	uint64_t size, off = 0, len;
 	int code = 200, r;
 	const char *reason = "OK";
 	bool head = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
@@ -384,11 +386,12 @@ serve_data(struct evhttp_request *req, struct exporter *ex,
 		    ferry_accepts_coding(evhttp_find_header(
 			    in, "Accept-Encoding"), "zstd");
 	const char *match = evhttp_find_header(in, "If-Match");
-	const char *gen = d->src->disks[0].generation;
-	char hdr[160];
+	char gen[sizeof d->src->disks[0].generation], hdr[160];
+	unsigned epoch = export_look(d, gen, sizeof gen, &size);
 
 	/* The generation is the entity tag: a client that mounted another
 	 * generation of this disk gets 412 instead of mixing its bytes. */
+	len = size;
 	if (match && !ferry_if_match(match, gen)) {
 		refuse(req, 412, "Precondition Failed",
 		       "disk %s is at generation %s, not %.100s", d->name,
@@ -438,7 +441,7 @@ serve_data(struct evhttp_request *req, struct exporter *ex,
 	if (!zstd && len <= SMALL_REPLY && !ex->bucket.rate) {
 		struct evbuffer *buf = evbuffer_new();
 
-		if (!buf || read_into(d, buf, off, (size_t)len) < 0) {
+		if (!buf || read_into(d, epoch, buf, off, (size_t)len) < 0) {
 			if (buf)
 				evbuffer_free(buf);
 			evhttp_remove_header(out, "Content-Length");
@@ -467,6 +470,7 @@ serve_data(struct evhttp_request *req, struct exporter *ex,
 	st->d = d;
 	st->off = off;
 	st->left = len;
+	st->epoch = epoch;
 	st->zstd = zstd;
 	peer_of(req, st->peer, sizeof st->peer);
 	evhttp_send_reply_start(req, code, reason);
@@ -504,13 +508,17 @@ serve_list(struct evhttp_request *req, struct exporter *ex)
 
 	for (size_t i = 0; arr && i < ex->ndisks; i++) {
 		const struct ferry_disk_info *di = &ex->disks[i].src->disks[0];
+		char gen[sizeof di->generation];
+		uint64_t size;
 
+		export_look(&ex->disks[i], gen, sizeof gen, &size);
 		json_array_append_new(arr, json_pack(
 			"{sssIsIsIssss}", "name", ex->disks[i].name,
-			"size", (json_int_t)di->size,
+			"size", (json_int_t)size,
 			"sector_size", (json_int_t)di->sector_size,
-			"allocated", (json_int_t)di->allocated,
-			"generation", di->generation,
+			"allocated", (json_int_t)FERRY_MIN(di->allocated,
+							   size),
+			"generation", gen,
 			"digests", FERRY_DIGEST_NAME));
 	}
 	send_json(req, arr ? json_pack("{ssso}", "host_id", ex->host_id,
@@ -525,6 +533,7 @@ serve_extents(struct evhttp_request *req, struct export_disk *d)
 	char *text;
 	int r;
 
+	export_look(d, NULL, 0, NULL);
 	r = zeros_map(d, &m);
 	if (r < 0) {
 		refuse(req, 500, "Internal Server Error",
@@ -554,11 +563,12 @@ static void
 serve_digests(struct evhttp_request *req, struct export_disk *d,
 	      const struct route *rt)
 {
-	uint64_t size = d->src->disks[0].size, nchunks;
+	uint64_t size, nchunks;
 	uint64_t chunk = rt->chunk, first = rt->first, count = rt->count;
 	struct ferry_digest *dg = NULL;
 	json_t *arr;
 
+	export_look(d, NULL, 0, &size);
 	nchunks = (size + chunk - 1) / chunk;
 	if (first >= nchunks || count > nchunks - first) {
 		refuse(req, 416, "Range Not Satisfiable", "digests: chunks "

@@ -5,8 +5,9 @@
  * zeros, by an up-front scan (--scan-zeros) or while serving a read, is
  * remembered, and the maps served afterwards leave it out, so clients
  * treat it as a hole and it never travels again. A block is only ever
- * marked from bytes just read from the source, which never changes while
- * exported (its generation would).
+ * marked from bytes just read from the source; when the source changes
+ * (export_look() finds another generation) every mark is forgotten, and a
+ * read that started before the change marks nothing.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -34,14 +35,16 @@ zeros_free(struct export_disk *d)
 }
 
 void
-zeros_note(struct export_disk *d, uint64_t off, const uint8_t *buf,
-	   size_t len)
+zeros_note(struct export_disk *d, unsigned epoch, uint64_t off,
+	   const uint8_t *buf, size_t len)
 {
-	uint64_t size = d->src->disks[0].size;
-	uint64_t b = (off + ZERO_BLOCK - 1) / ZERO_BLOCK;
+	uint64_t size, b = (off + ZERO_BLOCK - 1) / ZERO_BLOCK;
 
-	/* Whole blocks only; the disk's last block ends at the disk's end. */
-	for (;; b++) {
+	pthread_mutex_lock(&d->lock);
+	size = d->src->disks[0].size;
+	/* Whole blocks only; the disk's last block ends at the disk's end;
+	 * blocks past the size the map was made for are not tracked. */
+	for (; epoch == d->epoch && b < d->zero.nbits; b++) {
 		uint64_t start = b * ZERO_BLOCK;
 		uint64_t end = FERRY_MIN(start + ZERO_BLOCK, size);
 
@@ -51,6 +54,43 @@ zeros_note(struct export_disk *d, uint64_t off, const uint8_t *buf,
 		    ferry_is_zero(buf + (start - off), (size_t)(end - start)))
 			ferry_bitmap_set(&d->zero, b);
 	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+void
+zeros_forget(struct export_disk *d)
+{
+	for (uint64_t b = 0; b < d->zero.nbits; b++)
+		ferry_bitmap_clear(&d->zero, b);
+}
+
+unsigned
+export_look(struct export_disk *d, char *gen, size_t genlen, uint64_t *size)
+{
+	struct ferry_disk_info *di = &d->src->disks[0];
+	unsigned epoch;
+	int r = 0;
+
+	pthread_mutex_lock(&d->lock);
+	if (d->src->ops->refresh)
+		r = d->src->ops->refresh(d->src, 0);
+	if (r == 1) {
+		if (d->disk_id)
+			snprintf(di->generation, sizeof di->generation,
+				 "id-%s-%" PRIu64, d->disk_id, di->size);
+		zeros_forget(d);
+		d->epoch++;
+		ferry_info("%s: changed at the source (generation %s, %"
+			   PRIu64 " bytes); clients resync", d->name,
+			   di->generation, di->size);
+	}
+	epoch = d->epoch;
+	if (gen)
+		snprintf(gen, genlen, "%s", di->generation);
+	if (size)
+		*size = di->size;
+	pthread_mutex_unlock(&d->lock);
+	return epoch;
 }
 
 int
@@ -77,9 +117,11 @@ zeros_scan(struct export_disk *d)
 			size_t n = (size_t)FERRY_MIN(end - off,
 						     (uint64_t)SCAN_PIECE);
 
+			unsigned e = export_look(d, NULL, 0, NULL);
+
 			r = d->src->ops->pread(d->src, 0, buf, n, off);
 			if (r == 0)
-				zeros_note(d, off, buf, n);
+				zeros_note(d, e, off, buf, n);
 			off += n;
 			scanned += n;
 		}
