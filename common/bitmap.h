@@ -47,6 +47,17 @@ ferry_bitmap_clear(struct ferry_bitmap *b, uint64_t i)
 			   __ATOMIC_RELEASE);
 }
 
+/*! ferry_bitmap_take() : clear bit @i; @return whether it was set (one
+ * caller wins when several race). */
+static inline bool
+ferry_bitmap_take(struct ferry_bitmap *b, uint64_t i)
+{
+	uint8_t bit = (uint8_t)(1u << (i & 7));
+
+	return __atomic_fetch_and(&b->bytes[i >> 3], (uint8_t)~bit,
+				  __ATOMIC_ACQ_REL) & bit;
+}
+
 /*! ferry_bitmap_count() : number of set bits. */
 uint64_t ferry_bitmap_count(const struct ferry_bitmap *b);
 

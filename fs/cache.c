@@ -9,7 +9,11 @@
  * The guarantee: a bit in NAME.map is only ever written after the data
  * under it was fdatasync'ed, so after a crash or kill -9 the map may miss
  * chunks (they are fetched again) but never claims one it lacks. A cache
- * for another source, size, generation or chunk size is reset, not mixed.
+ * for another source, size or chunk size is reset, not mixed. One for
+ * another generation of the same disk (the source changed) is kept when
+ * the source serves digests: its chunks become candidates, each used only
+ * once it matches the source's digest (fetch.c), and NAME.json takes the
+ * new generation only when none is left to check.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -195,6 +199,7 @@ cache_open(struct ferryfs *fs, struct fdisk *d)
 	     metapath[PATH_MAX + 16];
 	const char *why;
 	struct stat st;
+	bool changed;
 	int r;
 
 	snprintf(d->path, sizeof d->path, "%s/%s", fs->cache_dir,
@@ -211,6 +216,11 @@ cache_open(struct ferryfs *fs, struct fdisk *d)
 		return r;
 	}
 	why = meta_mismatch(fs, d, metapath);
+	/* Only the generation differs: the source changed since. With the
+	 * source's digests the chunks can be checked instead of dropped. */
+	changed = why && strcmp(why, "generation") == 0 && d->verify;
+	if (changed)
+		why = NULL;
 	if (!why && (fstat(d->data_fd, &st) < 0 ||
 		     (uint64_t)st.st_size != d->info.size))
 		why = "data file size";
@@ -232,7 +242,7 @@ cache_open(struct ferryfs *fs, struct fdisk *d)
 	}
 
 	/* Count what the map claims; a bit on a chunk without data (the
-	 * map file was edited) means nothing. */
+	 * map file was edited, or the chunk is a hole now) means nothing. */
 	for (uint64_t c = 0; c < d->nchunks; c++) {
 		if (!ferry_bitmap_test(&d->present, c))
 			continue;
@@ -240,13 +250,76 @@ cache_open(struct ferryfs *fs, struct fdisk *d)
 			ferry_bitmap_clear(&d->present, c);
 			continue;
 		}
+		if (changed) {
+			ferry_bitmap_clear(&d->present, c);
+			ferry_bitmap_set(&d->candidate, c);
+			d->candidates++;
+			continue;
+		}
 		d->present_chunks++;
 		d->cached += ferry_chunk_data(&d->map, d->chunk, c);
 	}
-	if (d->present_chunks)
+	if (changed) {
+		d->restamp = true;
+		ferry_info("cache %s: the disk changed at the source (another "
+			   "generation); %" PRIu64 " cached chunks are kept to "
+			   "check against its digests, only those that differ "
+			   "are fetched", d->path, (uint64_t)d->candidates);
+	} else if (d->present_chunks) {
 		ferry_info("cache %s: resuming with %" PRIu64 " of %" PRIu64
 			   " chunks", d->path, (uint64_t)d->present_chunks,
 			   d->data_chunks);
+	}
+	return 0;
+}
+
+int
+cache_restamp(struct ferryfs *fs, struct fdisk *d)
+{
+	char metapath[PATH_MAX + 16];
+	int r;
+
+	d->dirty = true;
+	r = cache_flush(d);
+	if (r < 0)
+		return r;
+	snprintf(metapath, sizeof metapath, "%s.json", d->path);
+	r = write_meta(fs, d, metapath);
+	if (r == 0)
+		ferry_info("cache %s: every chunk kept from the earlier "
+			   "generation checked (%" PRIu64 " kept, %" PRIu64
+			   " changed); the cache is of generation %s now",
+			   d->path, (uint64_t)d->kept, (uint64_t)d->changed,
+			   d->info.generation);
+	return r;
+}
+
+int
+cache_hash(struct fdisk *d, uint64_t c, uint8_t *buf, size_t buflen,
+	   struct ferry_hasher *h, struct ferry_digest *out)
+{
+	uint64_t off = c * d->chunk;
+	uint64_t end = FERRY_MIN(off + d->chunk, d->info.size);
+
+	ferry_hasher_reset(h);
+	while (off < end) {
+		size_t n = (size_t)FERRY_MIN(end - off, (uint64_t)buflen);
+		ssize_t k = pread(d->data_fd, buf, n, (off_t)off);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			int r = k < 0 ? -errno : -EIO;
+
+			errno = -r;
+			ferry_error("cache %s.data: read at %" PRIu64 ": %m",
+				    d->path, off);
+			return r;
+		}
+		ferry_hasher_update(h, buf, (size_t)k);
+		off += (uint64_t)k;
+	}
+	ferry_hasher_final(h, out);
 	return 0;
 }
 
@@ -267,6 +340,21 @@ cache_flush(struct fdisk *d)
 	/* Every bit in the snapshot was set after its pwrite returned, so
 	 * the fdatasync below covers its data. */
 	ferry_bitmap_snapshot(&d->present, snap);
+	/* Chunks kept from an earlier generation stay claimed until they
+	 * are checked: their data is as durable as it was. */
+	if (d->candidates > 0) {
+		uint8_t *cand = malloc(nbytes + 1);
+
+		if (!cand) {
+			d->dirty = true;
+			free(snap);
+			return -ENOMEM;
+		}
+		ferry_bitmap_snapshot(&d->candidate, cand);
+		for (size_t i = 0; i < nbytes; i++)
+			snap[i] |= cand[i];
+		free(cand);
+	}
 	if (fdatasync(d->data_fd) < 0) {
 		r = -errno;
 		ferry_error("cache %s.data: fdatasync: %m", d->path);

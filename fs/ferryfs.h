@@ -44,6 +44,18 @@ struct fdisk {
 	int map_fd;			/* header + persisted presence bits */
 	char path[PATH_MAX];		/* cache path prefix, for messages */
 
+	/* Bit set: the chunk's data is durable in the cache file but was
+	 * cached for an earlier generation of the disk (a remount or a
+	 * resync after the source changed). It is used only once its hash
+	 * matches the source's digest now, which the fetch path checks before
+	 * fetching it (fetch.c); one that differs is fetched. Kept on disk
+	 * with the present bits until none is left, then the cache takes the
+	 * new generation (cache_restamp). */
+	struct ferry_bitmap candidate;
+	_Atomic uint64_t candidates;	/* bits set in candidate */
+	_Atomic uint64_t kept, changed;	/* candidates resolved either way */
+	atomic_bool restamp;		/* take the generation once resolved */
+
 	_Atomic uint64_t present_chunks; /* data chunks present */
 	_Atomic uint64_t cached;	/* data bytes present */
 	_Atomic uint64_t received;	/* disk bytes received (decoded) */
@@ -170,6 +182,15 @@ int cache_open(struct ferryfs *fs, struct fdisk *d);
 int cache_flush(struct fdisk *d);
 
 void cache_close(struct fdisk *d);
+
+/*! cache_restamp() : every candidate is resolved: flush the presence map,
+ * then record the disk's current generation in NAME.json. */
+int cache_restamp(struct ferryfs *fs, struct fdisk *d);
+
+/*! cache_hash() : the digest of chunk @c as the cache file holds it, read
+ * through @buf of @buflen bytes. @return 0 or -errno (logged). */
+int cache_hash(struct fdisk *d, uint64_t c, uint8_t *buf, size_t buflen,
+	       struct ferry_hasher *h, struct ferry_digest *out);
 
 /*! cache_lock_dir() : take the cache directory for this mount alone.
  * @return 0, or -EBUSY if another ferryfs uses it. */

@@ -51,6 +51,7 @@
 
 #define REQ_MAX (8u << 20)	/* bytes of one run, at least one chunk */
 #define RUN_MAX 64		/* chunks of one run */
+#define CAND_BUF (1u << 20)	/* reading back a kept chunk */
 #define PAUSE_MAX 10.0		/* seconds a background transfer may wait */
 #define RA_START 4		/* chunks: the first readahead window */
 #define VERIFY_TRIES 3		/* fetches of a chunk whose digest differs */
@@ -474,19 +475,11 @@ run_fetch(struct run *r)
  * the disk is verified: a chunk that differs is fetched again, from it
  * on, up to VERIFY_TRIES times; its bytes are never marked present. */
 static int
-run_fetch_verified(struct run *r)
+run_fetch_tries(struct run *r)
 {
 	struct fdisk *d = r->d;
 	int err;
 
-	if (!d->verify)
-		return run_fetch(r);
-	err = ferry_source_digests(r->fs->src, d->idx, d->chunk, r->first,
-				   r->n, r->want);
-	if (err < 0)
-		return err;
-	if (ferry_hasher_init(&r->h) < 0)
-		return -ENOMEM;
 	for (unsigned tries = 1;; tries++) {
 		char got[33], want[33];
 		uint64_t c;
@@ -519,6 +512,92 @@ run_fetch_verified(struct run *r)
 					   r->want + r->next);
 		if (err < 0)
 			break;
+	}
+	return err;
+}
+
+/* Chunks kept from an earlier generation (fdisk.candidate) among the run:
+ * @keep[i] tells whether chunk first+i is one whose cached bytes match the
+ * digest the source gives now. Each candidate is taken out of the set here,
+ * once, whatever the outcome. */
+static int
+run_candidates(struct run *r, bool *keep, bool *any)
+{
+	struct fdisk *d = r->d;
+	uint8_t *buf = NULL;
+	int err = 0;
+
+	*any = false;
+	for (size_t i = r->next; i < r->n; i++) {
+		uint64_t c = r->first + i;
+		struct ferry_digest have;
+
+		keep[i] = false;
+		if (!ferry_bitmap_test(&d->candidate, c))
+			continue;
+		if (!buf && !(buf = malloc(CAND_BUF)))
+			return -ENOMEM;
+		err = cache_hash(d, c, buf, CAND_BUF, &r->h, &have);
+		if (err < 0)
+			break;
+		if (!ferry_bitmap_take(&d->candidate, c))
+			continue;	/* another worker had it */
+		d->candidates--;
+		keep[i] = ferry_digest_equal(&have, &r->want[i]);
+		if (keep[i]) {
+			d->kept++;
+			*any = true;
+		} else {
+			d->changed++;
+		}
+	}
+	free(buf);
+	return err;
+}
+
+/* Fetch the run with its digests checked (fdisk.verify): digests first,
+ * then the chunks kept from an earlier generation that still match are
+ * taken from the cache, and the stretches between them are fetched. */
+static int
+run_fetch_verified(struct run *r)
+{
+	struct fdisk *d = r->d;
+	bool keep[RUN_MAX], any = false;
+	int err;
+
+	if (!d->verify)
+		return run_fetch(r);
+	err = ferry_source_digests(r->fs->src, d->idx, d->chunk, r->first,
+				   r->n, r->want);
+	if (err < 0)
+		return err;
+	if (ferry_hasher_init(&r->h) < 0)
+		return -ENOMEM;
+	if (d->candidates > 0)
+		err = run_candidates(r, keep, &any);
+	if (!any) {
+		if (err == 0)
+			err = run_fetch_tries(r);
+		ferry_hasher_free(&r->h);
+		return err;
+	}
+	while (err == 0 && r->next < r->n) {
+		size_t n = r->n, m;
+
+		for (; r->next < r->n && keep[r->next]; r->next++) {
+			pthread_mutex_lock(&r->fs->sched.lock);
+			if (r->jobs[r->next])
+				job_finish(r->fs, r->jobs[r->next], 0);
+			r->jobs[r->next] = NULL;
+			pthread_mutex_unlock(&r->fs->sched.lock);
+		}
+		if (r->next == r->n)
+			break;
+		for (m = r->next + 1; m < n && !keep[m]; m++)
+			;
+		r->n = m;	/* the stretch up to the next kept chunk */
+		err = run_fetch_tries(r);
+		r->n = n;
 	}
 	ferry_hasher_free(&r->h);
 	return err;

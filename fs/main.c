@@ -235,7 +235,8 @@ setup_disks(struct ferryfs *fs)
 		if (r < 0)
 			return r;
 		if (ferry_bitmap_init(&d->present, d->nchunks) < 0 ||
-		    ferry_bitmap_init(&d->busy, d->nchunks) < 0)
+		    ferry_bitmap_init(&d->busy, d->nchunks) < 0 ||
+		    ferry_bitmap_init(&d->candidate, d->nchunks) < 0)
 			return -ENOMEM;
 		for (uint64_t c = 0; c < d->nchunks; c++)
 			if (fetch_chunk_has_data(d, c))
@@ -267,6 +268,13 @@ flusher_main(void *arg)
 			double now = ferry_now();
 			uint64_t got = d->received;
 			int r = cache_flush(d);
+
+			/* The last kept chunk checked: the cache is of the
+			 * disk's new generation. */
+			if (r == 0 && d->candidates == 0 &&
+			    atomic_exchange(&d->restamp, false) &&
+			    (r = cache_restamp(fs, d)) < 0)
+				d->restamp = true;
 
 			pthread_mutex_lock(&d->lock);
 			if (r < 0) {
@@ -512,6 +520,7 @@ out_disks:
 		ferry_extents_free(&fs.disks[i].map);
 		ferry_bitmap_free(&fs.disks[i].present);
 		ferry_bitmap_free(&fs.disks[i].busy);
+		ferry_bitmap_free(&fs.disks[i].candidate);
 	}
 	free(fs.disks);
 	if (fs.lock_fd >= 0)

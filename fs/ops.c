@@ -138,7 +138,7 @@ status_render(struct ferryfs *fs)
 			err = json_string(link_error);
 		}
 		json_array_append_new(arr, json_pack(
-			"{sssIsIsIsIsIsssosIsIsIsfsososbsI}",
+			"{sssIsIsIsIsIsssosIsIsIsfsososbsIso}",
 			"name", d->info.name,
 			"size", (json_int_t)d->info.size,
 			"allocated", (json_int_t)d->map.data_bytes,
@@ -155,7 +155,11 @@ status_render(struct ferryfs *fs)
 				json_string(d->ptable) : json_null(),
 			"views", views ? views : json_null(),
 			"verify", d->verify,
-			"digest_mismatches", (json_int_t)d->mismatches));
+			"digest_mismatches", (json_int_t)d->mismatches,
+			"resync", json_pack("{sIsIsI}",
+				"pending", (json_int_t)d->candidates,
+				"kept", (json_int_t)d->kept,
+				"changed", (json_int_t)d->changed)));
 	}
 	root = json_pack("{sssssbsbsIsIsIsososo}", "source", fs->src->id,
 			 "cache", fs->cache_dir, "prefetch", fs->prefetch,

@@ -20,36 +20,6 @@
 #define BATCH_BYTES (64u << 20)	/* digests asked for at once */
 #define READ_PIECE (1u << 20)
 
-/* Hash chunk @c of @d as the cache file has it. */
-static int
-hash_cached(struct fdisk *d, uint64_t c, uint8_t *buf,
-	    struct ferry_hasher *h, struct ferry_digest *out)
-{
-	uint64_t off = c * d->chunk;
-	uint64_t end = FERRY_MIN(off + d->chunk, d->info.size);
-
-	ferry_hasher_reset(h);
-	while (off < end) {
-		size_t n = (size_t)FERRY_MIN(end - off, (uint64_t)READ_PIECE);
-		ssize_t k = pread(d->data_fd, buf, n, (off_t)off);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0) {
-			int r = k < 0 ? -errno : -EIO;
-
-			errno = -r;
-			ferry_error("cache %s.data: read at %" PRIu64 ": %m",
-				    d->path, off);
-			return r;
-		}
-		ferry_hasher_update(h, buf, (size_t)k);
-		off += (uint64_t)k;
-	}
-	ferry_hasher_final(h, out);
-	return 0;
-}
-
 static int
 verify_disk(struct ferryfs *fs, struct fdisk *d, uint8_t *buf,
 	    struct ferry_hasher *h)
@@ -77,7 +47,7 @@ verify_disk(struct ferryfs *fs, struct fdisk *d, uint8_t *buf,
 
 			if (!ferry_bitmap_test(&d->present, c))
 				continue;
-			r = hash_cached(d, c, buf, h, &got);
+			r = cache_hash(d, c, buf, READ_PIECE, h, &got);
 			if (r < 0)
 				break;
 			fs->reverify.checked++;
