@@ -64,6 +64,15 @@ struct ferry_backend {
 	 * generation changed, 0 if not, or -errno. */
 	int (*refresh)(struct ferry_source *src, unsigned disk);
 
+	/* Optional (network sources): what the source says of disk @disk
+	 * now (generation, size), without following it. */
+	int (*look)(struct ferry_source *src, unsigned disk,
+		    struct ferry_disk_info *now);
+	/* Optional: from now on, ask for generation @gen of disk @disk (the
+	 * data requests' If-Match). */
+	int (*follow)(struct ferry_source *src, unsigned disk,
+		      const char *gen);
+
 	/* Read exactly @len bytes at @off into @buf (short = error). */
 	int (*pread)(struct ferry_source *src, unsigned disk, void *buf,
 		     size_t len, uint64_t off);

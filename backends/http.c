@@ -52,6 +52,8 @@ struct http_priv {
 	 * If-Match with the disk's generation (ferry-export), so that data
 	 * of a changed source is refused (412), never mixed in. */
 	struct curl_slist **range_headers;
+	struct curl_slist *retired;	/* replaced lists, freed at close */
+	bool compress;
 	bool verbose;
 	double timeout;		/* opts.timeout */
 	long stall;		/* opts.stall_timeout */
@@ -560,6 +562,19 @@ retry_end(struct retry *t, int r)
 			   t->tries, t->tries == 1 ? "y" : "ies");
 }
 
+static struct curl_slist *
+range_headers_of(struct http_priv *p, unsigned disk)
+{
+	struct curl_slist *l;
+
+	if (!p->range_headers)
+		return NULL;
+	pthread_mutex_lock(&p->lock);
+	l = p->range_headers[disk];
+	pthread_mutex_unlock(&p->lock);
+	return l;
+}
+
 static int
 http_fetch(struct ferry_source *src, unsigned disk, uint64_t off,
 	   uint64_t len, const struct ferry_sink *sink)
@@ -571,8 +586,7 @@ http_fetch(struct ferry_source *src, unsigned disk, uint64_t off,
 	for (;;) {
 		struct xfer x = {
 			.ranged = true, .off = off, .want = len, .sink = sink,
-			.headers = p->range_headers ? p->range_headers[disk] :
-				   NULL,
+			.headers = range_headers_of(p, disk),
 			.disk_size = src->disks[disk].size,
 		};
 
@@ -694,6 +708,7 @@ http_close(struct ferry_source *src)
 			for (size_t i = 0; i < src->ndisks; i++)
 				curl_slist_free_all(p->range_headers[i]);
 		free(p->range_headers);
+		curl_slist_free_all(p->retired);
 		free(p->cacert);
 		pthread_mutex_destroy(&p->lock);
 		free(p);
@@ -703,6 +718,11 @@ http_close(struct ferry_source *src)
 	free(src);
 }
 
+static int http_look(struct ferry_source *src, unsigned disk,
+		     struct ferry_disk_info *now);
+static int http_follow(struct ferry_source *src, unsigned disk,
+		       const char *gen);
+
 static const struct ferry_backend http_backend = {
 	.name = "http",
 	.close = http_close,
@@ -710,6 +730,8 @@ static const struct ferry_backend http_backend = {
 	.pread = http_pread,
 	.fetch = http_fetch,
 	.digests = http_digests,
+	.look = http_look,
+	.follow = http_follow,
 };
 
 /* GET /v1/disks of a ferry-export. */
@@ -834,34 +856,116 @@ fail:
  * requests ask for zstd: the JSON replies are small, and the data is what
  * benefits. */
 static int
+range_headers_for(struct http_priv *p, const char *gen,
+		  struct curl_slist **out)
+{
+	struct curl_slist *l = NULL;
+	char match[200];
+	int r;
+
+	snprintf(match, sizeof match, "If-Match: \"%s\"", gen);
+	r = copy_headers(p->headers, match, &l);
+	if (r == 0 && p->compress) {
+		struct curl_slist *n = curl_slist_append(
+			l, "Accept-Encoding: zstd");
+
+		if (n)
+			l = n;
+		else
+			r = -ENOMEM;
+	}
+	*out = l;
+	return r;
+}
+
+static int
 make_range_headers(struct ferry_source *src, bool compress)
 {
 	struct http_priv *p = src->priv;
 
+	p->compress = compress;
 	p->range_headers = calloc(src->ndisks, sizeof *p->range_headers);
 	if (!p->range_headers)
 		return -ENOMEM;
 	for (size_t i = 0; i < src->ndisks; i++) {
-		struct curl_slist *l = NULL;
-		char match[200];
-		int r;
+		int r = range_headers_for(p, src->disks[i].generation,
+					  &p->range_headers[i]);
 
-		snprintf(match, sizeof match, "If-Match: \"%s\"",
-			 src->disks[i].generation);
-		r = copy_headers(p->headers, match, &l);
-		if (r == 0 && compress) {
-			struct curl_slist *n = curl_slist_append(
-				l, "Accept-Encoding: zstd");
-
-			if (n)
-				l = n;
-			else
-				r = -ENOMEM;
-		}
-		p->range_headers[i] = l;
 		if (r < 0)
 			return r;
 	}
+	return 0;
+}
+
+/* GET /v1/disks again: disk @disk as the exporter has it now. */
+static int
+http_look(struct ferry_source *src, unsigned disk,
+	  struct ferry_disk_info *now)
+{
+	struct http_priv *p = src->priv;
+	struct xfer x = { .ranged = false };
+	struct ferry_listing l;
+	char url[700], why[200];
+	int r;
+
+	if (!p->ferry)
+		return -ENOTSUP;
+	snprintf(url, sizeof url, "%s/v1/disks", p->base);
+	r = request(src, url, &x);
+	if (r == 0) {
+		r = ferry_listing_parse(x.body ? x.body : "", x.blen, &l, why,
+					sizeof why);
+		if (r < 0)
+			ferry_error("%s: bad disk listing: %s", url, why);
+	}
+	free(x.body);
+	if (r < 0)
+		return r;
+	r = -ENOENT;
+	for (size_t i = 0; i < l.ndisks; i++)
+		if (strcmp(l.disks[i].name, src->disks[disk].name) == 0) {
+			*now = l.disks[i];
+			r = 0;
+		}
+	if (r < 0)
+		ferry_error("%s: disk %s is no longer exported", p->what,
+			    src->disks[disk].name);
+	ferry_listing_free(&l);
+	return r;
+}
+
+/* Data requests of disk @disk carry If-Match @gen from now on. Requests
+ * under way keep the list they started with: replaced lists are kept
+ * until the source is closed. */
+static int
+http_follow(struct ferry_source *src, unsigned disk, const char *gen)
+{
+	struct http_priv *p = src->priv;
+	struct curl_slist *l, *old;
+	int r;
+
+	if (!p->range_headers)
+		return -ENOTSUP;
+	r = range_headers_for(p, gen, &l);
+	if (r < 0) {
+		curl_slist_free_all(l);
+		return r;
+	}
+	pthread_mutex_lock(&p->lock);
+	old = p->range_headers[disk];
+	p->range_headers[disk] = l;
+	snprintf(src->disks[disk].generation,
+		 sizeof src->disks[disk].generation, "%s", gen);
+	if (old) {
+		/* Chain the old list's nodes onto the retired ones. */
+		struct curl_slist *t = old;
+
+		while (t->next)
+			t = t->next;
+		t->next = p->retired;
+		p->retired = old;
+	}
+	pthread_mutex_unlock(&p->lock);
 	return 0;
 }
 

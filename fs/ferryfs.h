@@ -17,6 +17,8 @@
 #include <time.h>
 
 #include "backends/backend.h"
+
+struct fuse_session;
 #include "common/bitmap.h"
 #include "common/extents.h"
 #include "common/rate.h"
@@ -55,6 +57,9 @@ struct fdisk {
 	_Atomic uint64_t candidates;	/* bits set in candidate */
 	_Atomic uint64_t kept, changed;	/* candidates resolved either way */
 	atomic_bool restamp;		/* take the generation once resolved */
+	/* Resyncs so far (sched.lock): a chunk fetched by a run that began
+	 * before the last one becomes a candidate, not present. */
+	unsigned epoch;
 
 	_Atomic uint64_t present_chunks; /* data chunks present */
 	_Atomic uint64_t cached;	/* data bytes present */
@@ -158,6 +163,15 @@ struct ferryfs {
 	pthread_mutex_t open_lock;
 	struct open_file *open_files;
 
+	struct fuse_session *se;	/* for the kernel cache notifications */
+	struct {			/* resync.c: "resync" in .ferry/control */
+		pthread_mutex_t lock;
+		pthread_t tid;
+		bool started;
+		const char *_Atomic state;	/* idle, running, done, stopped,
+					 * error */
+		char error[256];
+	} resync;
 	struct {			/* verify.c: "verify" in .ferry/control */
 		pthread_mutex_t lock;
 		pthread_t tid;
@@ -245,6 +259,16 @@ int verify_start(struct ferryfs *fs);
 
 /*! verify_stop() : wait for a re-verify (it stops early on fs->stop). */
 void verify_stop(struct ferryfs *fs);
+
+/* resync.c */
+
+/*! resync_start() : follow the source's new generation of each disk in
+ * the background (no-op while one runs). @return 0, or -ENOTSUP for a
+ * source that has no generations. */
+int resync_start(struct ferryfs *fs);
+
+/*! resync_stop() : wait for a resync. */
+void resync_stop(struct ferryfs *fs);
 
 /* files.c */
 

@@ -59,6 +59,7 @@
 struct fetch_job {
 	struct fdisk *d;
 	uint64_t chunk;
+	unsigned epoch;			/* fdisk.epoch when its run began */
 	bool fg;			/* demand or readahead */
 	struct fetch_queue *queue;	/* queued on, or NULL */
 	struct fetch_job *qnext, *qprev;
@@ -258,7 +259,15 @@ job_finish(struct ferryfs *fs, struct fetch_job *j, int err)
 	struct sched *s = &fs->sched;
 	struct fdisk *d = j->d;
 
-	if (err == 0) {
+	if (err == 0 && j->epoch != d->epoch) {
+		/* Fetched for the generation a resync has left since: kept
+		 * for checking, like the other chunks cached before it. */
+		if (!ferry_bitmap_test(&d->candidate, j->chunk)) {
+			ferry_bitmap_set(&d->candidate, j->chunk);
+			d->candidates++;
+		}
+		d->dirty = true;
+	} else if (err == 0) {
 		d->cached += ferry_chunk_data(&d->map, d->chunk, j->chunk);
 		d->present_chunks++;
 		ferry_bitmap_set(&d->present, j->chunk);
@@ -621,6 +630,8 @@ worker_main(struct ferryfs *fs, bool fg)
 			pthread_cond_wait(&s->work, &s->lock);
 		if (fs->stop)
 			break;
+		for (size_t i = 0; i < r.n; i++)
+			r.jobs[i]->epoch = r.d->epoch;
 		demand = run_awaited(&r);
 		pthread_mutex_unlock(&s->lock);
 
@@ -719,7 +730,7 @@ queue_readahead(struct ferryfs *fs, struct fdisk *d, uint64_t from,
  * data not yet cached, adding it to @jobs; sched.lock held. */
 static int
 queue_demand(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t end,
-	     struct fetch_job **jobs, size_t *n)
+	     struct fetch_job **jobs, size_t *n, size_t cap)
 {
 	struct sched *s = &fs->sched;
 	uint64_t first, last;
@@ -732,6 +743,8 @@ queue_demand(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t end,
 
 		if (!range_needs_fetch(d, c, off, end))
 			continue;
+		if (*n == cap)
+			break;	/* more than counted: the caller comes back */
 		j = ferry_bitmap_test(&d->busy, c) ? job_find(s, d, c) : NULL;
 		if (!j) {
 			j = job_new(s, d, c, true);
@@ -841,14 +854,16 @@ again:
 			return -ENOMEM;
 	}
 	pthread_mutex_lock(&s->lock);
-	/* Presence only grows, so no more than @need jobs are queued. */
+	/* Presence may shrink meanwhile (a chunk forgotten by a re-verify,
+	 * or kept for checking by a resync): at most @need jobs are queued
+	 * here, and the ranges are looked at again once they are done. */
 	for (size_t i = 0; i < nr && r == 0; i++) {
 		uint64_t end;
 
 		if (rv[i].off >= d->info.size || rv[i].len == 0)
 			continue;
 		end = FERRY_MIN(rv[i].off + rv[i].len, d->info.size);
-		r = queue_demand(fs, d, rv[i].off, end, jobs, &n);
+		r = queue_demand(fs, d, rv[i].off, end, jobs, &n, need);
 	}
 	if (n)
 		pthread_cond_broadcast(&s->work);
@@ -872,15 +887,16 @@ again:
 	pthread_mutex_unlock(&s->lock);
 	if (jobs != small)
 		free(jobs);
-	/* A hydration run given up just as this reader joined it: the
-	 * chunk is simply not there yet; ask again. */
-	if (r == -EAGAIN && ++tries < 8) {
+	/* A hydration run given up just as this reader joined it (the
+	 * chunk is simply not there yet), or presence that shrank while we
+	 * counted: look again. */
+	if ((r == -EAGAIN || (r == 0 && n > 0)) && ++tries < 16) {
 		jobs = small;
 		r = 0;
 		ahead = false;
 		goto again;
 	}
-	return r == -EAGAIN ? -EIO : r;
+	return r == -EAGAIN || (r == 0 && n > 0) ? -EIO : r;
 }
 
 int

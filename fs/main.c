@@ -415,6 +415,8 @@ main(int argc, char **argv)
 	pthread_mutex_init(&fs.open_lock, NULL);
 	pthread_mutex_init(&fs.reverify.lock, NULL);
 	fs.reverify.state = "idle";
+	pthread_mutex_init(&fs.resync.lock, NULL);
+	fs.resync.state = "idle";
 	pthread_cond_init(&fs.flush_cond, NULL);
 
 	hopts.verbose = o.verbose > 1;
@@ -458,6 +460,7 @@ main(int argc, char **argv)
 	se = fuse_session_new(&args, &ferryfs_ops, sizeof ferryfs_ops, &fs);
 	if (!se)
 		goto out_disks;
+	fs.se = se;
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_session;
 	if (fuse_session_mount(se, cmd.mountpoint) != 0)
@@ -498,6 +501,7 @@ main(int argc, char **argv)
 out_unmount:
 	fs.stop = true;		/* a re-verify stops between chunks */
 	verify_stop(&fs);
+	resync_stop(&fs);
 	fetch_stop(&fs);
 	pthread_mutex_lock(&fs.flush_lock);
 	fs.stop = true;

@@ -96,6 +96,19 @@ json_text(json_t *root, size_t flags)
 	return text;
 }
 
+static json_t *
+resync_json(struct ferryfs *fs)
+{
+	json_t *j;
+
+	pthread_mutex_lock(&fs->resync.lock);
+	j = json_pack("{ssso}", "state", fs->resync.state, "error",
+		      fs->resync.error[0] ? json_string(fs->resync.error) :
+					    json_null());
+	pthread_mutex_unlock(&fs->resync.lock);
+	return j;
+}
+
 char *
 status_render(struct ferryfs *fs)
 {
@@ -161,7 +174,7 @@ status_render(struct ferryfs *fs)
 				"kept", (json_int_t)d->kept,
 				"changed", (json_int_t)d->changed)));
 	}
-	root = json_pack("{sssssbsbsIsIsIsososo}", "source", fs->src->id,
+	root = json_pack("{sssssbsbsIsIsIsosososo}", "source", fs->src->id,
 			 "cache", fs->cache_dir, "prefetch", fs->prefetch,
 			 "compress", fs->compress,
 			 "streams", (json_int_t)fs->streams,
@@ -172,6 +185,7 @@ status_render(struct ferryfs *fs)
 				"state", fs->reverify.state,
 				"checked", (json_int_t)fs->reverify.checked,
 				"differed", (json_int_t)fs->reverify.bad),
+			 "resync", resync_json(fs),
 			 "disks", arr);
 	return json_text(root, JSON_INDENT(2));
 }
@@ -454,6 +468,11 @@ control_apply(struct ferryfs *fs, const char *buf, size_t len)
 			line[--k] = '\0';
 		if (k == 0) {
 			/* empty line */
+		} else if (strcmp(line, "resync") == 0) {
+			int r = resync_start(fs);
+
+			if (r < 0)
+				return r == -ENOTSUP ? -EINVAL : r;
 		} else if (strcmp(line, "verify") == 0) {
 			int r = verify_start(fs);
 
@@ -467,7 +486,7 @@ control_apply(struct ferryfs *fs, const char *buf, size_t len)
 		} else {
 			ferry_error(".ferry/control: cannot apply \"%.*s\" "
 				    "(known: bwlimit=RATE, bytes/s with K/M/G "
-				    "suffixes, 0 = no cap; verify)", (int)k,
+				    "suffixes, 0 = no cap; verify; resync)", (int)k,
 				    line);
 			return -EINVAL;
 		}
