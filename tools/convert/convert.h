@@ -34,6 +34,7 @@ struct source {
 	struct ferry_extents map;	/* content data ranges */
 	uint64_t data_bytes;
 	char id[512];		/* identity, for the journal */
+	char stable[400];	/* the same across generations: image ids */
 
 	bool mount;		/* a file of a ferry mount */
 	char map_path[PATH_MAX];	/* its .ferry/map.json */

@@ -69,6 +69,9 @@ struct job {
 	struct journal j;
 	struct progress prog;
 	bool verify, zero;
+	bool update;		/* --update: write only what differs */
+	uint64_t written;	/* data bytes written to DST */
+	uint8_t *buf2;		/* --update: DST's bytes, to compare */
 	EVP_MD_CTX *sha;	/* --verify: content hashed in order */
 	uint64_t hashed;	/* pieces hashed so far */
 	uint64_t converted;	/* data bytes of done pieces */
@@ -82,7 +85,8 @@ usage(FILE *f)
 {
 	fprintf(f,
 "usage: ferry-convert [-O raw|qcow2|vhd|fixedvhd] [-p] [--progress=json]\n"
-"                     [--verify] [--zero] [--journal PATH] SRC DST\n"
+"                     [--verify] [--zero] [--update] [--journal PATH]\n"
+"                     SRC DST\n"
 "\n"
 "Writes the disk that SRC shows into DST as an image of the -O format\n"
 "(default raw). SRC is a file of a ferry mount (any view: the disk behind\n"
@@ -96,6 +100,8 @@ usage(FILE *f)
 "  --verify          print the SHA-256 of the disk's content (as sha256sum\n"
 "                    of the source disk) and check DST against it\n"
 "  --zero            on a block device, also write the zeros\n"
+"  --update          DST is an earlier conversion of this disk: compare\n"
+"                    and write only what differs (after a resync)\n"
 "  --journal PATH    where progress is kept for a rerun (default\n"
 "                    DST.ferry-convert; for a device, under /var/tmp)\n"
 "  -h, --help        this help\n"
@@ -155,8 +161,33 @@ zero_holes(struct job *jb)
 	return r;
 }
 
-/* The output's layout, its size set (a fresh file emptied first, so that
- * its holes are zeros), its metadata written. */
+/* Do the metadata @o would write equal what DST holds? (--update: the
+ * same layout, so only data can differ.) */
+static bool
+meta_same(struct job *jb)
+{
+	struct out *o = &jb->out;
+
+	for (uint64_t off = 0; off < o->view.size;) {
+		struct view_seg seg;
+
+		view_map(&o->view, off, o->view.size - off, &seg);
+		for (uint64_t k = 0; seg.kind == VIEW_META && k < seg.len;) {
+			size_t n = (size_t)FERRY_MIN(seg.len - k, IO_MAX);
+
+			o->view.ops->meta(&o->view, off + k, jb->buf, n);
+			if (pread(o->fd, jb->buf2, n, (off_t)(off + k)) !=
+			    (ssize_t)n || memcmp(jb->buf, jb->buf2, n) != 0)
+				return false;
+			k += n;
+		}
+		off += seg.len;
+	}
+	return true;
+}
+
+/* The output's layout; with @fresh, its size set (a file emptied first, so
+ * that its holes are zeros) and its metadata written. */
 static int
 out_setup(struct job *jb, const struct view_ops *ops, bool fresh)
 {
@@ -169,10 +200,12 @@ out_setup(struct job *jb, const struct view_ops *ops, bool fresh)
 	};
 	unsigned char md[32];
 	size_t cap = 0;
+	struct stat st;
 	int r;
 
-	/* VHD unique id: the same source always gives the same one. */
-	EVP_Digest(s->id, strlen(s->id), md, NULL, EVP_sha256(), NULL);
+	/* VHD unique id: the same disk always gives the same one, across
+	 * generations, so that an update keeps it. */
+	EVP_Digest(s->stable, strlen(s->stable), md, NULL, EVP_sha256(), NULL);
 	memcpy(p.uuid, md, 16);
 	p.uuid[6] = (uint8_t)((p.uuid[6] & 0x0f) | 0x40);
 	p.uuid[8] = (uint8_t)((p.uuid[8] & 0x3f) | 0x80);
@@ -182,6 +215,45 @@ out_setup(struct job *jb, const struct view_ops *ops, bool fresh)
 			    " bytes: %s", o->path, ops->format, s->size,
 			    strerror(-r));
 		return r;
+	}
+	for (uint64_t off = 0; off < o->view.size;) {
+		struct view_seg seg;
+
+		view_map(&o->view, off, o->view.size - off, &seg);
+		if (seg.kind == VIEW_DISK) {
+			if (o->nsegs == cap) {
+				size_t nc = cap ? cap * 2 : 64;
+				struct dseg *n = realloc(o->segs,
+							 nc * sizeof *n);
+
+				if (!n)
+					return -ENOMEM;
+				o->segs = n;
+				cap = nc;
+			}
+			o->segs[o->nsegs++] = (struct dseg){ off, seg.disk_off,
+							     seg.len };
+		}
+		off += seg.len;
+	}
+	qsort(o->segs, o->nsegs, sizeof *o->segs, seg_cmp);
+	if (jb->update && fresh) {
+		/* An update writes only what differs, into the same layout;
+		 * another layout (the allocation changed) means all of it. */
+		if (fstat(o->fd, &st) == 0 && !o->device &&
+		    (uint64_t)st.st_size != o->view.size) {
+			ferry_info("%s: another size than the %s image of this "
+				   "disk now; writing it whole", o->path,
+				   ops->format);
+			jb->update = false;
+		} else if (!meta_same(jb)) {
+			ferry_info("%s: the disk's allocation changed, so does "
+				   "the %s layout; writing it whole", o->path,
+				   ops->format);
+			jb->update = false;
+		} else {
+			return 0;
+		}
 	}
 	if (o->device) {
 		uint64_t dev = 0;
@@ -203,21 +275,8 @@ out_setup(struct job *jb, const struct view_ops *ops, bool fresh)
 		struct view_seg seg;
 
 		view_map(&o->view, off, o->view.size - off, &seg);
-		if (seg.kind == VIEW_DISK) {
-			if (o->nsegs == cap) {
-				size_t nc = cap ? cap * 2 : 64;
-				struct dseg *n = realloc(o->segs,
-							 nc * sizeof *n);
-
-				if (!n)
-					return -ENOMEM;
-				o->segs = n;
-				cap = nc;
-			}
-			o->segs[o->nsegs++] = (struct dseg){ off, seg.disk_off,
-							     seg.len };
-		} else if (seg.kind == VIEW_META ||
-			   (seg.kind == VIEW_ZERO && jb->zero && o->device)) {
+		if (seg.kind == VIEW_META ||
+		    (seg.kind == VIEW_ZERO && jb->zero && o->device)) {
 			for (uint64_t k = 0; k < seg.len;) {
 				size_t n = (size_t)FERRY_MIN(seg.len - k,
 							     IO_MAX);
@@ -240,7 +299,6 @@ out_setup(struct job *jb, const struct view_ops *ops, bool fresh)
 		}
 		off += seg.len;
 	}
-	qsort(o->segs, o->nsegs, sizeof *o->segs, seg_cmp);
 	return jb->zero && o->device ? zero_holes(jb) : 0;
 }
 
@@ -370,6 +428,8 @@ copy_range(struct job *jb, uint64_t c, size_t n)
 {
 	int r = src_read(&jb->src, c, jb->buf, n);
 
+	if (r == 0)
+		jb->written += n;
 	return r < 0 ? r : out_write(&jb->out, c, jb->buf, n);
 }
 
@@ -498,10 +558,59 @@ hash_advance(struct job *jb)
 	return 0;
 }
 
+/* Content [c, c+n) of the source into @buf: its data read, holes zeros. */
+static int
+content_read(struct job *jb, uint64_t c, uint8_t *buf, size_t n)
+{
+	const struct ferry_extents *m = &jb->src.map;
+
+	memset(buf, 0, n);
+	for (size_t i = ferry_extents_find(m, c); i < m->n; i++) {
+		uint64_t x = FERRY_MAX(c, m->v[i].off);
+		uint64_t y = FERRY_MIN(c + n, m->v[i].off + m->v[i].len);
+		int r;
+
+		if (x >= c + n)
+			break;
+		if (y > x && (r = src_read(&jb->src, x, buf + (x - c),
+					   (size_t)(y - x))) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* --update: piece @k's content compared with what DST holds, slice by
+ * slice, and only slices that differ written (zeros too, where DST holds
+ * old data in what is a hole now). */
+static int
+update_piece(struct job *jb, uint64_t k)
+{
+	struct source *s = &jb->src;
+	uint64_t a = piece_off(s, k), end = a + piece_len(s, k);
+
+	for (uint64_t c = a; c < end;) {
+		size_t n = (size_t)FERRY_MIN(end - c, IO_MAX);
+		int r;
+
+		if ((r = content_read(jb, c, jb->buf, n)) < 0 ||
+		    (r = out_read(&jb->out, c, jb->buf2, n)) < 0)
+			return r;
+		if (memcmp(jb->buf, jb->buf2, n) != 0) {
+			r = out_write(&jb->out, c, jb->buf, n);
+			if (r < 0)
+				return r;
+			jb->written += n;
+		}
+		c += n;
+	}
+	return 0;
+}
+
 static int
 do_piece(struct job *jb, uint64_t k)
 {
-	int r = piece_data(jb, k, copy_range);
+	int r = jb->update ? update_piece(jb, k) :
+		piece_data(jb, k, copy_range);
 
 	if (r < 0)
 		return r;
@@ -524,7 +633,7 @@ run(struct job *jb)
 	for (uint64_t k = 0; k < s->npieces; k++) {
 		if (ferry_bitmap_test(&jb->j.done, k))
 			jb->converted += piece_data_bytes(s, k);
-		else if (piece_data_bytes(s, k) == 0)
+		else if (piece_data_bytes(s, k) == 0 && !jb->update)
 			ferry_bitmap_set(&jb->j.done, k);	/* holes */
 		else
 			left++;
@@ -635,6 +744,7 @@ main(int argc, char **argv)
 		{ "verify", no_argument, NULL, 'V' },
 		{ "zero", no_argument, NULL, 'Z' },
 		{ "journal", required_argument, NULL, 'J' },
+		{ "update", no_argument, NULL, 'U' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -679,6 +789,9 @@ main(int argc, char **argv)
 		case 'J':
 			journal = optarg;
 			break;
+		case 'U':
+			jb.update = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -694,7 +807,8 @@ main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	jb.buf = malloc(IO_MAX);
-	if (!jb.buf)
+	jb.buf2 = malloc(IO_MAX);
+	if (!jb.buf || !jb.buf2)
 		return 1;
 	r = source_open(&jb.src, argv[optind], why, sizeof why);
 	if (r < 0) {
@@ -702,7 +816,13 @@ main(int argc, char **argv)
 		goto out;
 	}
 	jb.out.path = argv[optind + 1];
-	jb.out.fd = open(jb.out.path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	jb.out.fd = open(jb.out.path, O_RDWR | O_CLOEXEC |
+			 (jb.update ? 0 : O_CREAT), 0644);
+	if (jb.out.fd < 0 && errno == ENOENT && jb.update) {
+		ferry_error("%s: no image to update; convert without --update "
+			    "first", jb.out.path);
+		goto out;
+	}
 	if (jb.out.fd < 0 || fstat(jb.out.fd, &st) < 0) {
 		ferry_error("%s: %s", jb.out.path, strerror(errno));
 		goto out;
@@ -724,8 +844,9 @@ main(int argc, char **argv)
 		char id[sizeof jb.src.id + 200];
 
 		snprintf(id, sizeof id, "%s; %s; piece %" PRIu64 "; data %"
-			 PRIu64 " in %zu ranges", jb.src.id, ops->format,
-			 jb.src.piece, jb.src.data_bytes, jb.src.map.n);
+			 PRIu64 " in %zu ranges%s", jb.src.id, ops->format,
+			 jb.src.piece, jb.src.data_bytes, jb.src.map.n,
+			 jb.update ? "; update" : "");
 		r = journal_open(&jb.j, journal, id, jb.src.npieces, &resumed,
 				 why, sizeof why);
 	}
@@ -759,6 +880,11 @@ main(int argc, char **argv)
 	if (r < 0)
 		goto out;
 	report(&jb, "done", true);
+	if (jb.update)
+		ferry_info("%s: updated: %" PRIu64 " MiB written where it "
+			   "differed from the source's %" PRIu64 " MiB of data",
+			   jb.out.path, jb.written >> 20,
+			   jb.src.data_bytes >> 20);
 	if (jb.verify) {
 		r = verify(&jb, hex);
 		if (r == -EBADMSG) {
@@ -784,5 +910,6 @@ out:
 		close(jb.out.fd);
 	source_close(&jb.src);
 	free(jb.buf);
+	free(jb.buf2);
 	return rc;
 }

@@ -150,6 +150,8 @@ open_mount(struct source *s, char *why, size_t whylen)
 	snprintf(s->id, sizeof s->id, "ferry disk %s generation %s range "
 		 "%" PRIu64 "+%" PRIu64, s->mm.disk, s->mm.generation,
 		 s->disk_off, s->size);
+	snprintf(s->stable, sizeof s->stable, "ferry disk %s range %" PRIu64
+		 "+%" PRIu64, s->mm.disk, s->disk_off, s->size);
 	return content_map(s);
 }
 
@@ -206,6 +208,8 @@ open_plain(struct source *s, const struct stat *st, char *why, size_t whylen)
 	snprintf(s->id, sizeof s->id, "file %ju:%ju size %" PRIu64 " mtime "
 		 "%lld.%09ld", (uintmax_t)st->st_dev, (uintmax_t)st->st_ino,
 		 size, (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
+	snprintf(s->stable, sizeof s->stable, "file %ju:%ju",
+		 (uintmax_t)st->st_dev, (uintmax_t)st->st_ino);
 	return 0;
 }
 
