@@ -6,6 +6,7 @@
 # data ranges; a plain file converts too; bad input is refused.
 . "$(dirname "$0")/functions.sh"
 requires qemu-img jq cmp sha256sum
+M=1048576
 
 CONVERT=$FERRY_CONVERT
 make_disk "$T/disk.img"
@@ -128,6 +129,25 @@ timeout 300 "$CONVERT" -O qcow2 --verify "$T/disk.img" "$T/plain.qcow2" >"$T/sum
 [ "$(cut -d' ' -f1 "$T/sum.out")" = "$SUM" ] || fail "plain file: wrong SHA-256"
 qemu-img compare -q -f qcow2 -F raw "$T/plain.qcow2" "$T/disk.img" || fail "plain file: the image differs"
 ok "a plain file to qcow2: equal"
+
+# A partition view converts to the partition alone, in disk-chunk pieces
+# that start mid-chunk; --progress=json gives one JSON object a line.
+if command -v sfdisk >/dev/null; then
+	truncate -s $((64 * M)) "$T/parted.img"
+	printf 'label: dos\nstart=2600, size=40000, type=83\n' | sfdisk -q "$T/parted.img" >/dev/null || fail sfdisk
+	head -c $((16 * M)) /dev/urandom | dd of="$T/parted.img" bs=512 seek=2700 conv=notrunc status=none
+	start_export parted="$T/parted.img"
+	mount_ferry "$URL" "$T/mnt" "cache=$T/cache-parted,prefetch=1,bwlimit=8M,views=raw:parts"
+	timeout 300 "$FERRY_CONVERT" --progress=json --verify "$T/mnt/parted.p1.raw" "$T/p1.raw" >"$T/sum.out" 2>"$T/progress.json" ||
+		fail "partition view: $(cat "$T/progress.json")"
+	unmount_ferry "$T/mnt"
+	dd if="$T/parted.img" of="$T/p1.want" bs=512 skip=2600 count=40000 status=none
+	cmp "$T/p1.raw" "$T/p1.want" || fail "partition view: the output differs from the partition"
+	[ "$(cut -d' ' -f1 "$T/sum.out")" = "$(sha256sum <"$T/p1.want" | cut -d' ' -f1)" ] || fail "partition view: wrong SHA-256"
+	jq -e -s 'length >= 1 and all(.[]; .convert.total > 0 and (.state | type) == "string") and (last | .convert.done == .convert.total)' \
+		"$T/progress.json" >/dev/null || fail "--progress=json: $(head -3 "$T/progress.json")"
+	ok "a partition view: equal to the partition; $(wc -l <"$T/progress.json") JSON progress lines"
+fi
 
 # Bad input: a clear line and a non-zero exit.
 rc=0; "$CONVERT" -O vmdk "$T/disk.img" "$T/x" 2>"$T/err" || rc=$?
