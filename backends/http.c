@@ -734,25 +734,34 @@ static const struct ferry_backend http_backend = {
 	.follow = http_follow,
 };
 
-/* GET /v1/disks of a ferry-export. */
+/* GET /v1/disks of a ferry-export, parsed into @l. */
 static int
-list_ferry_disks(struct ferry_source *src)
+get_listing(struct ferry_source *src, struct ferry_listing *l)
 {
 	struct http_priv *p = src->priv;
 	struct xfer x = { .ranged = false };
-	struct ferry_listing l;
 	char url[700], why[200];
 	int r;
 
 	snprintf(url, sizeof url, "%s/v1/disks", p->base);
 	r = request(src, url, &x);
 	if (r == 0) {
-		r = ferry_listing_parse(x.body ? x.body : "", x.blen, &l, why,
+		r = ferry_listing_parse(x.body ? x.body : "", x.blen, l, why,
 					sizeof why);
 		if (r < 0)
 			ferry_error("%s: bad disk listing: %s", url, why);
 	}
 	free(x.body);
+	return r;
+}
+
+static int
+list_ferry_disks(struct ferry_source *src)
+{
+	struct http_priv *p = src->priv;
+	struct ferry_listing l;
+	int r = get_listing(src, &l);
+
 	if (r < 0)
 		return r;
 	if (l.host_id[0])
@@ -903,22 +912,12 @@ http_look(struct ferry_source *src, unsigned disk,
 	  struct ferry_disk_info *now)
 {
 	struct http_priv *p = src->priv;
-	struct xfer x = { .ranged = false };
 	struct ferry_listing l;
-	char url[700], why[200];
 	int r;
 
 	if (!p->ferry)
 		return -ENOTSUP;
-	snprintf(url, sizeof url, "%s/v1/disks", p->base);
-	r = request(src, url, &x);
-	if (r == 0) {
-		r = ferry_listing_parse(x.body ? x.body : "", x.blen, &l, why,
-					sizeof why);
-		if (r < 0)
-			ferry_error("%s: bad disk listing: %s", url, why);
-	}
-	free(x.body);
+	r = get_listing(src, &l);
 	if (r < 0)
 		return r;
 	r = -ENOENT;

@@ -19,6 +19,9 @@
 #include "backends/backend.h"
 
 struct fuse_session;
+
+/* Inode of the first file of the mount (ops.c); file i is this plus i. */
+#define FERRY_INO_FILE0 16
 #include "common/bitmap.h"
 #include "common/extents.h"
 #include "common/rate.h"

@@ -42,10 +42,12 @@ enum {
 	INO_STATUS = 3,		/* .ferry/status.json */
 	INO_CONTROL = 4,	/* .ferry/control */
 	INO_MAP = 5,		/* .ferry/map.json */
-	INO_FILE0 = 16,		/* fs->files[i] is INO_FILE0 + i */
+	INO_FILE0 = FERRY_INO_FILE0,	/* fs->files[i] is INO_FILE0 + i */
 };
 
-#define DISK_TIMEOUT 86400.0	/* disk files never change */
+/* Disk files never change size or layout while mounted (a resync that
+ * would is refused); their content after a resync is invalidated. */
+#define DISK_TIMEOUT 86400.0
 
 static struct ferryfs *
 fs_of(fuse_req_t req)
@@ -200,7 +202,13 @@ bit_runs(const struct ferry_bitmap *b, uint64_t n)
 		uint64_t j;
 
 		if (!ferry_bitmap_test(b, i)) {
-			i++;
+			/* Whole empty bytes at once: most of a cold map. */
+			if (i % 8 == 0 && i + 8 <= n &&
+			    __atomic_load_n(&b->bytes[i / 8], __ATOMIC_RELAXED)
+			    == 0)
+				i += 8;
+			else
+				i++;
 			continue;
 		}
 		for (j = i + 1; j < n && ferry_bitmap_test(b, j); j++)

@@ -32,7 +32,6 @@
 #include "common/util.h"
 #include "fs/ferryfs.h"
 
-#define INO_FILE0 16	/* as in ops.c */
 #define HASH_BUF (1u << 20)
 
 /* Is new data of map @m inside chunk @c all zeros where @d's map has
@@ -114,7 +113,8 @@ drop_page_cache(struct ferryfs *fs, struct fdisk *d)
 	for (size_t k = 0; k < fs->nfiles && fs->se; k++)
 		if (fs->files[k].d == d)
 			fuse_lowlevel_notify_inval_inode(fs->se,
-							 INO_FILE0 + k, 0, 0);
+							 FERRY_INO_FILE0 + k,
+							 0, 0);
 }
 
 static int
