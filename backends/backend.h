@@ -149,6 +149,20 @@ bool ferry_valid_disk_name(const char *name);
 int ferry_file_open(const char *name, const char *path,
 		    struct ferry_source **out);
 
+/* --- backends/image.c --- */
+
+/*! ferry_image_format() : "qcow2", "vhd", "vmdk" (by the file's content,
+ * as libyal's libraries recognise it) or "raw". */
+const char *ferry_image_format(const char *path);
+
+/*! ferry_image_open() :
+ * The virtual disk inside the image at @path (qcow2/qcow, VHD/VHDX, VMDK,
+ * with backing images) as one disk named @name; @format "auto" or NULL to
+ * detect it, "raw" for ferry_file_open(). Errors name the file and the
+ * reason. */
+int ferry_image_open(const char *name, const char *path, const char *format,
+		     struct ferry_source **out);
+
 /* --- backends/http.c --- */
 
 struct ferry_http_opts {

@@ -23,6 +23,7 @@ struct options {
 	char *chunk;
 	char *cache;
 	char *cacert;
+	char *format;
 	char *views;
 	char *qcow2_cluster;
 	char *readahead;
@@ -44,6 +45,7 @@ static const struct fuse_opt ferry_opts[] = {
 	FERRY_OPT("chunk=%s", chunk, 0),
 	FERRY_OPT("cache=%s", cache, 0),
 	FERRY_OPT("cacert=%s", cacert, 0),
+	FERRY_OPT("format=%s", format, 0),
 	/* -o views=raw,qcow2: FUSE splits options at commas, so the words
 	 * after the first arrive as options of their own. */
 	FUSE_OPT_KEY("views=", KEY_VIEWS),
@@ -78,7 +80,7 @@ usage(const char *prog)
 "SOURCE is a connection string printed by ferry-export\n"
 "  (ferry://TOKEN@HOST:PORT/?pin=sha256//BASE64), an https:// URL of one\n"
 "  image on a server that supports Range requests, or file:///PATH of a\n"
-"  local raw image or block device.\n"
+"  local image (raw, qcow2, VHD, VMDK) or block device.\n"
 "\n"
 "The mount shows, per disk, files that are images of it: NAME.raw,\n"
 "NAME.qcow2 (qcow2 v3, only allocated clusters), NAME.vhd (dynamic VHD),\n"
@@ -119,6 +121,8 @@ usage(const char *prog)
 "  -o qcow2_cluster=SIZE  cluster size of NAME.qcow2, a power of 2 from\n"
 "                       512 to 2M (default 64K)\n"
 "  -o cacert=FILE       PEM CA certificates to verify an https:// SOURCE\n"
+"  -o format=FMT        a file:// SOURCE's format: auto (by content, the\n"
+"                       default), raw, qcow2, vhd or vmdk\n"
 "                       (default: the system's)\n"
 "  -o verbose           log more\n"
 "\n", prog);
@@ -193,7 +197,7 @@ default_cache_dir(struct ferryfs *fs, char *out, size_t len)
 
 /* file:///path/to/image: a local image as one disk named after the file. */
 static int
-open_local(const char *spec, struct ferry_source **out)
+open_local(const char *spec, const char *format, struct ferry_source **out)
 {
 	const char *path = spec + strlen("file://"), *base;
 	char name[FERRY_NAME_MAX + 1];
@@ -209,7 +213,7 @@ open_local(const char *spec, struct ferry_source **out)
 		*strrchr(name, '.') = '\0';
 	if (!ferry_valid_disk_name(name))
 		snprintf(name, sizeof name, "disk");
-	return ferry_file_open(name, path, out);
+	return ferry_image_open(name, path, format, out);
 }
 
 static int
@@ -423,7 +427,7 @@ main(int argc, char **argv)
 	hopts.compress = fs.compress;
 	hopts.cacert = o.cacert;
 	if (strncmp(o.source, "file://", 7) == 0)
-		r = open_local(o.source, &fs.src);
+		r = open_local(o.source, o.format, &fs.src);
 	else
 		r = ferry_http_open(o.source, &hopts, &fs.src);
 	if (r < 0)
@@ -537,6 +541,7 @@ out_args:
 	free(o.chunk);
 	free(o.cache);
 	free(o.cacert);
+	free(o.format);
 	free(o.views);
 	free(o.qcow2_cluster);
 	free(o.readahead);

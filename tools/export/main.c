@@ -35,7 +35,8 @@
 
 #define MAX_THREADS 64
 
-enum { OPT_ZSTD = 256, OPT_BWLIMIT, OPT_SCAN, OPT_DISK_ID, OPT_MAX_CONNS,
+enum { OPT_ZSTD = 256, OPT_BWLIMIT, OPT_SCAN, OPT_DISK_ID, OPT_FORMAT,
+       OPT_MAX_CONNS,
        OPT_HEADER_TIMEOUT };
 #define MAX_IDS 64
 
@@ -50,7 +51,9 @@ usage(FILE *f)
 {
 	fprintf(f,
 "Usage: ferry-export [OPTIONS] NAME=PATH...\n"
-"Serve disks (raw image files or block devices) read-only over HTTPS.\n"
+"Serve disks read-only over HTTPS: block devices, raw image files, and the\n"
+"virtual disk inside qcow2/qcow, VHD/VHDX and VMDK images (found by their\n"
+"content; backing images are followed).\n"
 "\n"
 "  -l, --listen HOST:PORT  address to listen on (default 0.0.0.0:8703;\n"
 "                          port 0 picks a free port)\n"
@@ -66,6 +69,8 @@ usage(FILE *f)
 "                          raw (default 1; 0 = never compress)\n"
 "      --bwlimit RATE      cap on bytes per second sent, all clients\n"
 "                          together (K/M/G suffixes; default none)\n"
+"      --format FMT        read every PATH as FMT: auto (default: by\n"
+"                          content), raw, qcow2, vhd or vmdk\n"
 "      --disk-id NAME=ID   identity of disk NAME's content for clients'\n"
 "                          caches (default: from the file's device, inode,\n"
 "                          size and mtime; a block device's number and\n"
@@ -263,6 +268,7 @@ main(int argc, char **argv)
 		{ "bwlimit", required_argument, NULL, OPT_BWLIMIT },
 		{ "scan-zeros", no_argument, NULL, OPT_SCAN },
 		{ "disk-id", required_argument, NULL, OPT_DISK_ID },
+		{ "format", required_argument, NULL, OPT_FORMAT },
 		{ "max-connections", required_argument, NULL, OPT_MAX_CONNS },
 		{ "header-timeout", required_argument, NULL,
 		  OPT_HEADER_TIMEOUT },
@@ -273,6 +279,7 @@ main(int argc, char **argv)
 	};
 	const char *listen_arg = "0.0.0.0:8703", *url_file = NULL;
 	const char *token_arg = NULL, *cert = NULL, *key = NULL;
+	const char *format = "auto";
 	struct exporter ex = { .zstd_level = 1, .max_conns = 512,
 			       .header_timeout = 10 };
 	struct worker workers[MAX_THREADS] = { 0 };
@@ -337,6 +344,16 @@ main(int argc, char **argv)
 					    optarg);
 				return 2;
 			}
+			break;
+		case OPT_FORMAT:
+			if (strcmp(optarg, "auto") && strcmp(optarg, "raw") &&
+			    strcmp(optarg, "qcow2") && strcmp(optarg, "vhd") &&
+			    strcmp(optarg, "vmdk")) {
+				ferry_error("--format %s: auto, raw, qcow2, vhd "
+					    "or vmdk", optarg);
+				return 2;
+			}
+			format = optarg;
 			break;
 		case OPT_DISK_ID:
 			if (nids == MAX_IDS || !valid_disk_id(optarg)) {
@@ -413,7 +430,7 @@ main(int argc, char **argv)
 				ferry_error("%s: disk name given twice", arg);
 				goto out;
 			}
-		if (ferry_file_open(arg, eq + 1, &ex.disks[i].src) < 0)
+		if (ferry_image_open(arg, eq + 1, format, &ex.disks[i].src) < 0)
 			goto out;
 		ex.disks[i].disk_id = set_disk_id(ex.disks[i].src, arg, ids,
 						  nids);
