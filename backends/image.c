@@ -96,7 +96,7 @@ q_parent(intptr_t *h, char *buf, size_t len, intptr_t **e)
 static int q_set_parent(intptr_t *h, intptr_t *p, intptr_t **e) { return libqcow_file_set_parent_file(h, p, e); }
 static int q_close(intptr_t *h, intptr_t **e) { return libqcow_file_close(h, e); }
 static int q_free(intptr_t **h, intptr_t **e) { return libqcow_file_free(h, e); }
-static int q_err_text(intptr_t *e, char *b, size_t n) { return libqcow_error_sprint(e, b, n); }
+static int q_err_text(intptr_t *e, char *b, size_t n) { return libqcow_error_backtrace_sprint(e, b, n); }
 static int q_err_free(intptr_t **e) { libqcow_error_free(e); return 1; }
 
 /* --- libvhdi --- */
@@ -123,7 +123,7 @@ h_parent(intptr_t *h, char *buf, size_t len, intptr_t **e)
 static int h_set_parent(intptr_t *h, intptr_t *p, intptr_t **e) { return libvhdi_file_set_parent_file(h, p, e); }
 static int h_close(intptr_t *h, intptr_t **e) { return libvhdi_file_close(h, e); }
 static int h_free(intptr_t **h, intptr_t **e) { return libvhdi_file_free(h, e); }
-static int h_err_text(intptr_t *e, char *b, size_t n) { return libvhdi_error_sprint(e, b, n); }
+static int h_err_text(intptr_t *e, char *b, size_t n) { return libvhdi_error_backtrace_sprint(e, b, n); }
 static int h_err_free(intptr_t **e) { libvhdi_error_free(e); return 1; }
 
 /* --- libvmdk --- */
@@ -168,7 +168,7 @@ k_parent(intptr_t *h, char *buf, size_t len, intptr_t **e)
 static int k_set_parent(intptr_t *h, intptr_t *p, intptr_t **e) { return libvmdk_handle_set_parent_handle(h, p, e); }
 static int k_close(intptr_t *h, intptr_t **e) { return libvmdk_handle_close(h, e); }
 static int k_free(intptr_t **h, intptr_t **e) { return libvmdk_handle_free(h, e); }
-static int k_err_text(intptr_t *e, char *b, size_t n) { return libvmdk_error_sprint(e, b, n); }
+static int k_err_text(intptr_t *e, char *b, size_t n) { return libvmdk_error_backtrace_sprint(e, b, n); }
 static int k_err_free(intptr_t **e) { libvmdk_error_free(e); return 1; }
 
 static const struct lib libs[] = {
@@ -201,12 +201,10 @@ lib_error(const struct lib *l, intptr_t **err, char *buf, size_t len)
 		l->err_text(*err, buf, len);
 		l->err_free(err);
 	}
-	/* libyal stacks messages one per line, outermost first: keep the
-	 * innermost, which names the cause. */
-	while ((nl = strrchr(buf, '\n')) && nl[1] == '\0')
+	/* The backtrace has a line per frame, the innermost first: it names
+	 * the cause ("unable to read file header data at offset: 0"). */
+	if ((nl = strchr(buf, '\n')))
 		*nl = '\0';
-	if ((nl = strrchr(buf, '\n')))
-		memmove(buf, nl + 1, strlen(nl + 1) + 1);
 	return buf[0] ? buf : "unknown error";
 }
 

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Disk images as sources: qcow2 (v2, v3, compressed, over a qcow2 backing
+# image), VHD (dynamic, fixed), VHDX and VMDK (monolithicSparse,
+# monolithicFlat) made by qemu-img from one raw disk. Exported by
+# ferry-export and mounted, and mounted locally as file://, the raw view
+# equals the raw disk; with --scan-zeros the sparse views follow the data.
+# Truncated and corrupted images give a clear error naming the file, never
+# a crash, and never wrong bytes.
+. "$(dirname "$0")/functions.sh"
+requires qemu-img qemu-io jq cmp python3
+
+M=1048576
+make_disk "$T/disk.img"
+SIZE=$(stat -c %s "$T/disk.img")
+(
+	cd "$T" || exit 1
+	qemu-img convert -O qcow2 -o compat=0.10 disk.img v2.qcow2 &&
+	qemu-img convert -O qcow2 disk.img v3.qcow2 &&
+	qemu-img convert -c -O qcow2 disk.img comp.qcow2 &&
+	qemu-img convert -O vpc disk.img dyn.vhd &&
+	qemu-img convert -O vpc -o subformat=fixed disk.img fixed.vhd &&
+	qemu-img convert -O vhdx disk.img disk.vhdx &&
+	qemu-img convert -O vmdk disk.img sparse.vmdk &&
+	qemu-img convert -O vmdk -o subformat=monolithicFlat disk.img flat.vmdk &&
+	qemu-img convert -O qcow2 disk.img base.qcow2 &&
+	qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 over.qcow2 &&
+	qemu-io -c "write -P 0x55 1M 64K" -c "write -P 0 48M 1M" over.qcow2 >/dev/null &&
+	qemu-img create -q -f qcow2 -b disk.img -F raw rawback.qcow2
+) || fail "qemu-img could not make the images"
+# What over.qcow2 holds: the raw disk with the same two writes.
+cp "$T/disk.img" "$T/over.want"
+python3 - "$T/over.want" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+os.pwrite(fd, b"\x55" * 65536, 1 << 20)
+os.pwrite(fd, bytes(1 << 20), 48 << 20)
+PY
+IMAGES="v2.qcow2 v3.qcow2 comp.qcow2 dyn.vhd fixed.vhd disk.vhdx sparse.vmdk flat.vmdk over.qcow2"
+
+# same_disk FILE WANT: FILE holds WANT, then only zeros (image formats
+# round the virtual size up to whole sectors or VHD's geometry).
+same_disk() {
+	cmp -n "$(stat -c %s "$2")" "$1" "$2" || return 1
+	python3 - "$1" "$(stat -c %s "$2")" <<'PY'
+import os, sys
+with open(sys.argv[1], "rb") as f:
+    f.seek(int(sys.argv[2]))
+    while (b := f.read(1 << 20)):
+        assert not any(b), "non-zero bytes past the disk"
+PY
+}
+
+want_of() { [ "$1" = over.qcow2 ] && echo "$T/over.want" || echo "$T/disk.img"; }
+name_of() { echo "${1%%.*}_${1##*.}"; }
+
+# Exported: one exporter for all, zeros scanned up front.
+args=()
+for f in $IMAGES; do args+=("$(name_of "$f")=$T/$f"); done
+start_export --scan-zeros "${args[@]}"
+grep -q "qcow2 image" "$T/export.log" || fail "the exporter did not read qcow2 as an image: $(cat "$T/export.log")"
+mount_ferry "$URL" "$T/mnt" "cache=$T/cache,views=raw:qcow2"
+for f in $IMAGES; do
+	n=$(name_of "$f")
+	same_disk "$T/mnt/$n.raw" "$(want_of "$f")" || fail "exported $f: the raw view differs"
+	vsize=$(stat -c %s "$T/mnt/$n.qcow2")
+	[ "$vsize" -lt $((SIZE / 2)) ] || fail "exported $f: NAME.qcow2 is $vsize bytes for a disk of $SIZE with ~85 MiB of data"
+	ok "exported $f: raw view equals the disk; its qcow2 view is $((vsize / M)) MiB of $((SIZE / M))"
+done
+unmount_ferry "$T/mnt"
+
+# Local: file:// of each image, the cache off.
+for f in $IMAGES; do
+	mount_ferry "file://$T/$f" "$T/mnt" "cache=$T/cache-local,views=raw"
+	raw=$(ls "$T/mnt" | grep '\.raw$')
+	same_disk "$T/mnt/$raw" "$(want_of "$f")" || fail "file://$f: the raw view differs"
+	unmount_ferry "$T/mnt"
+	rm -rf "$T/cache-local"
+done
+ok "file:// mounts of all $(echo $IMAGES | wc -w) images: raw views equal the disk"
+
+# --format forces: a qcow2 served as raw is its container file.
+start_export --format raw q="$T/v3.qcow2"
+code=$(api /v1/disks/q)
+[ "$code" = 200 ] && cmp -s "$T/body" "$T/v3.qcow2" || fail "--format raw did not serve the file itself ($code)"
+ok "--format raw serves the container bytes"
+
+# A qcow2 over a raw backing file: libqcow cannot; a clear refusal.
+rc=0
+timeout 30 "$FERRY_EXPORT" --listen 127.0.0.1:0 r="$T/rawback.qcow2" >/dev/null 2>"$T/err" || rc=$?
+[ "$rc" = 1 ] && grep -q "rawback.qcow2: its parent .*disk.img is not a qcow2 image" "$T/err" ||
+	fail "raw backing: exit $rc: $(cat "$T/err")"
+ok "qcow2 over a raw backing file refused: $(head -1 "$T/err")"
+
+# Damaged images: truncated, or a header byte flipped. Either refused
+# with the file named, or served: then every byte read is right or the
+# read fails; the exporter never crashes.
+damage() {	# damage SRC DST KIND
+	case $3 in
+	truncate) head -c 4096 "$1" >"$2" ;;
+	tail) head -c $(( $(stat -c %s "$1") - 4096 )) "$1" >"$2" ;;
+	flip) cp "$1" "$2"; printf '\377' | dd of="$2" bs=1 seek="$4" conv=notrunc status=none ;;
+	esac
+}
+n=0
+for spec in v3.qcow2:truncate v3.qcow2:flip:20 v3.qcow2:flip:44 dyn.vhd:truncate dyn.vhd:tail \
+	    dyn.vhd:flip:520 fixed.vhd:tail sparse.vmdk:truncate sparse.vmdk:flip:20 disk.vhdx:truncate; do
+	IFS=: read -r f kind at <<<"$spec"
+	bad=$T/bad-$n-$f
+	damage "$T/$f" "$bad" "$kind" "$at"
+	n=$((n + 1))
+	rc=0
+	timeout 60 "$FERRY_EXPORT" --listen 127.0.0.1:0 --url-file "$T/bad.url" x="$bad" >/dev/null 2>"$T/bad.err" &
+	pid=$!
+	for _ in $(seq 50); do
+		[ -s "$T/bad.url" ] && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [ -s "$T/bad.url" ]; then
+		# It opened: reads must be right or fail, and it must live.
+		URL2=$(cat "$T/bad.url"); rm -f "$T/bad.url"
+		tok=${URL2#ferry://}; tok=${tok%%@*}; hp=${URL2#*@}; hp=${hp%%/*}
+		curl -sk -o "$T/bad.out" -H "Authorization: Bearer $tok" "https://$hp/v1/disks/x" || true
+		kill -0 "$pid" 2>/dev/null || fail "$spec: the exporter died serving it"
+		kill "$pid"; wait "$pid" || rc=$?
+		[ "$rc" -lt 128 ] || [ "$rc" = 143 ] || fail "$spec: exit $rc"
+		ok "$spec: opened; served without crashing"
+	else
+		wait "$pid" || rc=$?
+		[ "$rc" = 1 ] || fail "$spec: exit $rc (a crash?): $(cat "$T/bad.err")"
+		grep -q "$bad" "$T/bad.err" || fail "$spec: the message does not name the file: $(cat "$T/bad.err")"
+		ok "$spec: refused, exit 1: $(grep -m1 "$bad" "$T/bad.err")"
+	fi
+done
