@@ -73,6 +73,10 @@ struct ferry_backend {
 	int (*follow)(struct ferry_source *src, unsigned disk,
 		      const char *gen);
 
+	/* Optional: what the source says of its host and disks (a
+	 * ferry-export's GET /v1/info) as a JSON text in *@json (malloc'd). */
+	int (*info)(struct ferry_source *src, char **json);
+
 	/* Read exactly @len bytes at @off into @buf (short = error). */
 	int (*pread)(struct ferry_source *src, unsigned disk, void *buf,
 		     size_t len, uint64_t off);

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <jansson.h>
 #include <zstd.h>
 
 #include "backends/backend.h"
@@ -720,6 +721,7 @@ http_close(struct ferry_source *src)
 
 static int http_look(struct ferry_source *src, unsigned disk,
 		     struct ferry_disk_info *now);
+static int http_info(struct ferry_source *src, char **json);
 static int http_follow(struct ferry_source *src, unsigned disk,
 		       const char *gen);
 
@@ -732,6 +734,7 @@ static const struct ferry_backend http_backend = {
 	.digests = http_digests,
 	.look = http_look,
 	.follow = http_follow,
+	.info = http_info,
 };
 
 /* GET /v1/disks of a ferry-export, parsed into @l. */
@@ -930,6 +933,40 @@ http_look(struct ferry_source *src, unsigned disk,
 		ferry_error("%s: disk %s is no longer exported", p->what,
 			    src->disks[disk].name);
 	ferry_listing_free(&l);
+	return r;
+}
+
+/* GET /v1/info of a ferry-export: checked to be a JSON object, given back
+ * indented. An exporter without it (404) has nothing to say. */
+static int
+http_info(struct ferry_source *src, char **json)
+{
+	struct http_priv *p = src->priv;
+	struct xfer x = { .ranged = false };
+	json_error_t jerr;
+	json_t *root = NULL;
+	char url[700];
+	int r;
+
+	*json = NULL;
+	if (!p->ferry)
+		return -ENOTSUP;
+	snprintf(url, sizeof url, "%s/v1/info", p->base);
+	r = request(src, url, &x);
+	if (r == 0) {
+		root = json_loadb(x.body ? x.body : "", x.blen,
+				  JSON_REJECT_DUPLICATES, &jerr);
+		if (!json_is_object(root)) {
+			ferry_error("%s: bad source info: %s", url,
+				    root ? "not an object" : jerr.text);
+			r = -EPROTO;
+		} else {
+			*json = json_dumps(root, JSON_INDENT(2));
+			r = *json ? 0 : -ENOMEM;
+		}
+	}
+	json_decref(root);
+	free(x.body);
 	return r;
 }
 

@@ -167,6 +167,7 @@ struct ferryfs {
 	struct open_file *open_files;
 
 	struct fuse_session *se;	/* for the kernel cache notifications */
+	char *source_json;		/* the exporter's /v1/info, or NULL */
 	struct {			/* resync.c: "resync" in .ferry/control */
 		pthread_mutex_t lock;
 		pthread_t tid;
@@ -275,6 +276,10 @@ void resync_stop(struct ferryfs *fs);
 
 /* files.c */
 
+/*! files_scan_ptable() : read @d's partition table now into d->ptable
+ * (the partition views do it at mount). @return 0 or -errno. */
+int files_scan_ptable(struct ferryfs *fs, struct fdisk *d);
+
 /*! files_parse_views() : "raw,qcow2,..." to VIEWS_* bits.
  * @return the bits, or -EINVAL naming the bad word in @why. */
 int files_parse_views(const char *list, char *why, size_t whylen);
@@ -295,6 +300,9 @@ void ops_free_open_files(struct ferryfs *fs);
 
 /*! status_render() : .ferry/status.json as a malloc'd string. */
 char *status_render(struct ferryfs *fs);
+
+/*! source_render() : .ferry/source.json as a malloc'd string. */
+char *source_render(struct ferryfs *fs);
 
 /*! map_render() : .ferry/map.json as a malloc'd string. */
 char *map_render(struct ferryfs *fs);

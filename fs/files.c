@@ -115,6 +115,23 @@ read_disk(void *arg, uint64_t off, void *buf, size_t len)
 	return fetch_pread(c->fs, c->d, buf, len, off);
 }
 
+int
+files_scan_ptable(struct ferryfs *fs, struct fdisk *d)
+{
+	struct pread_ctx ctx = { fs, d };
+	struct part_table *t = malloc(sizeof *t);
+	char why[160];
+	int r;
+
+	if (!t)
+		return -ENOMEM;
+	r = parts_scan(d->info.size, read_disk, &ctx, t, why, sizeof why);
+	if (r == 0)
+		snprintf(d->ptable, sizeof d->ptable, "%s", t->scheme);
+	free(t);
+	return r;
+}
+
 static int
 add_partitions(struct ferryfs *fs, size_t *cap, struct fdisk *d,
 	       const struct view_params *base)

@@ -483,6 +483,10 @@ main(int argc, char **argv)
 		ferry_error("out of memory setting up the views");
 		goto out_unmount;
 	}
+	/* .ferry/source.json: what the exporter says of its host, asked
+	 * once (an older exporter without it: the mount's own facts). */
+	if (fs.src->ops->info && fs.src->ops->info(fs.src, &fs.source_json) < 0)
+		fs.source_json = NULL;
 	if (pthread_create(&fs.flusher, NULL, flusher_main, &fs) == 0)
 		fs.flusher_started = true;
 
@@ -542,6 +546,7 @@ out_args:
 	free(o.cache);
 	free(o.cacert);
 	free(o.format);
+	free(fs.source_json);
 	free(o.views);
 	free(o.qcow2_cluster);
 	free(o.readahead);

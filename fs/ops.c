@@ -7,6 +7,8 @@
  *   /.ferry/map.json     each disk's data ranges and the chunks cached,
  *                        a snapshot per open (doc/mount.md; ferry-convert
  *                        polls it)
+ *   /.ferry/source.json  the source host and its disks (the exporter's
+ *                        GET /v1/info, asked at mount)
  *   /.ferry/control      settings changeable while mounted: reads give
  *                        them, writes of KEY=VALUE lines change them
  *                        (the only writable file; the mount is not "ro"
@@ -42,6 +44,7 @@ enum {
 	INO_STATUS = 3,		/* .ferry/status.json */
 	INO_CONTROL = 4,	/* .ferry/control */
 	INO_MAP = 5,		/* .ferry/map.json */
+	INO_SOURCE = 6,		/* .ferry/source.json */
 	INO_FILE0 = FERRY_INO_FILE0,	/* fs->files[i] is INO_FILE0 + i */
 };
 
@@ -261,18 +264,47 @@ map_render(struct ferryfs *fs)
 			 JSON_COMPACT);
 }
 
-/* The text file @ino (status.json, map.json, control), rendered now. */
+char *
+source_render(struct ferryfs *fs)
+{
+	json_t *disks;
+
+	if (fs->source_json)
+		return json_text(json_loads(fs->source_json, 0, NULL),
+				 JSON_INDENT(2));
+	/* Not a ferry-export: no host to speak of, the disks as mounted. */
+	disks = json_array();
+	for (size_t i = 0; disks && i < fs->ndisks; i++) {
+		struct fdisk *d = &fs->disks[i];
+
+		/* Without partition views it was not read at mount. */
+		if (!(fs->views & VIEWS_PARTS) && !d->ptable[0])
+			files_scan_ptable(fs, d);
+		json_array_append_new(disks, json_pack("{sssIso}",
+			"name", d->info.name, "size", (json_int_t)d->info.size,
+			"partition_table", d->ptable[0] ?
+				json_string(d->ptable) : json_null()));
+	}
+	return json_text(json_pack("{sssoso}", "source", fs->src->id,
+				   "host", json_null(), "disks", disks),
+			 JSON_INDENT(2));
+}
+
+/* The text file @ino (status.json, map.json, source.json, control),
+ * rendered now. */
 static char *
 text_render(struct ferryfs *fs, fuse_ino_t ino)
 {
 	return ino == INO_STATUS ? status_render(fs) :
-	       ino == INO_MAP ? map_render(fs) : control_render(fs);
+	       ino == INO_MAP ? map_render(fs) :
+	       ino == INO_SOURCE ? source_render(fs) : control_render(fs);
 }
 
 static bool
 is_text(fuse_ino_t ino)
 {
-	return ino == INO_STATUS || ino == INO_CONTROL || ino == INO_MAP;
+	return ino == INO_STATUS || ino == INO_CONTROL || ino == INO_MAP ||
+	       ino == INO_SOURCE;
 }
 
 static int
@@ -294,6 +326,7 @@ fill_attr(struct ferryfs *fs, fuse_ino_t ino, struct stat *st)
 		return 0;
 	case INO_STATUS:
 	case INO_MAP:
+	case INO_SOURCE:
 	case INO_CONTROL: {
 		char *text = text_render(fs, ino);
 
@@ -343,6 +376,8 @@ ferry_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ino = INO_CONTROL;
 	} else if (parent == INO_CTL && strcmp(name, "map.json") == 0) {
 		ino = INO_MAP;
+	} else if (parent == INO_CTL && strcmp(name, "source.json") == 0) {
+		ino = INO_SOURCE;
 	} else if (parent == INO_ROOT) {
 		for (size_t i = 0; i < fs->nfiles; i++)
 			if (strcmp(name, fs->files[i].name) == 0) {
@@ -408,6 +443,7 @@ ferry_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		dirbuf_add(req, &b, "status.json", INO_STATUS, S_IFREG);
 		dirbuf_add(req, &b, "control", INO_CONTROL, S_IFREG);
 		dirbuf_add(req, &b, "map.json", INO_MAP, S_IFREG);
+		dirbuf_add(req, &b, "source.json", INO_SOURCE, S_IFREG);
 	}
 	if ((size_t)off < b.size)
 		fuse_reply_buf(req, b.p + off,

@@ -84,6 +84,35 @@ code=$(api /v1/disks/q)
 [ "$code" = 200 ] && cmp -s "$T/body" "$T/v3.qcow2" || fail "--format raw did not serve the file itself ($code)"
 ok "--format raw serves the container bytes"
 
+# GET /v1/info and .ferry/source.json: the host and each disk's format
+# and partition table (a GPT inside a qcow2, an MBR inside a VHD).
+if command -v sfdisk >/dev/null; then
+	truncate -s $((64 * M)) "$T/gpt.img" "$T/mbr.img"
+	printf 'label: gpt\nstart=2048, size=40000\n' | sfdisk -q "$T/gpt.img" >/dev/null
+	printf 'label: dos\nstart=2048, size=20000, type=83\nstart=24000, size=20000, type=7\n' | sfdisk -q "$T/mbr.img" >/dev/null
+	qemu-img convert -O qcow2 "$T/gpt.img" "$T/gpt.qcow2"
+	qemu-img convert -O vpc "$T/mbr.img" "$T/mbr.vhd"
+	start_export g="$T/gpt.qcow2" m="$T/mbr.vhd"
+	[ "$(api /v1/info)" = 200 ] || fail "GET /v1/info: $(cat "$T/body")"
+	. /etc/os-release
+	boot=BIOS; [ -e /sys/firmware/efi ] && boot=UEFI
+	jq -e --arg h "$(hostname)" --arg id "$ID" --arg arch "$(uname -m)" --arg k "$(uname -r)" --arg boot "$boot" '
+		.host.hostname == $h and .host.os.ID == $id and .host.architecture == $arch and
+		.host.kernel == $k and .host.boot == $boot and
+		(.disks | map({(.name): [.format, .partition_table, (.partitions | length)]}) | add) ==
+			{"g": ["qcow2", "gpt", 1], "m": ["vhd", "mbr", 2]}' "$T/body" >/dev/null ||
+		fail "GET /v1/info: $(cat "$T/body")"
+	mount_ferry "$URL" "$T/mnt" "cache=$T/cache-info,views=raw"
+	jq -e --slurpfile w "$T/body" '.disks == $w[0].disks and .host == $w[0].host' "$T/mnt/.ferry/source.json" >/dev/null ||
+		fail "source.json: $(cat "$T/mnt/.ferry/source.json")"
+	unmount_ferry "$T/mnt"
+	mount_ferry "file://$T/mbr.vhd" "$T/mnt" "cache=$T/cache-info2,views=raw"
+	jq -e '.host == null and .disks[0].partition_table == "mbr"' "$T/mnt/.ferry/source.json" >/dev/null ||
+		fail "file:// source.json: $(cat "$T/mnt/.ferry/source.json")"
+	unmount_ferry "$T/mnt"
+	ok "GET /v1/info and .ferry/source.json: $(jq -c '.host | {hostname, os: .os.PRETTY_NAME, kernel, architecture, boot}' "$T/body")"
+fi
+
 # A qcow2 over a raw backing file: libqcow cannot; a clear refusal.
 rc=0
 timeout 30 "$FERRY_EXPORT" --listen 127.0.0.1:0 r="$T/rawback.qcow2" >/dev/null 2>"$T/err" || rc=$?

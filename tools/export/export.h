@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <jansson.h>
 #include <openssl/ssl.h>
 #include <event2/http.h>
 
@@ -22,6 +23,7 @@ struct export_disk {
 	const char *name;
 	const char *path;
 	const char *disk_id;		/* --disk-id, or NULL */
+	const char *format;		/* raw, qcow2, vhd, vmdk */
 	struct ferry_source *src;
 	struct ferry_bitmap zero;	/* ZERO_BLOCKs known to be zeros */
 	/* Guards the generation and size (src->disks[0]) and the zero
@@ -50,6 +52,11 @@ struct exporter {
  * @return 0 or -errno after logging. */
 int tls_server_ctx(const char *certfile, const char *keyfile, SSL_CTX **out,
 		   char pin[128]);
+
+/* info.c */
+
+/*! info_json() : the body of GET /v1/info (doc/protocol.md). */
+json_t *info_json(struct exporter *ex);
 
 /* zeros.c */
 

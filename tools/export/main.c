@@ -430,7 +430,10 @@ main(int argc, char **argv)
 				ferry_error("%s: disk name given twice", arg);
 				goto out;
 			}
-		if (ferry_image_open(arg, eq + 1, format, &ex.disks[i].src) < 0)
+		ex.disks[i].format = strcmp(format, "auto") == 0 ?
+				     ferry_image_format(eq + 1) : format;
+		if (ferry_image_open(arg, eq + 1, ex.disks[i].format,
+				     &ex.disks[i].src) < 0)
 			goto out;
 		ex.disks[i].disk_id = set_disk_id(ex.disks[i].src, arg, ids,
 						  nids);

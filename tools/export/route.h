@@ -17,6 +17,7 @@
 
 enum route_kind {
 	ROUTE_LIST,	/* /v1/disks */
+	ROUTE_INFO,	/* /v1/info */
 	ROUTE_DATA,	/* /v1/disks/NAME */
 	ROUTE_EXTENTS,	/* /v1/disks/NAME/extents */
 	ROUTE_DIGESTS,	/* /v1/disks/NAME/digests?chunk=&first=&count= */

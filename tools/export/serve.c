@@ -1,5 +1,7 @@
 /* ferry-export — the HTTP endpoints (doc/protocol.md).
  *
+ *   GET /v1/info                the source host and its disks' partition
+ *                               tables (info.c)
  *   GET /v1/disks               JSON list of the exported disks
  *   GET /v1/disks/NAME          the bytes; Range: bytes=A-B gives 206;
  *                               Accept-Encoding: zstd compresses them
@@ -757,6 +759,10 @@ handle(struct evhttp_request *req, void *arg)
 	}
 	if (rt.kind == ROUTE_LIST) {
 		serve_list(req, ex);
+		return;
+	}
+	if (rt.kind == ROUTE_INFO) {
+		send_json(req, info_json(ex));
 		return;
 	}
 	d = find_disk(ex, rt.name);
