@@ -143,6 +143,7 @@ struct ferryfs {
 	int lock_fd;
 	uint64_t chunk;
 	bool prefetch;
+	bool nocache;			/* -o cache=none: read the source */
 	bool compress;			/* ask for zstd on the wire */
 	bool verify;			/* -o verify= */
 	unsigned streams;		/* foreground, and as many background */

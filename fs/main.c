@@ -91,7 +91,8 @@ usage(const char *prog)
 "  -o chunk=SIZE        fetch and cache unit (default 1M; K/M/G suffixes,\n"
 "                       a multiple of 4K)\n"
 "  -o cache=DIR         persistent cache (default /var/cache/ferry/ID as\n"
-"                       root, else ~/.cache/ferry/ID; ID from the source)\n"
+"                       root, else ~/.cache/ferry/ID; ID from the source);\n"
+"                       none: a file:// source is read directly, uncached\n"
 "  -o prefetch=0|1      background hydration of every allocated chunk\n"
 "                       (default 1)\n"
 "  -o streams=N         connections for readers, and as many for background\n"
@@ -245,6 +246,15 @@ setup_disks(struct ferryfs *fs)
 		for (uint64_t c = 0; c < d->nchunks; c++)
 			if (fetch_chunk_has_data(d, c))
 				d->data_chunks++;
+		if (fs->nocache) {
+			/* Every chunk is as good as cached: it is local. */
+			for (uint64_t c = 0; c < d->nchunks; c++)
+				if (fetch_chunk_has_data(d, c))
+					ferry_bitmap_set(&d->present, c);
+			d->present_chunks = d->data_chunks;
+			d->cached = d->map.data_bytes;
+			continue;
+		}
 		r = cache_open(fs, d);
 		if (r < 0)
 			return r;
@@ -434,19 +444,32 @@ main(int argc, char **argv)
 		goto out_args;	/* the backend said why */
 	fs.src->cancel = &fs.stop;
 
-	if (o.cache) {
+	fs.nocache = o.cache && strcmp(o.cache, "none") == 0;
+	if (fs.nocache && strncmp(o.source, "file://", 7) != 0) {
+		ferry_error("-o cache=none is for file:// sources (a remote "
+			    "disk is read through its cache)");
+		goto out_src;
+	}
+	if (fs.nocache) {
+		/* Reads go straight to the local source: nothing to fetch,
+		 * nothing to keep. */
+		snprintf(fs.cache_dir, sizeof fs.cache_dir, "none");
+		fs.prefetch = false;
+		if (setup_disks(&fs) < 0)
+			goto out_disks;
+	} else if (o.cache) {
 		snprintf(fs.cache_dir, sizeof fs.cache_dir, "%s", o.cache);
 	} else if (default_cache_dir(&fs, fs.cache_dir,
 				     sizeof fs.cache_dir) < 0) {
 		ferry_error("no HOME for the default cache; give -o cache=DIR");
 		goto out_src;
 	}
-	if ((r = mkdir_p(fs.cache_dir)) < 0) {
+	if (!fs.nocache && (r = mkdir_p(fs.cache_dir)) < 0) {
 		errno = -r;
 		ferry_error("cache %s: %m", fs.cache_dir);
 		goto out_src;
 	}
-	{
+	if (!fs.nocache) {
 		char real[PATH_MAX];
 
 		/* fuse_daemonize() moves to /: keep the cache path whole. */
@@ -455,9 +478,9 @@ main(int argc, char **argv)
 			goto out_src;
 		}
 		snprintf(fs.cache_dir, sizeof fs.cache_dir, "%s", real);
+		if (cache_lock_dir(&fs) < 0 || setup_disks(&fs) < 0)
+			goto out_disks;
 	}
-	if (cache_lock_dir(&fs) < 0 || setup_disks(&fs) < 0)
-		goto out_disks;
 
 	fuse_opt_add_arg(&args, "-ofsname=ferry,subtype=ferry,"
 			 "default_permissions");

@@ -699,7 +699,17 @@ read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f, uint64_t off,
 			if (s.v[i].kind == VIEW_DISK)
 				disk[ndisk++] = (struct ferry_extent){
 					s.v[i].disk_off, s.v[i].len };
-		r = disk ? fetch_ensure_v(fs, f->d, disk, ndisk, ra) : -ENOMEM;
+		r = !disk ? -ENOMEM : fs->nocache ? 0 :
+		    fetch_ensure_v(fs, f->d, disk, ndisk, ra);
+	}
+	if (r == 0 && fs->nocache) {
+		/* -o cache=none: the disk's bytes straight from the local
+		 * source, into memory. */
+		uint64_t total = 0;
+
+		for (size_t i = 0; i < ndisk; i++)
+			total += disk[i].len;
+		meta_len += total;
 	}
 	if (r == 0) {
 		bv = malloc(sizeof *bv + nbufs * sizeof bv->buf[0]);
@@ -712,15 +722,23 @@ read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f, uint64_t off,
 		size_t k = 0, m = 0;
 
 		*bv = (struct fuse_bufvec)FUSE_BUFVEC_INIT(0);
-		for (size_t i = 0; i < s.n; i++) {
+		for (size_t i = 0; i < s.n && r == 0; i++) {
 			const struct view_seg *g = &s.v[i];
 
-			for (uint64_t done = 0; done < g->len;) {
+			for (uint64_t done = 0; done < g->len && r == 0;) {
 				struct fuse_buf *b = &bv->buf[k++];
 				uint64_t n = g->len - done;
 
 				memset(b, 0, sizeof *b);
-				if (g->kind == VIEW_DISK) {
+				if (g->kind == VIEW_DISK && fs->nocache) {
+					r = fs->src->ops->pread(fs->src,
+						f->d->idx, meta + m, n,
+						g->disk_off);
+					if (r < 0)
+						break;
+					b->mem = meta + m;
+					m += n;
+				} else if (g->kind == VIEW_DISK) {
 					b->flags = FUSE_BUF_IS_FD |
 						   FUSE_BUF_FD_SEEK;
 					b->fd = f->d->data_fd;
@@ -740,7 +758,8 @@ read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f, uint64_t off,
 			}
 		}
 		bv->count = k;
-		fuse_reply_data(req, bv, 0);
+		if (r == 0)
+			fuse_reply_data(req, bv, 0);
 	}
 	if (s.v != s.small)
 		free(s.v);

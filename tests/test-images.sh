@@ -68,15 +68,24 @@ for f in $IMAGES; do
 done
 unmount_ferry "$T/mnt"
 
-# Local: file:// of each image, the cache off.
+# Local: file:// of each image, the cache off (and on, for one).
 for f in $IMAGES; do
-	mount_ferry "file://$T/$f" "$T/mnt" "cache=$T/cache-local,views=raw"
+	mount_ferry "file://$T/$f" "$T/mnt" "cache=none,views=raw"
 	raw=$(ls "$T/mnt" | grep '\.raw$')
 	same_disk "$T/mnt/$raw" "$(want_of "$f")" || fail "file://$f: the raw view differs"
+	[ "$(jq -r .cache "$T/mnt/.ferry/status.json")" = none ] || fail "file://$f: a cache was used"
 	unmount_ferry "$T/mnt"
-	rm -rf "$T/cache-local"
 done
-ok "file:// mounts of all $(echo $IMAGES | wc -w) images: raw views equal the disk"
+mount_ferry "file://$T/over.qcow2" "$T/mnt" "cache=$T/cache-local"
+same_disk "$T/mnt/over.raw" "$T/over.want" || fail "file://over.qcow2 (cached): the raw view differs"
+qemu-img compare -q -f qcow2 -F raw "$T/mnt/over.qcow2" "$T/over.want" || fail "file://over.qcow2: its qcow2 view differs"
+unmount_ferry "$T/mnt"
+ok "file:// mounts of all $(echo $IMAGES | wc -w) images (cache=none, and one cached): raw views equal the disk"
+mkdir -p "$T/nc"
+rc=0
+timeout 30 "$FERRYFS" -f -o cache=none "$URL" "$T/nc" 2>"$T/err" || rc=$?
+[ "$rc" = 1 ] && grep -q "cache=none is for file://" "$T/err" || fail "cache=none on a remote source: exit $rc: $(cat "$T/err")"
+ok "cache=none refused for a remote source"
 
 # --format forces: a qcow2 served as raw is its container file.
 start_export --format raw q="$T/v3.qcow2"
