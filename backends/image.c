@@ -10,10 +10,12 @@
  * backing file, so such an image is refused with the reason. Encrypted
  * qcow images are refused; compressed clusters are read by libqcow.
  *
- * Allocation: libyal exposes no map of allocated clusters, so the whole
- * virtual disk counts as data and ferry-export's zero detection (while
- * serving, or --scan-zeros) is what keeps unallocated (zero) blocks off
- * the wire.
+ * Allocation: libyal exposes no map of allocated clusters. For qcow2 the
+ * L1/L2 tables of each image of the chain are read here (qcow2map.c):
+ * clusters no image stores, and clusters marked as zeros, are holes. For
+ * VHD and VMDK (and a qcow2 the parser does not read) the whole virtual
+ * disk counts as data, and ferry-export's zero detection (while serving,
+ * or --scan-zeros) keeps blocks of zeros off the wire.
  *
  * libyal handles keep a read position and caches, so reads of one image
  * are serialised by a mutex.
@@ -35,7 +37,9 @@
 #include <libvmdk.h>
 
 #include "backends/backend.h"
+#include "backends/qcow2map.h"
 #include "common/log.h"
+#include "common/util.h"
 
 #define CHAIN_MAX 16	/* backing images followed, at most */
 
@@ -183,7 +187,13 @@ static const struct lib libs[] = {
 struct image_priv {
 	const struct lib *lib;
 	intptr_t *chain[CHAIN_MAX];	/* [0] the image, then its parents */
+	char *paths[CHAIN_MAX];		/* their files */
 	size_t n;
+	/* qcow2: the chain's map from its tables. Reads of its holes are
+	 * zeros without asking libqcow, which gives a backing image's bytes
+	 * where the top image marks a cluster as zeros. */
+	struct ferry_extents map;
+	bool mapped;
 	pthread_mutex_t lock;
 	int fd;				/* the image file, for fstat */
 	char path[PATH_MAX];
@@ -214,6 +224,8 @@ chain_free(struct image_priv *p)
 	for (size_t i = p->n; i-- > 0;) {
 		p->lib->close(p->chain[i], NULL);
 		p->lib->free(&p->chain[i], NULL);
+		free(p->paths[i]);
+		p->paths[i] = NULL;
 	}
 	p->n = 0;
 }
@@ -249,7 +261,10 @@ chain_open(struct image_priv *p, const char *path)
 			p->lib->free(&h, NULL);
 			return r == -2 ? -ENOTSUP : -EINVAL;
 		}
+		p->paths[p->n] = strdup(cur);
 		p->chain[p->n++] = h;
+		if (!p->paths[p->n - 1])
+			return -ENOMEM;
 		if (p->n > 1 && p->lib->set_parent(p->chain[p->n - 2], h,
 						   &err) != 1) {
 			ferry_error("%s: cannot use %s as its parent: %s",
@@ -310,6 +325,7 @@ image_close(struct ferry_source *src)
 
 	if (p) {
 		chain_free(p);
+		ferry_extents_free(&p->map);
 		if (p->fd >= 0)
 			close(p->fd);
 		pthread_mutex_destroy(&p->lock);
@@ -321,28 +337,105 @@ image_close(struct ferry_source *src)
 }
 
 static int
-image_extents(struct ferry_source *src, unsigned disk,
-	      struct ferry_extents *map)
+fd_read(void *ctx, uint64_t off, void *buf, size_t len)
 {
-	(void)src;
-	(void)disk;
-	return ferry_extents_all_data(map);
+	ssize_t n = pread(*(int *)ctx, buf, len, (off_t)off);
+
+	return n == (ssize_t)len ? 0 : n < 0 ? -errno : -EIO;
+}
+
+/* The qcow2 chain's map from its tables into @map; -ENOTSUP and the like
+ * when some image of it cannot be read that way. */
+static int
+qcow2_extents(struct image_priv *p, struct ferry_extents *map)
+{
+	struct qcow2map maps[CHAIN_MAX];
+	struct ferry_extents out;
+	size_t n = 0;
+	int r = 0;
+
+	for (; r == 0 && n < p->n; n++) {
+		char why[160];
+		struct stat st;
+		int fd = open(p->paths[n], O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			r = -errno;
+			ferry_error("%s: %m", p->paths[n]);
+		} else {
+			r = qcow2map_read((uint64_t)st.st_size, fd_read, &fd,
+					  &maps[n], why, sizeof why);
+			if (r < 0)
+				ferry_info("%s: no allocation map (%s); every "
+					   "block counts as data", p->paths[n],
+					   why);
+		}
+		if (fd >= 0)
+			close(fd);
+		if (r < 0)
+			break;
+	}
+	if (r == 0) {
+		ferry_extents_init(&out, map->size);
+		r = qcow2map_chain(maps, n, map->size, &out);
+		for (size_t i = 0; r == 0 && i < out.n; i++)
+			r = ferry_extents_add(map, out.v[i].off,
+					      out.v[i].len);
+		ferry_extents_free(&out);
+	}
+	for (size_t i = 0; i < n; i++)
+		qcow2map_free(&maps[i]);
+	return r;
+}
+
+/* The chain's map into p->map (p->lock held): qcow2 from its tables,
+ * else (or if they cannot be read) all data. */
+static int
+map_load(struct image_priv *p, uint64_t size)
+{
+	int r = -ENOTSUP;
+
+	ferry_extents_free(&p->map);
+	ferry_extents_init(&p->map, size);
+	p->mapped = false;
+	if (strcmp(p->lib->format, "qcow2") == 0) {
+		r = qcow2_extents(p, &p->map);
+		if (r == -ENOMEM)
+			return r;
+		p->mapped = r == 0;
+	}
+	if (r < 0) {
+		ferry_extents_free(&p->map);
+		ferry_extents_init(&p->map, size);
+		return ferry_extents_all_data(&p->map);
+	}
+	return 0;
 }
 
 static int
-image_pread(struct ferry_source *src, unsigned disk, void *buf, size_t len,
-	    uint64_t off)
+image_extents(struct ferry_source *src, unsigned disk,
+	      struct ferry_extents *map)
 {
 	struct image_priv *p = src->priv;
-	char msg[512];
-	intptr_t *err = NULL;
-	ssize_t n;
+	int r = 0;
 
 	(void)disk;
 	pthread_mutex_lock(&p->lock);
-	n = p->n ? p->lib->read(p->chain[0], buf, len, (off64_t)off, &err)
-		 : -1;
+	for (size_t i = 0; r == 0 && i < p->map.n; i++)
+		r = ferry_extents_add(map, p->map.v[i].off, p->map.v[i].len);
 	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+/* [off, off+len) through the library. p->lock held. */
+static int
+lib_read(struct image_priv *p, uint8_t *buf, size_t len, uint64_t off)
+{
+	char msg[512];
+	intptr_t *err = NULL;
+	ssize_t n = p->n ? p->lib->read(p->chain[0], buf, len, (off64_t)off,
+					&err) : -1;
+
 	if (n == (ssize_t)len)
 		return 0;
 	ferry_error("%s: read of %zu bytes at %" PRIu64 ": %s", p->path, len,
@@ -351,6 +444,39 @@ image_pread(struct ferry_source *src, unsigned disk, void *buf, size_t len,
 	if (err)
 		p->lib->err_free(&err);
 	return -EIO;
+}
+
+static int
+image_pread(struct ferry_source *src, unsigned disk, void *buf, size_t len,
+	    uint64_t off)
+{
+	struct image_priv *p = src->priv;
+	uint8_t *b = buf;
+	int r = 0;
+
+	(void)disk;
+	pthread_mutex_lock(&p->lock);
+	if (!p->mapped) {
+		r = lib_read(p, b, len, off);
+	} else {
+		/* Data ranges from the library, holes as zeros. */
+		uint64_t at = off, end = off + len;
+
+		for (size_t i = ferry_extents_find(&p->map, off);
+		     r == 0 && i < p->map.n && p->map.v[i].off < end; i++) {
+			uint64_t a = FERRY_MAX(p->map.v[i].off, off);
+			uint64_t e = FERRY_MIN(p->map.v[i].off +
+					       p->map.v[i].len, end);
+
+			memset(b + (at - off), 0, (size_t)(a - at));
+			r = lib_read(p, b + (a - off), (size_t)(e - a), a);
+			at = e;
+		}
+		if (r == 0)
+			memset(b + (at - off), 0, (size_t)(end - at));
+	}
+	pthread_mutex_unlock(&p->lock);
+	return r;
 }
 
 /* The image file written since: a new generation, and the library's
@@ -372,6 +498,8 @@ image_refresh(struct ferry_source *src, unsigned disk)
 	r = chain_open(p, p->path);
 	if (r == 0 && p->lib->size(p->chain[0], &size, &err) != 1)
 		r = -EIO;
+	if (r == 0)
+		r = map_load(p, size);
 	pthread_mutex_unlock(&p->lock);
 	if (err)
 		p->lib->err_free(&err);
@@ -380,7 +508,7 @@ image_refresh(struct ferry_source *src, unsigned disk)
 	snprintf(p->gen, sizeof p->gen, "%s", gen);
 	snprintf(d->generation, sizeof d->generation, "%s", gen);
 	d->size = size;
-	d->allocated = size;
+	d->allocated = p->map.data_bytes;
 	return 1;
 }
 
@@ -470,8 +598,11 @@ ferry_image_open(const char *name, const char *path, const char *format,
 	snprintf(src->disks[0].generation, sizeof src->disks[0].generation,
 		 "%s", p->gen);
 	src->disks[0].size = size;
-	src->disks[0].allocated = size;
 	src->disks[0].sector_size = 512;
+	r = map_load(p, size);
+	if (r < 0)
+		goto fail;
+	src->disks[0].allocated = p->map.data_bytes;
 	snprintf(src->id, sizeof src->id, "%s:%s", lib->format, path);
 	ferry_info("%s: %s image, virtual disk of %" PRIu64 " bytes%s", path,
 		   lib->format, (uint64_t)size, p->n > 1 ? " (with backing "

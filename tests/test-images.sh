@@ -24,7 +24,7 @@ SIZE=$(stat -c %s "$T/disk.img")
 	qemu-img convert -O vmdk -o subformat=monolithicFlat disk.img flat.vmdk &&
 	qemu-img convert -O qcow2 disk.img base.qcow2 &&
 	qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 over.qcow2 &&
-	qemu-io -c "write -P 0x55 1M 64K" -c "write -P 0 48M 1M" over.qcow2 >/dev/null &&
+	qemu-io -c "write -P 0x55 1M 64K" -c "write -P 0 48M 1M" -c "write -z 40M 1M" over.qcow2 >/dev/null &&
 	qemu-img create -q -f qcow2 -b disk.img -F raw rawback.qcow2
 ) || fail "qemu-img could not make the images"
 # What over.qcow2 holds: the raw disk with the same two writes.
@@ -34,6 +34,7 @@ import os, sys
 fd = os.open(sys.argv[1], os.O_WRONLY)
 os.pwrite(fd, b"\x55" * 65536, 1 << 20)
 os.pwrite(fd, bytes(1 << 20), 48 << 20)
+os.pwrite(fd, bytes(1 << 20), 40 << 20)   # zero clusters over the backing data
 PY
 IMAGES="v2.qcow2 v3.qcow2 comp.qcow2 dyn.vhd fixed.vhd disk.vhdx sparse.vmdk flat.vmdk over.qcow2"
 
@@ -76,6 +77,16 @@ for f in $IMAGES; do
 	[ "$(jq -r .cache "$T/mnt/.ferry/status.json")" = none ] || fail "file://$f: a cache was used"
 	unmount_ferry "$T/mnt"
 done
+# qcow2 allocation comes from the tables, even without a zero scan: the
+# mount's allocated bytes are what qemu-img map says the chain holds.
+for f in v3.qcow2 v2.qcow2 over.qcow2; do
+	mount_ferry "file://$T/$f" "$T/mnt" "cache=none,views=raw"
+	got=$(status "$T/mnt" "${f%.qcow2}" allocated)
+	want=$(qemu-img map --output=json "$T/$f" | jq '[.[] | select(.data) | .length] | add')
+	[ "$got" = "$want" ] || fail "$f: allocated $got, qemu-img map says $want"
+	unmount_ferry "$T/mnt"
+done
+ok "qcow2 allocation from the L1/L2 tables: equal to qemu-img map's data (v3, v2, and over a backing image)"
 mount_ferry "file://$T/over.qcow2" "$T/mnt" "cache=$T/cache-local"
 same_disk "$T/mnt/over.raw" "$T/over.want" || fail "file://over.qcow2 (cached): the raw view differs"
 qemu-img compare -q -f qcow2 -F raw "$T/mnt/over.qcow2" "$T/over.want" || fail "file://over.qcow2: its qcow2 view differs"

@@ -1,0 +1,65 @@
+/* libFuzzer target: the qcow2 table parser, on an image file that is the
+ * input itself (reads past its end fail). Whatever the bytes, it either
+ * refuses them with a reason or yields data and zero runs inside the
+ * virtual disk that never overlap, and a chain map within them. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/qcow2map.h"
+
+#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: %s\n",	\
+	__FILE__, __LINE__, #c); abort(); } } while (0)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+struct file {
+	const uint8_t *p;
+	size_t n;
+};
+
+static int
+mem_read(void *ctx, uint64_t off, void *buf, size_t len)
+{
+	const struct file *f = ctx;
+
+	if (off > f->n || len > f->n - off)
+		return -EIO;
+	memcpy(buf, f->p + off, len);
+	return 0;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct file f = { data, size };
+	struct qcow2map m;
+	struct ferry_extents out;
+	char why[160] = "";
+	int r;
+
+	r = qcow2map_read(size, mem_read, &f, &m, why, sizeof why);
+	CHECK(r == 0 || r == -EINVAL || r == -ENOTSUP || r == -EIO ||
+	      r == -ENOMEM);
+	if (r < 0) {
+		CHECK(r == -EIO || r == -ENOMEM || why[0]);
+		return 0;
+	}
+	for (size_t i = 0; i < m.data.n; i++)
+		CHECK(m.data.v[i].len > 0 &&
+		      m.data.v[i].off + m.data.v[i].len <= m.size);
+	for (size_t i = 0; i < m.zero.n; i++)
+		CHECK(m.zero.v[i].len > 0 &&
+		      m.zero.v[i].off + m.zero.v[i].len <= m.size);
+	for (size_t i = 0; i < m.zero.n; i++)
+		CHECK(ferry_extents_data_in(&m.data, m.zero.v[i].off,
+					    m.zero.v[i].len) == 0);
+	ferry_extents_init(&out, m.size);
+	CHECK(qcow2map_chain(&m, 1, m.size, &out) == 0);
+	CHECK(out.data_bytes == m.data.data_bytes);
+	ferry_extents_free(&out);
+	qcow2map_free(&m);
+	return 0;
+}
