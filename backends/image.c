@@ -10,12 +10,14 @@
  * backing file, so such an image is refused with the reason. Encrypted
  * qcow images are refused; compressed clusters are read by libqcow.
  *
- * Allocation: libyal exposes no map of allocated clusters. For qcow2 the
- * L1/L2 tables of each image of the chain are read here (qcow2map.c):
- * clusters no image stores, and clusters marked as zeros, are holes. For
- * VHD and VMDK (and a qcow2 the parser does not read) the whole virtual
- * disk counts as data, and ferry-export's zero detection (while serving,
- * or --scan-zeros) keeps blocks of zeros off the wire.
+ * Allocation: libyal exposes no map of allocated clusters, so the tables
+ * are read here: qcow2's L1/L2 tables (qcow2map.c: clusters no image of
+ * the chain stores, and clusters marked as zeros, are holes) and dynamic
+ * or differencing VHD's block allocation table (vhdmap.c: blocks no image
+ * stores). For fixed VHD, VHDX and VMDK (and an image the parsers do not
+ * read) the whole virtual disk counts as data, and ferry-export's zero
+ * detection (while serving, or --scan-zeros) keeps blocks of zeros off
+ * the wire.
  *
  * libyal handles keep a read position and caches, so reads of one image
  * are serialised by a mutex.
@@ -38,6 +40,7 @@
 
 #include "backends/backend.h"
 #include "backends/qcow2map.h"
+#include "backends/vhdmap.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -388,8 +391,51 @@ qcow2_extents(struct image_priv *p, struct ferry_extents *map)
 	return r;
 }
 
-/* The chain's map into p->map (p->lock held): qcow2 from its tables,
- * else (or if they cannot be read) all data. */
+/* The VHD chain's map from its block tables: each image's blocks, and
+ * below a differencing image its parent's. */
+static int
+vhd_extents(struct image_priv *p, struct ferry_extents *map)
+{
+	struct ferry_extents acc, next;
+	int r = 0;
+
+	ferry_extents_init(&acc, map->size);
+	for (size_t i = 0; r == 0 && i < p->n; i++) {
+		struct vhdmap m;
+		struct stat st;
+		char why[160];
+		int fd = open(p->paths[i], O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			r = -errno;
+		} else {
+			r = vhdmap_read((uint64_t)st.st_size, fd_read, &fd, &m,
+					why, sizeof why);
+			if (r < 0 && r != -ENOTSUP)
+				ferry_info("%s: no allocation map (%s); every "
+					   "block counts as data", p->paths[i],
+					   why);
+		}
+		if (fd >= 0)
+			close(fd);
+		if (r < 0)
+			break;
+		ferry_extents_init(&next, map->size);
+		r = ferry_extents_unite(&acc, &m.data, &next);
+		ferry_extents_free(&acc);
+		acc = next;
+		vhdmap_free(&m);
+		if (!m.differencing)
+			break;	/* nothing below it is read */
+	}
+	for (size_t i = 0; r == 0 && i < acc.n; i++)
+		r = ferry_extents_add(map, acc.v[i].off, acc.v[i].len);
+	ferry_extents_free(&acc);
+	return r;
+}
+
+/* The chain's map into p->map (p->lock held): qcow2 and VHD from their
+ * tables, else (or if they cannot be read) all data. */
 static int
 map_load(struct image_priv *p, uint64_t size)
 {
@@ -398,12 +444,13 @@ map_load(struct image_priv *p, uint64_t size)
 	ferry_extents_free(&p->map);
 	ferry_extents_init(&p->map, size);
 	p->mapped = false;
-	if (strcmp(p->lib->format, "qcow2") == 0) {
+	if (strcmp(p->lib->format, "qcow2") == 0)
 		r = qcow2_extents(p, &p->map);
-		if (r == -ENOMEM)
-			return r;
-		p->mapped = r == 0;
-	}
+	else if (strcmp(p->lib->format, "vhd") == 0)
+		r = vhd_extents(p, &p->map);
+	if (r == -ENOMEM)
+		return r;
+	p->mapped = r == 0;
 	if (r < 0) {
 		ferry_extents_free(&p->map);
 		ferry_extents_init(&p->map, size);

@@ -7,7 +7,6 @@
  * host offset of stored data (bits 9-55), or 0: not in this image.
  */
 #include <errno.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,69 +169,6 @@ qcow2map_free(struct qcow2map *m)
 	ferry_extents_free(&m->zero);
 }
 
-/* @a less @b, clipped to out->size, into @out. */
-static int
-subtract(const struct ferry_extents *a, const struct ferry_extents *b,
-	 struct ferry_extents *out)
-{
-	size_t j = 0;
-
-	for (size_t i = 0; i < a->n; i++) {
-		uint64_t off = a->v[i].off, end = off + a->v[i].len;
-
-		while (j < b->n && b->v[j].off + b->v[j].len <= off)
-			j++;
-		for (size_t k = j; off < end && k < b->n &&
-				   b->v[k].off < end; k++) {
-			if (b->v[k].off > off) {
-				int r = add(out, off, b->v[k].off - off);
-
-				if (r < 0)
-					return r;
-			}
-			off = FERRY_MAX(off, b->v[k].off + b->v[k].len);
-		}
-		if (off < end) {
-			int r = add(out, off, end - off);
-
-			if (r < 0)
-				return r;
-		}
-	}
-	return 0;
-}
-
-/* @a and @b together, clipped to out->size, into @out. */
-static int
-unite(const struct ferry_extents *a, const struct ferry_extents *b,
-      struct ferry_extents *out)
-{
-	size_t i = 0, j = 0;
-	uint64_t cur = 0, cend = 0;
-	bool open = false;
-
-	while (i < a->n || j < b->n) {
-		const struct ferry_extent *e =
-			j >= b->n || (i < a->n && a->v[i].off <= b->v[j].off) ?
-			&a->v[i++] : &b->v[j++];
-
-		if (open && e->off <= cend) {
-			cend = FERRY_MAX(cend, e->off + e->len);
-			continue;
-		}
-		if (open) {
-			int r = add(out, cur, cend - cur);
-
-			if (r < 0)
-				return r;
-		}
-		cur = e->off;
-		cend = e->off + e->len;
-		open = true;
-	}
-	return open ? add(out, cur, cend - cur) : 0;
-}
-
 int
 qcow2map_chain(const struct qcow2map *maps, size_t n, uint64_t size,
 	       struct ferry_extents *out)
@@ -244,16 +180,17 @@ qcow2map_chain(const struct qcow2map *maps, size_t n, uint64_t size,
 	ferry_extents_init(&below, size);
 	for (size_t k = n; r == 0 && k-- > 0;) {
 		ferry_extents_init(&rest, size);
-		r = subtract(&below, &maps[k].zero, &rest);
+		r = ferry_extents_subtract(&below, &maps[k].zero, &rest);
 		ferry_extents_free(&below);
 		ferry_extents_init(&below, size);
 		if (r == 0)
-			r = unite(&maps[k].data, &rest, &below);
+			r = ferry_extents_unite(&maps[k].data, &rest, &below);
 		ferry_extents_free(&rest);
 	}
 	if (r == 0)
-		r = unite(&below, &(struct ferry_extents){ .size = size },
-			  out);
+		r = ferry_extents_unite(&below,
+					&(struct ferry_extents){ .size = size },
+					out);
 	ferry_extents_free(&below);
 	return r;
 }

@@ -1,5 +1,6 @@
 /* ferry — allocation maps. See extents.h. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,4 +243,76 @@ out:
 	if (r < 0)
 		ferry_extents_free(m);
 	return r;
+}
+
+/* Add [off, off+len) clipped to the disk to @m; runs come in order. */
+static int
+clip_add(struct ferry_extents *m, uint64_t off, uint64_t len)
+{
+	if (off >= m->size)
+		return 0;
+	return ferry_extents_add(m, off, FERRY_MIN(len, m->size - off));
+}
+
+/* @a less @b, clipped to out->size, into @out. */
+int
+ferry_extents_subtract(const struct ferry_extents *a,
+		       const struct ferry_extents *b, struct ferry_extents *out)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < a->n; i++) {
+		uint64_t off = a->v[i].off, end = off + a->v[i].len;
+
+		while (j < b->n && b->v[j].off + b->v[j].len <= off)
+			j++;
+		for (size_t k = j; off < end && k < b->n &&
+				   b->v[k].off < end; k++) {
+			if (b->v[k].off > off) {
+				int r = clip_add(out, off, b->v[k].off - off);
+
+				if (r < 0)
+					return r;
+			}
+			off = FERRY_MAX(off, b->v[k].off + b->v[k].len);
+		}
+		if (off < end) {
+			int r = clip_add(out, off, end - off);
+
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+/* @a and @b together, clipped to out->size, into @out. */
+int
+ferry_extents_unite(const struct ferry_extents *a,
+		    const struct ferry_extents *b, struct ferry_extents *out)
+{
+	size_t i = 0, j = 0;
+	uint64_t cur = 0, cend = 0;
+	bool open = false;
+
+	while (i < a->n || j < b->n) {
+		const struct ferry_extent *e =
+			j >= b->n || (i < a->n && a->v[i].off <= b->v[j].off) ?
+			&a->v[i++] : &b->v[j++];
+
+		if (open && e->off <= cend) {
+			cend = FERRY_MAX(cend, e->off + e->len);
+			continue;
+		}
+		if (open) {
+			int r = clip_add(out, cur, cend - cur);
+
+			if (r < 0)
+				return r;
+		}
+		cur = e->off;
+		cend = e->off + e->len;
+		open = true;
+	}
+	return open ? clip_add(out, cur, cend - cur) : 0;
 }

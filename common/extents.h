@@ -48,6 +48,18 @@ int ferry_extents_minus_blocks(const struct ferry_extents *m,
 			       const struct ferry_bitmap *blocks,
 			       uint64_t gran, struct ferry_extents *out);
 
+/*! ferry_extents_subtract() : @out (initialised, empty) = the data of @a
+ * less that of @b, clipped to out->size. @return 0 or -ENOMEM. */
+int ferry_extents_subtract(const struct ferry_extents *a,
+			   const struct ferry_extents *b,
+			   struct ferry_extents *out);
+
+/*! ferry_extents_unite() : @out (initialised, empty) = the data of @a and
+ * of @b, clipped to out->size. @return 0 or -ENOMEM. */
+int ferry_extents_unite(const struct ferry_extents *a,
+			const struct ferry_extents *b,
+			struct ferry_extents *out);
+
 /*! ferry_extents_find() :
  * @return the index of the first extent that ends after @off (n if none). */
 size_t ferry_extents_find(const struct ferry_extents *m, uint64_t off);

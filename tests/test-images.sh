@@ -77,16 +77,17 @@ for f in $IMAGES; do
 	[ "$(jq -r .cache "$T/mnt/.ferry/status.json")" = none ] || fail "file://$f: a cache was used"
 	unmount_ferry "$T/mnt"
 done
-# qcow2 allocation comes from the tables, even without a zero scan: the
-# mount's allocated bytes are what qemu-img map says the chain holds.
-for f in v3.qcow2 v2.qcow2 over.qcow2; do
+# qcow2 and dynamic VHD allocation comes from their tables, even without
+# a zero scan: the mount's allocated bytes are what qemu-img map says the
+# image (chain) holds.
+for f in v3.qcow2 v2.qcow2 over.qcow2 dyn.vhd; do
 	mount_ferry "file://$T/$f" "$T/mnt" "cache=none,views=raw"
-	got=$(status "$T/mnt" "${f%.qcow2}" allocated)
+	got=$(status "$T/mnt" "${f%.*}" allocated)
 	want=$(qemu-img map --output=json "$T/$f" | jq '[.[] | select(.data) | .length] | add')
 	[ "$got" = "$want" ] || fail "$f: allocated $got, qemu-img map says $want"
 	unmount_ferry "$T/mnt"
 done
-ok "qcow2 allocation from the L1/L2 tables: equal to qemu-img map's data (v3, v2, and over a backing image)"
+ok "allocation from qcow2's L1/L2 tables and VHD's block table: equal to qemu-img map's data (qcow2 v3, v2, over a backing image; dynamic VHD)"
 mount_ferry "file://$T/over.qcow2" "$T/mnt" "cache=$T/cache-local"
 same_disk "$T/mnt/over.raw" "$T/over.want" || fail "file://over.qcow2 (cached): the raw view differs"
 qemu-img compare -q -f qcow2 -F raw "$T/mnt/over.qcow2" "$T/over.want" || fail "file://over.qcow2: its qcow2 view differs"
