@@ -141,6 +141,14 @@ timeout 30 "$FERRY_EXPORT" --listen 127.0.0.1:0 r="$T/rawback.qcow2" >/dev/null 
 	fail "raw backing: exit $rc: $(cat "$T/err")"
 ok "qcow2 over a raw backing file refused: $(head -1 "$T/err")"
 
+# Encrypted qcow2 (LUKS): refused, saying so.
+qemu-img create -q -f qcow2 --object secret,id=sec0,data=ferry-test \
+	-o encrypt.format=luks,encrypt.key-secret=sec0 "$T/enc.qcow2" 16M || fail "qemu-img: encrypted image"
+rc=0
+timeout 30 "$FERRY_EXPORT" --listen 127.0.0.1:0 e="$T/enc.qcow2" >/dev/null 2>"$T/err" || rc=$?
+[ "$rc" = 1 ] && grep -q "enc.qcow2: the qcow image is encrypted" "$T/err" || fail "encrypted: exit $rc: $(cat "$T/err")"
+ok "encrypted qcow2 refused: $(head -1 "$T/err")"
+
 # Damaged images: truncated, or a header byte flipped. Either refused
 # with the file named, or served: then every byte read is right or the
 # read fails; the exporter never crashes.
