@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,6 +193,56 @@ load_map(struct fdisk *d, const char *mappath)
 	return 0;
 }
 
+/* Zeros over [off, off+len) of the data file: a hole punched, or zeros
+ * written where the file system cannot punch. */
+static int
+zero_range(struct fdisk *d, uint64_t off, uint64_t len)
+{
+	static const uint8_t zeros[1 << 16];
+
+	if (fallocate(d->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)off, (off_t)len) == 0)
+		return 0;
+	if (errno != EOPNOTSUPP)
+		return -errno;
+	for (uint64_t done = 0; done < len;) {
+		size_t n = (size_t)FERRY_MIN(len - done, sizeof zeros);
+		int r = ferry_pwrite_all(d->data_fd, zeros, n, off + done);
+
+		if (r < 0)
+			return r;
+		done += n;
+	}
+	return 0;
+}
+
+/* The disk changed at the source: what is a hole now must read as zeros,
+ * whatever an earlier generation left in the data file there (reads of
+ * holes are answered from the file). */
+static int
+clear_holes(struct fdisk *d)
+{
+	uint64_t at = 0;
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i <= d->map.n; i++) {
+		uint64_t end = i < d->map.n ? d->map.v[i].off : d->info.size;
+
+		if (end > at)
+			r = zero_range(d, at, end - at);
+		if (i < d->map.n)
+			at = d->map.v[i].off + d->map.v[i].len;
+	}
+	if (r == 0 && fdatasync(d->data_fd) < 0)
+		r = -errno;
+	if (r < 0) {
+		errno = -r;
+		ferry_error("cache %s.data: clearing the disk's new holes: %m",
+			    d->path);
+	}
+	return r;
+}
+
 int
 cache_open(struct ferryfs *fs, struct fdisk *d)
 {
@@ -260,6 +311,9 @@ cache_open(struct ferryfs *fs, struct fdisk *d)
 		d->cached += ferry_chunk_data(&d->map, d->chunk, c);
 	}
 	if (changed) {
+		r = clear_holes(d);
+		if (r < 0)
+			return r;
 		d->restamp = true;
 		ferry_info("cache %s: the disk changed at the source (another "
 			   "generation); %" PRIu64 " cached chunks are kept to "

@@ -76,3 +76,13 @@ grep -q "writing it whole" "$T/convert.log" || fail "qcow2 layout change not not
 qemu-img compare -q -f qcow2 -F raw "$T/out.qcow2" "$T/disk.img" || fail "qcow2 image differs after the remount's update"
 unmount_ferry "$T/mnt"
 ok "data in a hole: resync refused with advice, the remount fetched $got bytes, raw updated in place, qcow2 rewritten (new layout)"
+
+# Data that became a hole (punched in the source): the cache's old bytes
+# there must not show through after a remount.
+fallocate -p -o $((50 * M)) -l $((2 * M)) "$T/disk.img" || fail "fallocate -p"
+mount_ferry "$URL" "$T/mnt" "cache=$T/cache,compress=0"
+cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "after a hole was punched in the source, the mount shows old data"
+wait_state "$T/mnt" disk complete 120
+cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "after hydration, the mount shows old data in the new hole"
+unmount_ferry "$T/mnt"
+ok "data punched out of the source reads as zeros after a remount"
