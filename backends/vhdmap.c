@@ -7,6 +7,7 @@
  * number, is 0xFFFFFFFF when block i is not stored.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,15 +92,26 @@ vhdmap_read(uint64_t file_size, vhdmap_read_fn read, void *ctx,
 	if (table > file_size || (uint64_t)n * 4 > file_size - table)
 		return fail(why, whylen, -EINVAL, "table outside the file");
 	bat = malloc((size_t)n * 4 + 1);
-	if (!bat)
+	m->bat = calloc((size_t)n + 1, sizeof *m->bat);
+	if (!bat || !m->bat) {
+		free(bat);
+		free(m->bat);
+		m->bat = NULL;
 		return fail(why, whylen, -ENOMEM, "out of memory");
+	}
+	m->block = (uint32_t)block;
+	/* One bit a sector, in whole sectors. */
+	m->bitmap = (uint32_t)((block / 512 / 8 + 511) / 512 * 512);
+	m->nbat = n;
 	if (n && (r = read(ctx, table, bat, (size_t)n * 4)) < 0)
 		goto out;
 	ferry_extents_init(&m->data, m->size);
+	for (uint32_t i = 0; i < n; i++)
+		m->bat[i] = be32(bat + (size_t)i * 4);
 	for (uint32_t i = 0; i < n && (uint64_t)i * block < m->size; i++) {
 		uint64_t off = (uint64_t)i * block;
 
-		if (be32(bat + (size_t)i * 4) == UNUSED)
+		if (m->bat[i] == UNUSED)
 			continue;
 		r = ferry_extents_add(&m->data, off,
 				      FERRY_MIN((uint64_t)block,
@@ -120,4 +132,59 @@ void
 vhdmap_free(struct vhdmap *m)
 {
 	ferry_extents_free(&m->data);
+	free(m->bat);
+	m->bat = NULL;
+}
+
+int
+vhdmap_pread(const struct vhdmap *m, uint64_t file_size, vhdmap_read_fn read,
+	     void *ctx, uint8_t *buf, size_t len, uint64_t off)
+{
+	uint8_t bits[4096];
+	uint64_t end = off + len;
+
+	if (off > m->size || len > m->size - off)
+		return -EINVAL;
+	memset(buf, 0, len);
+	while (off < end) {
+		uint64_t b = off / m->block, in = off % m->block;
+		uint64_t n = FERRY_MIN(end - off, m->block - in);
+		uint64_t start, s0, s1;
+		int r;
+
+		if (b >= m->nbat || m->bat[b] == UNUSED) {
+			off += n;
+			continue;	/* not stored: zeros */
+		}
+		start = (uint64_t)m->bat[b] * 512;
+		if (start > file_size ||
+		    (uint64_t)m->bitmap + m->block > file_size - start ||
+		    m->bitmap > sizeof bits)
+			return -EINVAL;
+		if ((r = read(ctx, start, bits, m->bitmap)) < 0)
+			return r;
+		/* Runs of present sectors, most significant bit first; the
+		 * ends of the range may cut a sector. */
+		for (s0 = in / 512; s0 * 512 < in + n;) {
+			bool set = bits[s0 / 8] & (0x80 >> (s0 % 8));
+
+			for (s1 = s0 + 1; s1 * 512 < in + n &&
+			     !!(bits[s1 / 8] & (0x80 >> (s1 % 8))) == set;
+			     s1++)
+				;
+			if (set) {
+				uint64_t a = FERRY_MAX(s0 * 512, in);
+				uint64_t e = FERRY_MIN(s1 * 512, in + n);
+
+				r = read(ctx, start + m->bitmap + a,
+					 buf + (b * m->block + a - (end - len)),
+					 (size_t)(e - a));
+				if (r < 0)
+					return r;
+			}
+			s0 = s1;
+		}
+		off += n;
+	}
+	return 0;
 }
