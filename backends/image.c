@@ -201,6 +201,7 @@ struct image_priv {
 	 * (vhdmap_pread): libvhdi reads at a few tens of MB/s. */
 	struct vhdmap vhd;
 	bool vhd_direct;
+	bool fixed_direct;	/* a fixed VHD: the disk is the file's start */
 	pthread_mutex_t lock;
 	int fd;				/* the image file, for fstat */
 	char path[PATH_MAX];
@@ -397,6 +398,36 @@ qcow2_extents(struct image_priv *p, struct ferry_extents *map)
 	return r;
 }
 
+/* A fixed VHD's map: the data of the file's first disk-size bytes, as
+ * SEEK_DATA/SEEK_HOLE find it (a sparse file's holes read as zeros). */
+static int
+fixed_extents(struct image_priv *p, struct ferry_extents *map)
+{
+	off_t pos = 0;
+
+	while ((uint64_t)pos < map->size) {
+		off_t data = lseek(p->fd, pos, SEEK_DATA), hole;
+		int r;
+
+		if (data < 0 && errno == ENXIO)
+			break;
+		if (data < 0)
+			return -ENOTSUP;	/* no SEEK_DATA: all data */
+		if ((uint64_t)data >= map->size)
+			break;
+		hole = lseek(p->fd, data, SEEK_HOLE);
+		if (hole < 0)
+			return -ENOTSUP;
+		r = ferry_extents_add(map, (uint64_t)data,
+				      FERRY_MIN((uint64_t)hole, map->size) -
+				      (uint64_t)data);
+		if (r < 0)
+			return r;
+		pos = hole;
+	}
+	return 0;
+}
+
 /* The VHD chain's map from its block tables: each image's blocks, and
  * below a differencing image its parent's. */
 static int
@@ -417,6 +448,12 @@ vhd_extents(struct image_priv *p, struct ferry_extents *map)
 		} else {
 			r = vhdmap_read((uint64_t)st.st_size, fd_read, &fd, &m,
 					why, sizeof why);
+			/* A fixed VHD is the disk then a footer: read as
+			 * such (libvhdi reads it at a few hundred MB/s). */
+			if (r == -ENOTSUP && i == 0 && p->n == 1 &&
+			    strstr(why, "fixed") &&
+			    map->size <= (uint64_t)st.st_size - 512)
+				p->fixed_direct = true;
 			if (r < 0 && r != -ENOTSUP)
 				ferry_info("%s: no allocation map (%s); every "
 					   "block counts as data", p->paths[i],
@@ -443,6 +480,8 @@ vhd_extents(struct image_priv *p, struct ferry_extents *map)
 	for (size_t i = 0; r == 0 && i < acc.n; i++)
 		r = ferry_extents_add(map, acc.v[i].off, acc.v[i].len);
 	ferry_extents_free(&acc);
+	if (r == -ENOTSUP && p->fixed_direct)
+		r = fixed_extents(p, map);
 	return r;
 }
 
@@ -459,6 +498,7 @@ map_load(struct image_priv *p, uint64_t size)
 	if (p->vhd_direct)
 		vhdmap_free(&p->vhd);
 	p->vhd_direct = false;
+	p->fixed_direct = false;
 	if (strcmp(p->lib->format, "qcow2") == 0)
 		r = qcow2_extents(p, &p->map);
 	else if (strcmp(p->lib->format, "vhd") == 0)
@@ -528,6 +568,11 @@ image_pread(struct ferry_source *src, unsigned disk, void *buf, size_t len,
 			ferry_error("%s: read of %zu bytes at %" PRIu64 ": %s",
 				    p->path, len, off, r == -EINVAL ?
 				    "a block outside the file" : strerror(-r));
+	} else if (p->fixed_direct) {
+		r = fd_read(&p->fd, off, b, len);
+		if (r < 0)
+			ferry_error("%s: read of %zu bytes at %" PRIu64 ": %s",
+				    p->path, len, off, strerror(-r));
 	} else if (!p->mapped) {
 		r = lib_read(p, b, len, off);
 	} else {
