@@ -14,13 +14,17 @@
  * are read here: qcow2's L1/L2 tables (qcow2map.c: clusters no image of
  * the chain stores, and clusters marked as zeros, are holes) and dynamic
  * or differencing VHD's block allocation table (vhdmap.c: blocks no image
- * stores). For fixed VHD, VHDX and VMDK (and an image the parsers do not
- * read) the whole virtual disk counts as data, and ferry-export's zero
+ * stores); a fixed VHD's file by SEEK_DATA. For VHDX and VMDK (and an
+ * image the parsers do not read) the whole virtual disk counts as data, and ferry-export's zero
  * detection (while serving, or --scan-zeros) keeps blocks of zeros off
  * the wire.
  *
- * libyal handles keep a read position and caches, so reads of one image
- * are serialised by a mutex.
+ * Reads: through the library, except where ferry already knows where the
+ * bytes are and the library is slow: a dynamic VHD without a parent is read
+ * from its blocks by their bitmaps (vhdmap_pread), a fixed VHD from the
+ * start of its file (libvhdi reads them at about 90 and 335 MB/s). libyal
+ * handles keep a read position and caches, so reads of one image are
+ * serialised by a mutex.
  */
 #include <errno.h>
 #include <fcntl.h>
