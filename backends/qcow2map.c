@@ -22,19 +22,6 @@
 #define HEADER_V2 72
 #define HEADER_V3 104
 
-static uint32_t
-be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t
-be64(const uint8_t *p)
-{
-	return (uint64_t)be32(p) << 32 | be32(p + 4);
-}
-
 static int
 fail(char *why, size_t whylen, int r, const char *what)
 {
@@ -67,18 +54,18 @@ qcow2map_read(uint64_t file_size, qcow2map_read_fn read, void *ctx,
 	r = read(ctx, 0, h, file_size < HEADER_V3 ? HEADER_V2 : HEADER_V3);
 	if (r < 0)
 		return r;
-	version = be32(h + 4);
-	if (be32(h) != QCOW2_MAGIC || (version != 2 && version != 3))
+	version = ferry_be32(h + 4);
+	if (ferry_be32(h) != QCOW2_MAGIC || (version != 2 && version != 3))
 		return fail(why, whylen, -EINVAL, "not a qcow2 v2/v3 header");
 	if (version == 3 && file_size < HEADER_V3)
 		return fail(why, whylen, -EINVAL, "truncated v3 header");
-	bits = be32(h + 20);
+	bits = ferry_be32(h + 20);
 	if (bits < 9 || bits > 21)
 		return fail(why, whylen, -EINVAL, "cluster size out of range");
-	if (be32(h + 32) != 0)
+	if (ferry_be32(h + 32) != 0)
 		return fail(why, whylen, -ENOTSUP, "encrypted");
 	if (version == 3) {
-		uint64_t incompat = be64(h + 72);
+		uint64_t incompat = ferry_be64(h + 72);
 
 		if (incompat & 2)
 			return fail(why, whylen, -EINVAL, "marked corrupt");
@@ -94,9 +81,9 @@ qcow2map_read(uint64_t file_size, qcow2map_read_fn read, void *ctx,
 	}
 	csize = UINT64_C(1) << bits;
 	l2n = csize / 8;
-	m->size = be64(h + 24);
-	m->backing_off = be64(h + 8);
-	m->backing_len = be32(h + 16);
+	m->size = ferry_be64(h + 24);
+	m->backing_off = ferry_be64(h + 8);
+	m->backing_len = ferry_be32(h + 16);
 	if (m->size > (UINT64_C(1) << 62))
 		return fail(why, whylen, -EINVAL, "virtual size too large");
 	if (m->backing_off && (m->backing_off > file_size ||
@@ -106,8 +93,8 @@ qcow2map_read(uint64_t file_size, qcow2map_read_fn read, void *ctx,
 			    "backing file name outside the file");
 	nclusters = (m->size + csize - 1) / csize;
 	l1need = (nclusters + l2n - 1) / l2n;
-	l1n = be32(h + 36);
-	l1off = be64(h + 40);
+	l1n = ferry_be32(h + 36);
+	l1off = ferry_be64(h + 40);
 	if (l1n < l1need || (uint64_t)l1n * 8 > L1_MAX_BYTES)
 		return fail(why, whylen, -EINVAL, "L1 table size wrong");
 	if ((l1off & (csize - 1)) || l1off > file_size ||
@@ -124,7 +111,7 @@ qcow2map_read(uint64_t file_size, qcow2map_read_fn read, void *ctx,
 	if (l1need && (r = read(ctx, l1off, l1, l1need * 8)) < 0)
 		goto out;
 	for (uint64_t i = 0; i < l1need; i++) {
-		uint64_t l2off = be64((uint8_t *)&l1[i]) & OFFSET_MASK;
+		uint64_t l2off = ferry_be64((uint8_t *)&l1[i]) & OFFSET_MASK;
 		uint64_t first = i * l2n;
 
 		if (l2off == 0)
@@ -138,7 +125,7 @@ qcow2map_read(uint64_t file_size, qcow2map_read_fn read, void *ctx,
 		if ((r = read(ctx, l2off, l2, csize)) < 0)
 			goto out;
 		for (uint64_t j = 0; j < l2n && first + j < nclusters; j++) {
-			uint64_t e = be64(l2 + j * 8);
+			uint64_t e = ferry_be64(l2 + j * 8);
 			uint64_t goff = (first + j) * csize;
 
 			if (e & COMPRESSED)

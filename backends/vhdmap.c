@@ -23,19 +23,6 @@
 #define TYPE_DIFF 4
 #define BAT_MAX (UINT32_C(1) << 24)	/* entries: 32 PiB of 2 MiB blocks */
 
-static uint32_t
-be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t
-be64(const uint8_t *p)
-{
-	return (uint64_t)be32(p) << 32 | be32(p + 4);
-}
-
 static int
 fail(char *why, size_t whylen, int r, const char *what)
 {
@@ -66,14 +53,14 @@ vhdmap_read(uint64_t file_size, vhdmap_read_fn read, void *ctx,
 	if (memcmp(f, "conectix", 8) != 0 &&
 	    ((r = read(ctx, 0, f, FOOTER)) < 0 || memcmp(f, "conectix", 8)))
 		return r < 0 ? r : fail(why, whylen, -EINVAL, "no VHD footer");
-	type = be32(f + 60);
-	m->size = be64(f + 48);
+	type = ferry_be32(f + 60);
+	m->size = ferry_be64(f + 48);
 	if (type == TYPE_FIXED)
 		return fail(why, whylen, -ENOTSUP, "a fixed VHD (no table)");
 	if (type != TYPE_DYNAMIC && type != TYPE_DIFF)
 		return fail(why, whylen, -EINVAL, "unknown disk type");
 	m->differencing = type == TYPE_DIFF;
-	dyn = be64(f + 16);
+	dyn = ferry_be64(f + 16);
 	if (dyn > file_size || DYN_HEADER > file_size - dyn)
 		return fail(why, whylen, -EINVAL,
 			    "dynamic header outside the file");
@@ -81,9 +68,9 @@ vhdmap_read(uint64_t file_size, vhdmap_read_fn read, void *ctx,
 		return r;
 	if (memcmp(h, "cxsparse", 8) != 0)
 		return fail(why, whylen, -EINVAL, "no dynamic header");
-	table = be64(h + 16);
-	n = be32(h + 28);
-	block = be32(h + 32);
+	table = ferry_be64(h + 16);
+	n = ferry_be32(h + 28);
+	block = ferry_be32(h + 32);
 	if (block < 512 || (block & (block - 1)) || block > (256u << 20))
 		return fail(why, whylen, -EINVAL, "block size out of range");
 	if (n > BAT_MAX || (uint64_t)n * block < m->size)
@@ -107,7 +94,7 @@ vhdmap_read(uint64_t file_size, vhdmap_read_fn read, void *ctx,
 		goto out;
 	ferry_extents_init(&m->data, m->size);
 	for (uint32_t i = 0; i < n; i++)
-		m->bat[i] = be32(bat + (size_t)i * 4);
+		m->bat[i] = ferry_be32(bat + (size_t)i * 4);
 	for (uint32_t i = 0; i < n && (uint64_t)i * block < m->size; i++) {
 		uint64_t off = (uint64_t)i * block;
 

@@ -20,22 +20,7 @@ CONVERT=$B/tools/convert/ferry-convert
 O=$(mktemp -d "$OUT/ferry-bench-out.XXXXXX")
 bench_cleanup() { rm -rf "$O"; }
 
-python3 - "$W/disk.img" "$SIZE_MIB" <<'PY'
-import os, sys
-path, mib = sys.argv[1], int(sys.argv[2])
-S = 8 << 20
-text = (b"ferry convert benchmark: a compressible line of text\n" * (S // 50 + 1))[:S]
-with open(path, "wb") as f:
-    f.truncate(mib << 20)
-    for i in range(mib // 8):
-        off, k = i * S, i % 5
-        if k == 2:
-            f.seek(off); f.write(os.urandom(S))
-        elif k == 3:
-            f.seek(off); f.write(text)
-        elif k == 4:
-            f.seek(off); f.write(os.urandom(S // 2) + bytes(S // 2))
-PY
+stripe_disk "$W/disk.img" "$SIZE_MIB"
 # --scan-zeros: every mount sees the same map (without it, zeros learnt
 # while serving the first mount would shrink the later ones).
 "$EXPORT" --listen 127.0.0.1:0 --url-file "$W/url" --scan-zeros disk="$W/disk.img" 2>"$W/export.log" >/dev/null &

@@ -10,22 +10,7 @@
 SIZE_MIB=${1:-1024}
 . "$(dirname "$0")/lib.sh" qemu-img jq python3 bc
 
-python3 - "$W/disk.img" "$SIZE_MIB" <<'PY'
-import os, sys
-path, mib = sys.argv[1], int(sys.argv[2])
-S = 8 << 20
-text = (b"ferry images benchmark: a compressible line of text\n" * (S // 50 + 1))[:S]
-with open(path, "wb") as f:
-    f.truncate(mib << 20)
-    for i in range(mib // 8):
-        off, k = i * S, i % 5
-        if k == 2:
-            f.seek(off); f.write(os.urandom(S))
-        elif k == 3:
-            f.seek(off); f.write(text)
-        elif k == 4:
-            f.seek(off); f.write(os.urandom(S // 2) + bytes(S // 2))
-PY
+stripe_disk "$W/disk.img" "$SIZE_MIB"
 cd "$W"
 qemu-img convert -O qcow2 disk.img disk.qcow2
 qemu-img convert -c -O qcow2 disk.img comp.qcow2

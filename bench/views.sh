@@ -15,27 +15,8 @@ OUT=${OUT:-/dev/shm}
 O=$(mktemp -d "$OUT/ferry-bench-out.XXXXXX")
 bench_cleanup() { rm -rf "$O"; }
 
-# Stripe i of 8 MiB: i%5 in {0,1} hole, 2 random, 3 text, 4 half random
-# half written zeros; a random 3 KiB sits 5 KiB before each hole so data
-# straddles cluster and block boundaries.
-python3 - "$W/disk.img" "$SIZE_MIB" <<'EOF'
-import os, sys
-path, mib = sys.argv[1], int(sys.argv[2])
-S = 8 << 20
-text = (b"ferry views benchmark: a compressible line of text\n" * (S // 50 + 1))[:S]
-with open(path, "wb") as f:
-    f.truncate(mib << 20)
-    for i in range(mib // 8):
-        off, k = i * S, i % 5
-        if k == 2:
-            f.seek(off); f.write(os.urandom(S))
-        elif k == 3:
-            f.seek(off); f.write(text)
-        elif k == 4:
-            f.seek(off); f.write(os.urandom(S // 2) + bytes(S // 2))
-        if k in (0, 1) and i > 0:
-            f.seek(off - 5 * 1024); f.write(os.urandom(3 * 1024))
-EOF
+# Stray bits of data before each hole, so clusters and blocks straddle.
+stripe_disk "$W/disk.img" "$SIZE_MIB" 1
 
 "$EXPORT" --listen 127.0.0.1:0 --url-file "$W/url" disk="$W/disk.img" 2>"$W/export.log" >/dev/null &
 EPID=$!

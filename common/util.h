@@ -53,6 +53,20 @@ int ferry_parse_range(const char *h, uint64_t size, uint64_t *off,
  * writes and EINTR. @return 0 or -errno. */
 int ferry_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 
+/* Big-endian loads, for the parsers of image formats. */
+static inline uint32_t
+ferry_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline uint64_t
+ferry_be64(const uint8_t *p)
+{
+	return (uint64_t)ferry_be32(p) << 32 | ferry_be32(p + 4);
+}
+
 /*! ferry_now() : monotonic seconds. */
 double ferry_now(void);
 

@@ -9,33 +9,15 @@
 #include <string.h>
 
 #include "fs/views/parts.h"
-
-#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: %s\n",	\
-	__FILE__, __LINE__, #c); abort(); } } while (0)
+#include "tests/fuzz/memfile.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-struct disk {
-	const uint8_t *p;
-	size_t n;
-};
-
-static int
-mem_read(void *ctx, uint64_t off, void *buf, size_t len)
-{
-	const struct disk *d = ctx;
-
-	if (off > d->n || len > d->n - off)
-		return -EIO;
-	memcpy(buf, d->p + off, len);
-	return 0;
-}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct part_table t;
-	struct disk d = { data, size };
+	struct memfile d = { data, size };
 	char why[160];
 	int r;
 

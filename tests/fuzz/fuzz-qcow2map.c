@@ -8,33 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/fuzz/memfile.h"
 #include "backends/qcow2map.h"
 
-#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: %s\n",	\
-	__FILE__, __LINE__, #c); abort(); } } while (0)
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-struct file {
-	const uint8_t *p;
-	size_t n;
-};
-
-static int
-mem_read(void *ctx, uint64_t off, void *buf, size_t len)
-{
-	const struct file *f = ctx;
-
-	if (off > f->n || len > f->n - off)
-		return -EIO;
-	memcpy(buf, f->p + off, len);
-	return 0;
-}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct file f = { data, size };
+	struct memfile f = { data, size };
 	struct qcow2map m;
 	struct ferry_extents out;
 	char why[160] = "";
