@@ -115,19 +115,30 @@ read_disk(void *arg, uint64_t off, void *buf, size_t len)
 	return fetch_pread(c->fs, c->d, buf, len, off);
 }
 
+/* @d's partition table into a malloc'd *@t (d->ptable its scheme).
+ * @return as parts_scan(); *@t is set unless -ENOMEM. */
+static int
+scan_ptable(struct ferryfs *fs, struct fdisk *d, struct part_table **t,
+	    char *why, size_t whylen)
+{
+	struct pread_ctx ctx = { fs, d };
+	int r;
+
+	*t = malloc(sizeof **t);
+	if (!*t)
+		return -ENOMEM;
+	r = parts_scan(d->info.size, read_disk, &ctx, *t, why, whylen);
+	snprintf(d->ptable, sizeof d->ptable, "%s", (*t)->scheme);
+	return r;
+}
+
 int
 files_scan_ptable(struct ferryfs *fs, struct fdisk *d)
 {
-	struct pread_ctx ctx = { fs, d };
-	struct part_table *t = malloc(sizeof *t);
+	struct part_table *t;
 	char why[160];
-	int r;
+	int r = scan_ptable(fs, d, &t, why, sizeof why);
 
-	if (!t)
-		return -ENOMEM;
-	r = parts_scan(d->info.size, read_disk, &ctx, t, why, sizeof why);
-	if (r == 0)
-		snprintf(d->ptable, sizeof d->ptable, "%s", t->scheme);
 	free(t);
 	return r;
 }
@@ -136,22 +147,19 @@ static int
 add_partitions(struct ferryfs *fs, size_t *cap, struct fdisk *d,
 	       const struct view_params *base)
 {
-	struct pread_ctx ctx = { fs, d };
-	struct part_table *t = malloc(sizeof *t);
+	struct part_table *t;
 	char why[160];
-	int r;
+	int r = scan_ptable(fs, d, &t, why, sizeof why);
 
-	if (!t)
-		return -ENOMEM;
-	r = parts_scan(d->info.size, read_disk, &ctx, t, why, sizeof why);
+	if (r == -ENOMEM)
+		return r;
 	if (r == -EINVAL)
 		ferry_error("%s: no partition views: %s", d->info.name, why);
 	else if (r < 0)
 		ferry_error("%s: no partition views: cannot read the "
 			    "partition table: %s", d->info.name,
 			    strerror(-r));
-	snprintf(d->ptable, sizeof d->ptable, "%s", t->scheme);
-	r = r == -ENOMEM ? r : 0;
+	r = 0;
 	for (size_t i = 0; r == 0 && i < t->n; i++) {
 		struct view_params p = *base;
 		char suffix[24];

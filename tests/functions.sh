@@ -94,6 +94,17 @@ start_export() {
 	PIN=${URL#*pin=}
 }
 
+# port_of FILE PID WHAT: the port a helper (tests/tools/*.py) writes to
+# FILE once listening; fails the test if PID exits or 10 s pass first.
+port_of() {
+	for _ in $(seq 100); do
+		[ -s "$1" ] && { cat "$1"; return 0; }
+		kill -0 "$2" 2>/dev/null || break
+		sleep 0.1
+	done
+	fail "$3 did not start"
+}
+
 # mount_ferry SOURCE MNT [OPTIONS]: ferryfs -f in the background; sets FS_PID.
 mount_ferry() {
 	local src=$1 mnt=$2 opts=${3:-}

@@ -26,12 +26,9 @@ start_proxy() {
 		--fault "$1" --count "$2" "${@:3}" 2>>"$T/proxy.log" &
 	PROXY_PID=$!
 	PIDS+=("$PROXY_PID")
-	for _ in $(seq 100); do
-		[ -s "$T/proxy.port" ] && break
-		sleep 0.1
-	done
-	[ -s "$T/proxy.port" ] || fail "the proxy did not start"
-	PURL="ferry://$TOKEN@127.0.0.1:$(cat "$T/proxy.port")/?pin=$PIN"
+	local port
+	port=$(port_of "$T/proxy.port" "$PROXY_PID" "the proxy") || exit 1
+	PURL="ferry://$TOKEN@127.0.0.1:$port/?pin=$PIN"
 }
 
 stop_proxy() {

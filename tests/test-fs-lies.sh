@@ -26,12 +26,9 @@ start_liar() {
 		--count "$2" 2>>"$T/liar.log" &
 	LIAR_PID=$!
 	PIDS+=("$LIAR_PID")
-	for _ in $(seq 100); do
-		[ -s "$T/liar.port" ] && break
-		sleep 0.1
-	done
-	[ -s "$T/liar.port" ] || fail "the liar did not start"
-	LURL="ferry://$TOKEN@127.0.0.1:$(cat "$T/liar.port")/?pin=$PIN"
+	local port
+	port=$(port_of "$T/liar.port" "$LIAR_PID" "the liar") || exit 1
+	LURL="ferry://$TOKEN@127.0.0.1:$port/?pin=$PIN"
 }
 
 # stop_liar: stop it and check it told at least one lie.

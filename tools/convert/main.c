@@ -319,56 +319,55 @@ seg_find(const struct out *o, uint64_t c)
 	return lo;
 }
 
-/* Content bytes [c, c+n) in @buf to where the output keeps them. */
+/* Content bytes [c, c+n) written from @buf to where the output keeps
+ * them, or (@back) read back from there into @buf, zeros where it keeps
+ * none. */
 static int
-out_write(struct out *o, uint64_t c, const uint8_t *buf, size_t n)
+out_io(struct out *o, uint64_t c, uint8_t *buf, size_t n, bool back)
 {
+	if (back)
+		memset(buf, 0, n);
 	for (size_t i = seg_find(o, c); i < o->nsegs; i++) {
 		const struct dseg *g = &o->segs[i];
 		uint64_t a = FERRY_MAX(c, g->coff);
 		uint64_t b = FERRY_MIN(c + n, g->coff + g->len);
+		uint64_t at = g->voff + (a - g->coff);
 		int r;
 
 		if (a >= c + n)
 			break;
 		if (a >= b)
 			continue;
-		r = ferry_pwrite_all(o->fd, buf + (a - c), (size_t)(b - a),
-				     g->voff + (a - g->coff));
+		if (back) {
+			ssize_t k = pread(o->fd, buf + (a - c),
+					  (size_t)(b - a), (off_t)at);
+
+			r = k == (ssize_t)(b - a) ? 0 : k < 0 ? -errno : -EIO;
+		} else {
+			r = ferry_pwrite_all(o->fd, buf + (a - c),
+					     (size_t)(b - a), at);
+		}
 		if (r < 0) {
-			ferry_error("%s: write at %" PRIu64 ": %s", o->path,
-				    g->voff + (a - g->coff), strerror(-r));
-			return r;
+			ferry_error("%s: %s at %" PRIu64 ": %s", o->path,
+				    back ? "reading back" : "write", at,
+				    r == -EIO && back ? "short read" :
+				    strerror(-r));
+			return back ? -EIO : r;
 		}
 	}
 	return 0;
 }
 
-/* Content bytes [c, c+n) read back from the output into @buf. */
+static int
+out_write(struct out *o, uint64_t c, const uint8_t *buf, size_t n)
+{
+	return out_io(o, c, (uint8_t *)buf, n, false);
+}
+
 static int
 out_read(struct out *o, uint64_t c, uint8_t *buf, size_t n)
 {
-	memset(buf, 0, n);
-	for (size_t i = seg_find(o, c); i < o->nsegs; i++) {
-		const struct dseg *g = &o->segs[i];
-		uint64_t a = FERRY_MAX(c, g->coff);
-		uint64_t b = FERRY_MIN(c + n, g->coff + g->len);
-		ssize_t k;
-
-		if (a >= c + n)
-			break;
-		if (a >= b)
-			continue;
-		k = pread(o->fd, buf + (a - c), (size_t)(b - a),
-			  (off_t)(g->voff + (a - g->coff)));
-		if (k != (ssize_t)(b - a)) {
-			ferry_error("%s: reading back at %" PRIu64 ": %s",
-				    o->path, g->voff + (a - g->coff),
-				    k < 0 ? strerror(errno) : "short read");
-			return -EIO;
-		}
-	}
-	return 0;
+	return out_io(o, c, buf, n, true);
 }
 
 /* Content bytes [c, c+n) from the source (a read the mount may have to
