@@ -44,6 +44,9 @@ struct ferry_sink {
 	 * transfer back (a bandwidth cap, yielding to other work). */
 	int (*wire)(void *arg, size_t n);
 	void *arg;
+	/* Ask for the bytes as they are, even where the source was opened
+	 * to ask for compression (the transfer engine's choice, fetch.c). */
+	bool plain;
 };
 
 struct ferry_source;

@@ -49,9 +49,10 @@ struct http_priv {
 	char *cacert;
 	char **disk_url;	/* per disk */
 	struct curl_slist *headers;
-	/* Per disk, for range requests: + Accept-Encoding (compress) and
-	 * If-Match with the disk's generation (ferry-export), so that data
-	 * of a changed source is refused (412), never mixed in. */
+	/* Per disk, for range requests: + If-Match with the disk's
+	 * generation (ferry-export), so that data of a changed source is
+	 * refused (412), never mixed in; [ndisks + disk]: the same +
+	 * Accept-Encoding: zstd (compress). */
 	struct curl_slist **range_headers;
 	struct curl_slist *retired;	/* replaced lists, freed at close */
 	bool compress;
@@ -564,14 +565,16 @@ retry_end(struct retry *t, int r)
 }
 
 static struct curl_slist *
-range_headers_of(struct http_priv *p, unsigned disk)
+range_headers_of(struct ferry_source *src, unsigned disk, bool plain)
 {
+	struct http_priv *p = src->priv;
 	struct curl_slist *l;
 
 	if (!p->range_headers)
 		return NULL;
 	pthread_mutex_lock(&p->lock);
-	l = p->range_headers[disk];
+	l = p->range_headers[p->compress && !plain ? src->ndisks + disk :
+			     disk];
 	pthread_mutex_unlock(&p->lock);
 	return l;
 }
@@ -587,7 +590,7 @@ http_fetch(struct ferry_source *src, unsigned disk, uint64_t off,
 	for (;;) {
 		struct xfer x = {
 			.ranged = true, .off = off, .want = len, .sink = sink,
-			.headers = range_headers_of(p, disk),
+			.headers = range_headers_of(src, disk, sink->plain),
 			.disk_size = src->disks[disk].size,
 		};
 
@@ -706,7 +709,7 @@ http_close(struct ferry_source *src)
 		free(p->disk_url);
 		curl_slist_free_all(p->headers);
 		if (p->range_headers)
-			for (size_t i = 0; i < src->ndisks; i++)
+			for (size_t i = 0; i < 2 * src->ndisks; i++)
 				curl_slist_free_all(p->range_headers[i]);
 		free(p->range_headers);
 		curl_slist_free_all(p->retired);
@@ -868,7 +871,7 @@ fail:
  * requests ask for zstd: the JSON replies are small, and the data is what
  * benefits. */
 static int
-range_headers_for(struct http_priv *p, const char *gen,
+range_headers_for(struct http_priv *p, const char *gen, bool zstd,
 		  struct curl_slist **out)
 {
 	struct curl_slist *l = NULL;
@@ -877,7 +880,7 @@ range_headers_for(struct http_priv *p, const char *gen,
 
 	snprintf(match, sizeof match, "If-Match: \"%s\"", gen);
 	r = copy_headers(p->headers, match, &l);
-	if (r == 0 && p->compress) {
+	if (r == 0 && zstd) {
 		struct curl_slist *n = curl_slist_append(
 			l, "Accept-Encoding: zstd");
 
@@ -896,11 +899,13 @@ make_range_headers(struct ferry_source *src, bool compress)
 	struct http_priv *p = src->priv;
 
 	p->compress = compress;
-	p->range_headers = calloc(src->ndisks, sizeof *p->range_headers);
+	p->range_headers = calloc(2 * src->ndisks, sizeof *p->range_headers);
 	if (!p->range_headers)
 		return -ENOMEM;
-	for (size_t i = 0; i < src->ndisks; i++) {
-		int r = range_headers_for(p, src->disks[i].generation,
+	for (size_t i = 0; i < 2 * src->ndisks; i++) {
+		int r = range_headers_for(p,
+					  src->disks[i % src->ndisks].generation,
+					  i >= src->ndisks && compress,
 					  &p->range_headers[i]);
 
 		if (r < 0)
@@ -977,30 +982,37 @@ static int
 http_follow(struct ferry_source *src, unsigned disk, const char *gen)
 {
 	struct http_priv *p = src->priv;
-	struct curl_slist *l, *old;
+	struct curl_slist *l[2] = { NULL, NULL };
 	int r;
 
 	if (!p->range_headers)
 		return -ENOTSUP;
-	r = range_headers_for(p, gen, &l);
+	r = range_headers_for(p, gen, false, &l[0]);
+	if (r == 0)
+		r = range_headers_for(p, gen, p->compress, &l[1]);
 	if (r < 0) {
-		curl_slist_free_all(l);
+		curl_slist_free_all(l[0]);
+		curl_slist_free_all(l[1]);
 		return r;
 	}
 	pthread_mutex_lock(&p->lock);
-	old = p->range_headers[disk];
-	p->range_headers[disk] = l;
+	for (size_t k = 0; k < 2; k++) {
+		size_t i = k * src->ndisks + disk;
+		struct curl_slist *old = p->range_headers[i];
+
+		p->range_headers[i] = l[k];
+		if (old) {
+			/* Chain the old list's nodes onto the retired ones. */
+			struct curl_slist *t = old;
+
+			while (t->next)
+				t = t->next;
+			t->next = p->retired;
+			p->retired = old;
+		}
+	}
 	snprintf(src->disks[disk].generation,
 		 sizeof src->disks[disk].generation, "%s", gen);
-	if (old) {
-		/* Chain the old list's nodes onto the retired ones. */
-		struct curl_slist *t = old;
-
-		while (t->next)
-			t = t->next;
-		t->next = p->retired;
-		p->retired = old;
-	}
 	pthread_mutex_unlock(&p->lock);
 	return 0;
 }

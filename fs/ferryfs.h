@@ -22,6 +22,7 @@ struct fuse_session;
 
 /* Inode of the first file of the mount (ops.c); file i is this plus i. */
 #define FERRY_INO_FILE0 16
+#include "common/adapt.h"
 #include "common/bitmap.h"
 #include "common/extents.h"
 #include "common/rate.h"
@@ -145,6 +146,8 @@ struct ferryfs {
 	bool prefetch;
 	bool nocache;			/* -o cache=none: read the source */
 	bool compress;			/* ask for zstd on the wire */
+	bool compress_auto;		/* only where it pays (adapt.h) */
+	struct ferry_adapt adapt;
 	bool verify;			/* -o verify= */
 	unsigned streams;		/* foreground, and as many background */
 	uint64_t readahead;		/* bytes: the largest window */

@@ -85,6 +85,10 @@ struct run {
 	struct ferry_hasher h;
 	uint64_t hpos;
 	size_t bad;			/* the chunk that differed */
+	/* -o compress=auto: the data bytes received, and whether the run
+	 * was held back (a paused hydration tells nothing of the link). */
+	uint64_t bytes;
+	bool paused;
 };
 
 bool
@@ -378,6 +382,7 @@ sink_data(void *arg, uint64_t off, const void *buf, size_t len)
 		return e;
 	}
 	d->received += len;
+	r->bytes += len;
 	if (d->verify)
 		run_hash(r, off, buf, len);
 	return run_progress(r, off + len);
@@ -437,6 +442,7 @@ sink_wire(void *arg, size_t n)
 	while (s->fg_busy > 0 && !fs->stop && !run_awaited(r)) {
 		struct timespec ts;
 
+		r->paused = true;
 		if (until == 0) {
 			until = ferry_now() + PAUSE_MAX;
 		} else if (ferry_now() >= until) {
@@ -455,10 +461,15 @@ sink_wire(void *arg, size_t n)
 	return fs->stop ? -ECANCELED : e;
 }
 
-/* Fetch the data ranges of the run's chunks straight into the cache. */
+/* Fetch the data ranges of the run's chunks straight into the cache,
+ * one request per range. With -o compress=auto, each request asks for
+ * zstd or not as the measured rates say (common/adapt.h) and reports its
+ * own rate; a probe of the other mode is cut to its size limit, and the
+ * rest of the range follows as a request of its own. */
 static int
 run_fetch(struct run *r)
 {
+	struct ferryfs *fs = r->fs;
 	struct fdisk *d = r->d;
 	uint64_t start = (r->first + r->next) * d->chunk;
 	uint64_t end = FERRY_MIN((r->first + r->n) * d->chunk, d->info.size);
@@ -469,13 +480,33 @@ run_fetch(struct run *r)
 		const struct ferry_extent *e = &d->map.v[i];
 		uint64_t a = FERRY_MAX(e->off, start);
 		uint64_t b = FERRY_MIN(e->off + e->len, end);
-		int err;
 
 		if (e->off >= end)
 			break;
-		err = ferry_source_read(r->fs->src, d->idx, a, b - a, &sink);
-		if (err < 0)
-			return err;
+		while (a < b) {
+			bool probe = false, zstd = fs->compress;
+			uint64_t n = b - a;
+			double t0;
+			int err;
+
+			if (fs->compress_auto) {
+				zstd = ferry_adapt_choose(&fs->adapt, &probe);
+				if (probe)
+					n = FERRY_MIN(n,
+						FERRY_ADAPT_PROBE_BYTES);
+			}
+			sink.plain = !zstd;
+			r->bytes = 0;
+			r->paused = false;
+			t0 = ferry_now();
+			err = ferry_source_read(fs->src, d->idx, a, n, &sink);
+			if (err < 0)
+				return err;
+			if (fs->compress_auto && !r->paused)
+				ferry_adapt_note(&fs->adapt, zstd, probe,
+						 r->bytes, ferry_now() - t0);
+			a += n;
+		}
 	}
 	return 0;
 }

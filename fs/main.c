@@ -31,7 +31,7 @@ struct options {
 	char *timeout;
 	char *stall_timeout;
 	int prefetch;
-	int compress;
+	char *compress;
 	int verify;
 	unsigned streams;
 	int verbose;
@@ -59,7 +59,7 @@ static const struct fuse_opt ferry_opts[] = {
 	FERRY_OPT("streams=%u", streams, 0),
 	FERRY_OPT("readahead=%s", readahead, 0),
 	FERRY_OPT("bwlimit=%s", bwlimit, 0),
-	FERRY_OPT("compress=%d", compress, 0),
+	FERRY_OPT("compress=%s", compress, 0),
 	FERRY_OPT("verify=%d", verify, 0),
 	FERRY_OPT("timeout=%s", timeout, 0),
 	FERRY_OPT("stall_timeout=%s", stall_timeout, 0),
@@ -105,8 +105,9 @@ usage(const char *prog)
 "                       together (K/M/G suffixes; default none); change it\n"
 "                       while mounted by writing bwlimit=RATE to\n"
 "                       .ferry/control\n"
-"  -o compress=0|1      ask the exporter for zstd-compressed data\n"
-"                       (default 1)\n"
+"  -o compress=0|1|auto ask the exporter for zstd-compressed data: never,\n"
+"                       always, or where it gives the higher data rate,\n"
+"                       measured as the transfer goes (default auto)\n"
 "  -o verify=0|1        check every chunk against the source's digest\n"
 "                       (XXH3-128) before caching it, when the source\n"
 "                       serves digests (ferry-export does; default 1)\n"
@@ -313,7 +314,7 @@ int
 main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct options o = { .prefetch = 1, .compress = 1, .verify = 1,
+	struct options o = { .prefetch = 1, .verify = 1,
 			     .streams = 2 };
 	struct fuse_cmdline_opts cmd = { 0 };
 	struct ferryfs fs = { .lock_fd = -1 };
@@ -419,7 +420,17 @@ main(int argc, char **argv)
 	}
 	fs.chunk = chunk;
 	fs.prefetch = o.prefetch != 0;
-	fs.compress = o.compress != 0;
+	if (!o.compress || strcmp(o.compress, "auto") == 0) {
+		fs.compress = fs.compress_auto = true;
+	} else if (strcmp(o.compress, "0") == 0 ||
+		   strcmp(o.compress, "1") == 0) {
+		fs.compress = o.compress[0] == '1';
+	} else {
+		ferry_error("-o compress=%s: 0, 1 or auto", o.compress);
+		rc = 2;
+		goto out_args;
+	}
+	ferry_adapt_init(&fs.adapt);
 	fs.verify = o.verify != 0;
 	fs.streams = o.streams;
 	fs.readahead = readahead;
@@ -576,6 +587,7 @@ out_args:
 	free(o.bwlimit);
 	free(o.timeout);
 	free(o.stall_timeout);
+	free(o.compress);
 	free(cmd.mountpoint);
 	fuse_opt_free_args(&args);
 	return rc;

@@ -101,6 +101,23 @@ json_text(json_t *root, size_t flags)
 	return text;
 }
 
+/* {"mode": "auto"|"on"|"off", "zstd_now": B, "rate_zstd": R,
+ *  "rate_plain": R}: the rates in data bytes/s as measured (0: not yet). */
+static json_t *
+compress_json(struct ferryfs *fs)
+{
+	double z = ferry_adapt_rate(&fs->adapt, true);
+	double p = ferry_adapt_rate(&fs->adapt, false);
+
+	return json_pack("{sssbsIsI}", "mode",
+			 fs->compress_auto ? "auto" : fs->compress ? "on" :
+			 "off",
+			 "zstd_now", fs->compress && (!fs->compress_auto ||
+						     ferry_adapt_best(&fs->adapt)),
+			 "rate_zstd", (json_int_t)z,
+			 "rate_plain", (json_int_t)p);
+}
+
 static json_t *
 resync_json(struct ferryfs *fs)
 {
@@ -179,9 +196,9 @@ status_render(struct ferryfs *fs)
 				"kept", (json_int_t)d->kept,
 				"changed", (json_int_t)d->changed)));
 	}
-	root = json_pack("{sssssbsbsIsIsIsosososo}", "source", fs->src->id,
+	root = json_pack("{sssssbsosIsIsIsosososo}", "source", fs->src->id,
 			 "cache", fs->cache_dir, "prefetch", fs->prefetch,
-			 "compress", fs->compress,
+			 "compress", compress_json(fs),
 			 "streams", (json_int_t)fs->streams,
 			 "readahead", (json_int_t)fs->readahead,
 			 "bwlimit", (json_int_t)fs->bucket.rate,

@@ -66,7 +66,7 @@ LIES
 # against the same range, so it is refused the same way.
 start_liar extra 3
 : >"$T/ferryfs.log"
-mount_ferry "$LURL" "$T/mnt" "cache=$T/cache-extra-zstd,prefetch=0,chunk=256K,views=raw,stall_timeout=2"
+mount_ferry "$LURL" "$T/mnt" "cache=$T/cache-extra-zstd,prefetch=0,compress=1,chunk=256K,views=raw,stall_timeout=2"
 timeout 120 cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "extra (zstd): the view differs from the source"
 grep -Eq "corrupt zstd body|more bytes than the range" "$T/ferryfs.log" || fail "extra (zstd): no log line"
 unmount_ferry "$T/mnt"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The transfer engine: zero blocks left out of the map, zstd on the wire
-# (and off with compress=0), the bandwidth caps of both sides (one changed
+# (always with compress=1, off with compress=0, and where it pays with the
+# default compress=auto), the bandwidth caps of both sides (one changed
 # while mounted), demand reads ahead of hydration, readahead that follows
 # sequential readers only. Every read is compared with the source.
 . "$(dirname "$0")/functions.sh"
@@ -35,9 +36,9 @@ alloc=$(curl -sk -H "Authorization: Bearer $TOKEN" "https://$HOSTPORT/v1/disks" 
 [ "$alloc" = $((src_alloc - 8 * M)) ] || fail "allocated $alloc, source has $src_alloc"
 ok "--scan-zeros: 8 MiB of zeros out of the map, $alloc bytes of data left"
 
-# zstd (the default): 32 MiB of text cost far less on the wire; random
+# zstd (compress=1): 32 MiB of text cost far less on the wire; random
 # data costs at most its size plus framing.
-mount_ferry "$URL" "$T/mnt" "cache=$T/cache,prefetch=0,readahead=0,views=raw"
+mount_ferry "$URL" "$T/mnt" "cache=$T/cache,prefetch=0,readahead=0,compress=1,views=raw"
 [ "$(status "$T/mnt" disk allocated)" = "$alloc" ] || fail "mount's map differs from the exporter's"
 cmp <(dd if="$T/mnt/disk.raw" bs=1M skip=72 count=32 status=none) \
 	<(dd if="$T/disk.img" bs=1M skip=72 count=32 status=none) || fail "text region differs"
@@ -143,3 +144,17 @@ t=$(echo "$(date +%s.%N) - $t0" | bc)
 cmp "$T/part" <(dd if="$T/disk.img" bs=1M skip=40 count=4 status=none) || fail "capped download differs"
 [ "$(echo "$t >= 1.5" | bc)" = 1 ] || fail "4 MiB at --bwlimit 2M took $t s"
 ok "ferry-export --bwlimit 2M: 4 MiB in $t s"
+
+# compress=auto (the default) on that slow link: plain is measured (one
+# chunk), zstd moves the text many times faster, so zstd it is, and the
+# text costs a fraction of its size on the wire.
+mount_ferry "$URL" "$T/mnt" "cache=$T/cache-auto,prefetch=0,readahead=0,chunk=256K,views=raw"
+timeout 60 cmp <(dd if="$T/mnt/disk.raw" bs=1M skip=72 count=8 status=none) \
+	<(dd if="$T/disk.img" bs=1M skip=72 count=8 status=none) || fail "compress=auto: text differs"
+data=$(status "$T/mnt" disk data_bytes); wire=$(status "$T/mnt" disk wire_bytes)
+jq -e '.compress | .mode == "auto" and .zstd_now and .rate_plain > 0 and .rate_zstd > 4 * .rate_plain' \
+	"$T/mnt/.ferry/status.json" >/dev/null || fail "compress=auto: $(jq -c .compress "$T/mnt/.ferry/status.json")"
+[ "$data" -ge $((8 * M)) ] && [ "$wire" -lt $((data / 4)) ] ||
+	fail "compress=auto: $data bytes of data took $wire on the wire"
+ok "compress=auto on a 2 MB/s link: zstd chosen, $data bytes of text took $wire ($(jq -c .compress "$T/mnt/.ferry/status.json"))"
+unmount_ferry "$T/mnt"
