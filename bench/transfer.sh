@@ -143,7 +143,7 @@ row "curl from nginx (1 stream)" "$r" "$(ratio "$r" "$CURL")" $SIZE_MIB
 mount_ferry() {	# options -> FPID; mounts $W/mnt with a fresh cache
 	rm -rf "$W/cache"
 	mkdir -p "$W/mnt"
-	"$FERRYFS" -f -o "cache=$W/cache,views=raw,$1" "$URL" "$W/mnt" 2>>"$W/ferryfs.log" &
+	"$FERRYFS" -f -o "cache=$W/cache,views=raw,$1" "$URL" "$W/mnt" >/dev/null 2>>"$W/ferryfs.log" &
 	FPID=$!
 	wait_file "$W/mnt/.ferry/status.json"
 }
@@ -157,17 +157,19 @@ dd_rate() {	# file -> MB/s of SIZE, or "failed"
 }
 # Each cold row is the median of COLD_RUNS fresh mounts (this machine's
 # rates vary by a quarter from one run to the next).
-cold() {	# options -> median MB/s of COLD_RUNS cold reads; leaves it mounted
+# (Not a $(...): the mount would hold the substitution's pipe open.)
+cold() {	# options -> $r, the median MB/s of COLD_RUNS cold reads; the
+		# last mount stays
 	local i rs=()
 	for i in $(seq "$COLD_RUNS"); do
 		[ "$i" -gt 1 ] && unmount_ferry
 		mount_ferry "$1"
 		rs+=("$(dd_rate "$W/mnt/disk.raw")")
 	done
-	printf '%s\n' "${rs[@]}" | median
+	r=$(printf '%s\n' "${rs[@]}" | median)
 }
 for opts in prefetch=0 prefetch=1 prefetch=0,compress=0 prefetch=0,compress=1 prefetch=0,verify=0; do
-	r=$(cold "$opts")
+	cold "$opts"
 	row "ferryfs cold dd bs=1M ($opts)" "$r" "$(ratio "$r" "$CURL")" "$(wire)"
 	[ "$opts" = prefetch=1 ] && FERRY_COLD=$r
 	[ "$opts" = prefetch=0,compress=0 ] && WIRE_RAW=$(wire)

@@ -29,6 +29,10 @@
  * at RA_START chunks and doubles, up to -o readahead=, each time a
  * sequential reader comes within half a window of what is queued.
  *
+ * Compression (-o compress=auto, the default): each request asks for zstd
+ * or not as the data rates measured so far say (common/adapt.h): zstd on
+ * a slow link, plain on a fast one where compressing is the narrow part.
+ *
  * Verification: when the source serves digests (-o verify=1, the default),
  * a run first asks for its chunks' digests, hashes the bytes as they
  * arrive (holes as zeros) and marks a chunk present only if the two agree;
