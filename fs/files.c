@@ -10,7 +10,7 @@
 
 #include "common/log.h"
 #include "fs/ferryfs.h"
-#include "fs/views/parts.h"
+#include "backends/fsmap/parts.h"
 
 static const struct {
 	const char *word;

@@ -7,7 +7,7 @@
 
 #include <zlib.h>
 
-#include "fs/views/parts.h"
+#include "backends/fsmap/parts.h"
 #include "tests/unit/check.h"
 
 #define DISK (8u << 20)

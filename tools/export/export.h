@@ -30,6 +30,7 @@ struct export_disk {
 	 * blocks against a refresh that finds the disk changed. */
 	pthread_mutex_t lock;
 	unsigned epoch;			/* generations seen, under lock */
+	bool learn_zeros;		/* zeros_note() marks blocks */
 };
 
 struct exporter {

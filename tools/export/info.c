@@ -16,8 +16,9 @@
 
 #include <jansson.h>
 
+#include "backends/usedmap.h"
 #include "common/osrelease.h"
-#include "fs/views/parts.h"
+#include "backends/fsmap/parts.h"
 #include "tools/export/export.h"
 
 #define OS_RELEASE_MAX 65536
@@ -79,6 +80,13 @@ disk_info(struct export_disk *d)
 		      "partition_table", r == 0 && t->scheme[0] ?
 				json_string(t->scheme) : json_null(),
 		      "partitions", parts ? parts : json_null());
+	if (o) {
+		json_t *vols = ferry_usedmap_volumes(d->src);
+
+		json_object_set_new(o, "used", json_integer((json_int_t)
+				    ferry_usedmap_used(d->src)));
+		json_object_set_new(o, "volumes", vols ? vols : json_null());
+	}
 	if (o && r < 0)
 		json_object_set_new(o, "partition_error", json_string(
 			r == -EINVAL ? why : strerror(-r)));

@@ -30,6 +30,7 @@
 
 #include "common/connstr.h"
 #include "common/log.h"
+#include "backends/usedmap.h"
 #include "common/util.h"
 #include "tools/export/export.h"
 
@@ -37,7 +38,7 @@
 
 enum { OPT_ZSTD = 256, OPT_BWLIMIT, OPT_SCAN, OPT_DISK_ID, OPT_FORMAT,
        OPT_MAX_CONNS,
-       OPT_HEADER_TIMEOUT };
+       OPT_HEADER_TIMEOUT, OPT_ALL_BLOCKS };
 #define MAX_IDS 64
 
 struct worker {
@@ -80,6 +81,11 @@ usage(FILE *f)
 "                          next ones get 503 (default 512)\n"
 "      --header-timeout SECS  a connection that has not sent a whole first\n"
 "                          request by then is closed (default 10)\n"
+"      --all-blocks        serve every block as it is; by default the free\n"
+"                          space of the filesystems found on a disk (ext2/3/4,\n"
+"                          XFS, NTFS, FAT, swap, LVM2 linear LVs) reads as\n"
+"                          zeros and never crosses the wire. Forensic work\n"
+"                          that wants deleted files uses this\n"
 "      --scan-zeros        before serving, read every allocated block and\n"
 "                          leave those that are all zeros out of the extent\n"
 "                          maps (blocks read while serving are checked\n"
@@ -272,6 +278,7 @@ main(int argc, char **argv)
 		{ "max-connections", required_argument, NULL, OPT_MAX_CONNS },
 		{ "header-timeout", required_argument, NULL,
 		  OPT_HEADER_TIMEOUT },
+		{ "all-blocks", no_argument, NULL, OPT_ALL_BLOCKS },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -290,7 +297,7 @@ main(int argc, char **argv)
 	sigset_t sigs;
 	int opt, fd = -1, sig, rc = 1;
 	uint64_t bwlimit = 0;
-	bool scan = false;
+	bool scan = false, all_blocks = false;
 	char *end, *ids[MAX_IDS];
 	size_t nids = 0;
 
@@ -329,6 +336,7 @@ main(int argc, char **argv)
 			}
 			break;
 		case OPT_SCAN: scan = true; break;
+		case OPT_ALL_BLOCKS: all_blocks = true; break;
 		case OPT_MAX_CONNS:
 			ex.max_conns = (unsigned)strtoul(optarg, &end, 10);
 			if (*end || ex.max_conns < 1 || ex.max_conns > 1000000) {
@@ -435,6 +443,19 @@ main(int argc, char **argv)
 		if (ferry_image_open(arg, eq + 1, ex.disks[i].format,
 				     &ex.disks[i].src) < 0)
 			goto out;
+		/* Free space of the disk's filesystems reads as zeros. A
+		 * block learnt zero could be one a live filesystem writes
+		 * later, so learning is for sources served as they are. */
+		if (!all_blocks) {
+			int r = ferry_usedmap_wrap(&ex.disks[i].src, eq + 1);
+
+			if (r < 0) {
+				ferry_error("%s: filesystem maps: %s", arg,
+					    strerror(-r));
+				goto out;
+			}
+		}
+		ex.disks[i].learn_zeros = all_blocks || scan;
 		ex.disks[i].disk_id = set_disk_id(ex.disks[i].src, arg, ids,
 						  nids);
 		pthread_mutex_init(&ex.disks[i].lock, NULL);

@@ -513,13 +513,25 @@ serve_list(struct evhttp_request *req, struct exporter *ex)
 		char gen[sizeof di->generation];
 		uint64_t size;
 
+		struct ferry_extents m;
+		uint64_t used;
+
 		export_look(&ex->disks[i], gen, sizeof gen, &size);
+		if (zeros_map(&ex->disks[i], &m) < 0) {
+			json_decref(arr);
+			refuse(req, 500, "Internal Server Error", "extent map "
+			       "of %s failed", ex->disks[i].name);
+			return;
+		}
+		used = m.data_bytes;
+		ferry_extents_free(&m);
 		json_array_append_new(arr, json_pack(
-			"{sssIsIsIssss}", "name", ex->disks[i].name,
+			"{sssIsIsIsIssss}", "name", ex->disks[i].name,
 			"size", (json_int_t)size,
 			"sector_size", (json_int_t)di->sector_size,
 			"allocated", (json_int_t)FERRY_MIN(di->allocated,
 							   size),
+			"used", (json_int_t)FERRY_MIN(used, size),
 			"generation", gen,
 			"digests", FERRY_DIGEST_NAME));
 	}

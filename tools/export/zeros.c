@@ -40,6 +40,8 @@ zeros_note(struct export_disk *d, unsigned epoch, uint64_t off,
 {
 	uint64_t size, b = (off + ZERO_BLOCK - 1) / ZERO_BLOCK;
 
+	if (!d->learn_zeros)
+		return;
 	pthread_mutex_lock(&d->lock);
 	size = d->src->disks[0].size;
 	/* Whole blocks only; the disk's last block ends at the disk's end;

@@ -8,7 +8,7 @@
 
 #include <zlib.h>
 
-#include "fs/views/parts.h"
+#include "backends/fsmap/parts.h"
 
 #define MBR_SECTOR	512u
 #define GPT_ENTRIES_MAX	(1u << 20)	/* bytes of an entry array */

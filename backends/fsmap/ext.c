@@ -1,0 +1,214 @@
+/* ferry — ext2/3/4: free blocks from libext2fs's block bitmaps.
+ *
+ * libext2fs (e2fsprogs) is the filesystem's own library: it knows flex_bg,
+ * uninitialised groups (BLOCK_UNINIT: their metadata marked used from the
+ * group descriptors), bigalloc clusters, 1 KiB blocks, checksums and the
+ * 64-bit layout, all of which a hand-written reader would have to chase.
+ * It reads through an I/O manager; ours is the read callback, so this is
+ * still pure code over bytes (fuzzed as the others), and nothing can be
+ * written: every write entry point fails.
+ *
+ * Metadata (superblocks, group descriptors, bitmaps, inode tables) and the
+ * journal are marked used in the bitmaps. A filesystem whose journal needs
+ * recovery is left as data: its bitmaps may lag what the journal holds.
+ * Checksum errors are errors: a bitmap that fails its checksum is not
+ * trusted.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ext2fs/ext2fs.h>
+
+#include "backends/fsmap/fsmap.h"
+
+struct chan {
+	const struct fsmap_vol *v;
+	int err;		/* the callback's last error */
+};
+
+static errcode_t
+io_read64(io_channel ch, unsigned long long block, int count, void *data)
+{
+	struct chan *c = ch->private_data;
+	uint64_t off = block * (uint64_t)ch->block_size;
+	size_t len = count < 0 ? (size_t)-count :
+		     (size_t)count * (size_t)ch->block_size;
+	int r;
+
+	if (off > c->v->size || len > c->v->size - off)
+		return EXT2_ET_SHORT_READ;
+	r = c->v->read(c->v->ctx, off, data, len);
+	if (r < 0) {
+		c->err = r;
+		return EXT2_ET_SHORT_READ;
+	}
+	return 0;
+}
+
+static errcode_t
+io_read(io_channel ch, unsigned long block, int count, void *data)
+{
+	return io_read64(ch, block, count, data);
+}
+
+static errcode_t
+io_write(io_channel ch, unsigned long block, int count, const void *data)
+{
+	(void)ch; (void)block; (void)count; (void)data;
+	return EXT2_ET_RO_FILSYS;
+}
+
+static errcode_t
+io_write64(io_channel ch, unsigned long long block, int count,
+	   const void *data)
+{
+	(void)ch; (void)block; (void)count; (void)data;
+	return EXT2_ET_RO_FILSYS;
+}
+
+static errcode_t
+io_write_byte(io_channel ch, unsigned long off, int count, const void *data)
+{
+	(void)ch; (void)off; (void)count; (void)data;
+	return EXT2_ET_RO_FILSYS;
+}
+
+static errcode_t
+io_set_blksize(io_channel ch, int blksize)
+{
+	ch->block_size = blksize;
+	return 0;
+}
+
+static errcode_t
+io_flush(io_channel ch)
+{
+	(void)ch;
+	return 0;
+}
+
+static errcode_t
+io_set_option(io_channel ch, const char *opt, const char *arg)
+{
+	(void)ch; (void)opt; (void)arg;
+	return EXT2_ET_INVALID_ARGUMENT;
+}
+
+static errcode_t io_open(const char *name, int flags, io_channel *out);
+
+static errcode_t
+io_close(io_channel ch)
+{
+	if (--ch->refcount > 0)
+		return 0;
+	free(ch->name);
+	free(ch);
+	return 0;
+}
+
+static struct struct_io_manager ferry_io = {
+	.magic = EXT2_ET_MAGIC_IO_MANAGER,
+	.name = "ferry read callback",
+	.open = io_open,
+	.close = io_close,
+	.set_blksize = io_set_blksize,
+	.read_blk = io_read,
+	.write_blk = io_write,
+	.flush = io_flush,
+	.write_byte = io_write_byte,
+	.set_option = io_set_option,
+	.read_blk64 = io_read64,
+	.write_blk64 = io_write64,
+};
+
+/* The "name" libext2fs passes back to us is the channel's address. */
+static errcode_t
+io_open(const char *name, int flags, io_channel *out)
+{
+	struct chan *c = NULL;
+	io_channel ch;
+
+	if (flags & IO_FLAG_RW)
+		return EXT2_ET_RO_FILSYS;
+	if (sscanf(name, "ferry:%p", (void **)&c) != 1 || !c)
+		return EXT2_ET_BAD_DEVICE_NAME;
+	ch = calloc(1, sizeof *ch);
+	if (!ch || !(ch->name = strdup(name))) {
+		free(ch);
+		return EXT2_ET_NO_MEMORY;
+	}
+	ch->magic = EXT2_ET_MAGIC_IO_CHANNEL;
+	ch->manager = &ferry_io;
+	ch->block_size = 1024;
+	ch->refcount = 1;
+	ch->private_data = c;
+	*out = ch;
+	return 0;
+}
+
+static int
+ext_free(const struct fsmap_vol *v, struct ferry_extents *fr, char *why,
+	 size_t whylen)
+{
+	struct chan c = { .v = v };
+	char name[64];
+	ext2_filsys fs = NULL;
+	errcode_t e;
+	blk64_t first, end, blk, next;
+	uint64_t bsize;
+	int r = 0;
+
+	snprintf(name, sizeof name, "ferry:%p", (void *)&c);
+	e = ext2fs_open2(name, NULL, EXT2_FLAG_64BITS | EXT2_FLAG_SKIP_MMP, 0,
+			 0, &ferry_io, &fs);
+	if (e) {
+		if (c.err)
+			return c.err;
+		return fsmap_fail(why, whylen, -EINVAL, "libext2fs: %s",
+				  error_message(e));
+	}
+	bsize = (uint64_t)fs->blocksize;
+	if (fs->super->s_feature_incompat & EXT3_FEATURE_INCOMPAT_RECOVER) {
+		r = fsmap_fail(why, whylen, -EINVAL, "the journal needs "
+			       "recovery: bitmaps may lag it");
+		goto out;
+	}
+	if (ext2fs_blocks_count(fs->super) > v->size / bsize) {
+		r = fsmap_fail(why, whylen, -EINVAL, "%llu blocks of %llu "
+			       "bytes do not fit in the volume",
+			       (unsigned long long)ext2fs_blocks_count(fs->super),
+			       (unsigned long long)bsize);
+		goto out;
+	}
+	e = ext2fs_read_block_bitmap(fs);
+	if (e) {
+		r = c.err ? c.err : fsmap_fail(why, whylen, -EINVAL,
+					       "libext2fs: block bitmap: %s",
+					       error_message(e));
+		goto out;
+	}
+	first = ext2fs_get_block_bitmap_start2(fs->block_map);
+	end = ext2fs_get_block_bitmap_end2(fs->block_map);
+	for (blk = first; r == 0 && blk <= end; blk = next) {
+		blk64_t free_at;
+
+		if (ext2fs_find_first_zero_block_bitmap2(fs->block_map, blk,
+							 end, &free_at))
+			break;		/* ENOENT: no free block left */
+		if (ext2fs_find_first_set_block_bitmap2(fs->block_map, free_at,
+							end, &next))
+			next = end + 1;
+		r = fsmap_add_free(fr, free_at * bsize,
+				   (next - free_at) * bsize);
+	}
+out:
+	ext2fs_close_free(&fs);
+	return r;
+}
+
+const struct fsmap_fs fsmap_ext2 = { .name = "ext2", .free = ext_free };
+const struct fsmap_fs fsmap_ext3 = { .name = "ext3", .free = ext_free };
+const struct fsmap_fs fsmap_ext4 = { .name = "ext4", .free = ext_free };

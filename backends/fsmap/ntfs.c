@@ -1,0 +1,250 @@
+/* ferry — NTFS: free clusters from $Bitmap.
+ *
+ * Layout (the Linux-NTFS project's documentation, as ntfs-3g reads it):
+ * the boot sector gives bytes per sector, sectors per cluster, the volume's
+ * sectors and where the MFT starts. MFT record 6 is $Bitmap; its unnamed
+ * $DATA attribute is non-resident, a run list of clusters holding one bit
+ * per cluster of the volume, set when used. Records are protected by an
+ * update sequence (the last two bytes of each sector moved to an array),
+ * undone and checked here.
+ *
+ * Used: every cluster whose bit is set, and everything past the clusters
+ * the bitmap covers, which includes the backup boot sector in the
+ * partition's last sector. A $Bitmap described through an attribute list
+ * (a volume too fragmented for one record) is not read: all data.
+ * libntfs-3g would read it too, but needs a device of its own to mount
+ * and brings a whole filesystem driver to read one file; this is 200 lines
+ * over the read callback, fuzzed like the other parsers.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/fsmap/fsmap.h"
+#include "common/util.h"
+
+#define MFT_BITMAP	6
+#define AT_DATA		0x80u
+#define AT_ATTR_LIST	0x20u
+#define AT_END		0xffffffffu
+#define RUNS_MAX	65536
+#define BITMAP_READ	(1u << 20)
+
+struct run {
+	int64_t lcn;		/* -1: sparse */
+	uint64_t len;		/* clusters */
+};
+
+/* Undo the update sequence of an MFT record of @size bytes. */
+static int
+fixup(uint8_t *rec, uint32_t size, uint32_t sector)
+{
+	uint16_t off = fsmap_le16(rec + 4), count = fsmap_le16(rec + 6);
+
+	if (count < 2 || (uint32_t)(count - 1) * sector != size ||
+	    off + count * 2u > size)
+		return -EINVAL;
+	for (uint16_t i = 1; i < count; i++) {
+		uint8_t *end = rec + i * sector - 2;
+
+		if (memcmp(end, rec + off, 2) != 0)
+			return -EINVAL;	/* a torn write */
+		memcpy(end, rec + off + i * 2, 2);
+	}
+	return 0;
+}
+
+/* Decode the run list at @p (up to @end) into @runs; @return the count or
+ * -EINVAL. */
+static int
+decode_runs(const uint8_t *p, const uint8_t *end, struct run *runs)
+{
+	int64_t lcn = 0;
+	int n = 0;
+
+	while (p < end && *p) {
+		unsigned lb = *p & 0xf, ob = *p >> 4;
+		uint64_t len = 0;
+		int64_t delta = 0;
+
+		if (lb == 0 || lb > 8 || ob > 8 || p + 1 + lb + ob > end ||
+		    n == RUNS_MAX)
+			return -EINVAL;
+		for (unsigned i = 0; i < lb; i++)
+			len |= (uint64_t)p[1 + i] << (8 * i);
+		for (unsigned i = 0; i < ob; i++)
+			delta |= (int64_t)((uint64_t)p[1 + lb + i] << (8 * i));
+		if (ob && ob < 8 && (p[lb + ob] & 0x80))	/* sign */
+			delta |= (int64_t)(~UINT64_C(0) << (8 * ob));
+		if (len == 0 || len > (UINT64_C(1) << 48))
+			return -EINVAL;
+		if (ob) {
+			if ((delta > 0 && lcn > INT64_MAX - delta) ||
+			    (delta < 0 && lcn < INT64_MIN - delta))
+				return -EINVAL;
+			lcn += delta;
+			if (lcn < 0)
+				return -EINVAL;
+		}
+		runs[n].lcn = ob ? lcn : -1;
+		runs[n].len = len;
+		n++;
+		p += 1 + lb + ob;
+	}
+	return n;
+}
+
+/* Free runs of @bits (bit i: cluster @first + i) into @fr. */
+static int
+add_free_bits(struct ferry_extents *fr, const uint8_t *bits, uint64_t nbits,
+	      uint64_t first, uint64_t csize, uint64_t *run, uint64_t *runlen)
+{
+	for (uint64_t i = 0; i < nbits; i++) {
+		uint64_t c = first + i;
+		int r;
+
+		if (bits[i / 8] & (1u << (i % 8)))
+			continue;
+		if (*runlen && *run + *runlen == c) {
+			(*runlen)++;
+			continue;
+		}
+		if (*runlen && (r = fsmap_add_free(fr, *run * csize,
+						   *runlen * csize)) < 0)
+			return r;
+		*run = c;
+		*runlen = 1;
+	}
+	return 0;
+}
+
+static int
+ntfs_free(const struct fsmap_vol *v, struct ferry_extents *fr, char *why,
+	  size_t whylen)
+{
+	uint8_t bs[512], *rec = NULL, *bits = NULL;
+	uint32_t bps, spc, recsize, aoff;
+	uint64_t total, csize, clusters, mft, done = 0, run = 0, runlen = 0;
+	int8_t cpr;
+	struct run *runs = NULL;
+	int r, nruns = -1;
+
+	if (v->size < sizeof bs)
+		return fsmap_fail(why, whylen, -EINVAL, "too small");
+	r = v->read(v->ctx, 0, bs, sizeof bs);
+	if (r < 0)
+		return r;
+	bps = fsmap_le16(bs + 11);
+	spc = bs[13] <= 0x80 ? bs[13] : 1u << (256 - bs[13]);
+	total = fsmap_le64(bs + 40);
+	mft = fsmap_le64(bs + 48);
+	cpr = (int8_t)bs[64];
+	if (memcmp(bs + 3, "NTFS    ", 8) != 0 || bps < 256 || bps > 4096 ||
+	    (bps & (bps - 1)) || spc == 0 || spc > 65536 || (spc & (spc - 1)) ||
+	    total == 0)
+		return fsmap_fail(why, whylen, -EINVAL, "not a valid NTFS boot "
+				  "sector");
+	csize = (uint64_t)bps * spc;
+	if (total > v->size / bps)
+		return fsmap_fail(why, whylen, -EINVAL, "%llu sectors do not "
+				  "fit in the volume", (unsigned long long)total);
+	clusters = total / spc;
+	recsize = cpr > 0 ? (uint32_t)cpr * (uint32_t)csize :
+		  cpr < 0 && cpr >= -16 ? 1u << -cpr : 0;
+	if (recsize < 256 || recsize > 65536 || recsize % bps ||
+	    mft >= clusters ||
+	    (mft * csize + (MFT_BITMAP + 1) * (uint64_t)recsize) >
+	    clusters * csize)
+		return fsmap_fail(why, whylen, -EINVAL, "bad MFT record size "
+				  "or place");
+	rec = malloc(recsize);
+	runs = calloc(RUNS_MAX, sizeof *runs);
+	if (!rec || !runs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = v->read(v->ctx, mft * csize + MFT_BITMAP * (uint64_t)recsize, rec,
+		    recsize);
+	if (r < 0)
+		goto out;
+	if (memcmp(rec, "FILE", 4) != 0 || fixup(rec, recsize, bps) < 0) {
+		r = fsmap_fail(why, whylen, -EINVAL, "MFT record of $Bitmap is "
+			       "damaged");
+		goto out;
+	}
+	/* Find the unnamed $DATA attribute. */
+	for (aoff = fsmap_le16(rec + 20); aoff + 16 <= recsize;) {
+		const uint8_t *a = rec + aoff;
+		uint32_t type = fsmap_le32(a), alen = fsmap_le32(a + 4);
+
+		if (type == AT_END)
+			break;
+		if (alen < 16 || alen > recsize - aoff)
+			break;
+		if (type == AT_ATTR_LIST) {
+			r = fsmap_fail(why, whylen, -ENOTSUP, "$Bitmap has an "
+				       "attribute list");
+			goto out;
+		}
+		if (type == AT_DATA && a[9] == 0) {
+			uint16_t ro;
+
+			if (a[8] != 1 || alen < 64 || fsmap_le64(a + 16) != 0) {
+				r = fsmap_fail(why, whylen, -ENOTSUP, "$Bitmap "
+					       "data is resident or split");
+				goto out;
+			}
+			ro = fsmap_le16(a + 32);
+			if (ro >= alen)
+				break;
+			nruns = decode_runs(a + ro, a + alen, runs);
+			break;
+		}
+		aoff += alen;
+	}
+	if (nruns <= 0) {
+		r = fsmap_fail(why, whylen, -EINVAL, "no $DATA run list in "
+			       "$Bitmap");
+		goto out;
+	}
+	bits = malloc(BITMAP_READ);
+	if (!bits) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* Read the bitmap run by run, piece by piece, up to the clusters of
+	 * the volume; bits past a sparse run or a short bitmap stay used. */
+	for (int i = 0; i < nruns && done < clusters; i++) {
+		uint64_t bytes = runs[i].len * csize;
+
+		if (runs[i].lcn < 0 || (uint64_t)runs[i].lcn >= clusters ||
+		    runs[i].len > clusters - (uint64_t)runs[i].lcn) {
+			r = fsmap_fail(why, whylen, -EINVAL, "$Bitmap run %d "
+				       "outside the volume", i);
+			goto out;
+		}
+		for (uint64_t o = 0; o < bytes && done < clusters;) {
+			uint64_t n = FERRY_MIN(bytes - o, (uint64_t)BITMAP_READ);
+			uint64_t nb = FERRY_MIN(n * 8, clusters - done);
+
+			r = v->read(v->ctx, (uint64_t)runs[i].lcn * csize + o,
+				    bits, (size_t)((nb + 7) / 8));
+			if (r < 0)
+				goto out;
+			r = add_free_bits(fr, bits, nb, done, csize, &run,
+					  &runlen);
+			if (r < 0)
+				goto out;
+			done += nb;
+			o += n;
+		}
+	}
+	r = runlen ? fsmap_add_free(fr, run * csize, runlen * csize) : 0;
+out:
+	free(bits);
+	free(runs);
+	free(rec);
+	return r;
+}
+
+const struct fsmap_fs fsmap_ntfs = { .name = "ntfs", .free = ntfs_free };
