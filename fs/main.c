@@ -16,6 +16,7 @@
 #include "common/chunk.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "backends/usedmap.h"
 #include "fs/ferryfs.h"
 
 struct options {
@@ -35,6 +36,7 @@ struct options {
 	int verify;
 	unsigned streams;
 	int verbose;
+	int all_blocks;
 };
 
 enum { KEY_VIEWS = 1, KEY_VIEW_WORD };
@@ -63,6 +65,7 @@ static const struct fuse_opt ferry_opts[] = {
 	FERRY_OPT("verify=%d", verify, 0),
 	FERRY_OPT("timeout=%s", timeout, 0),
 	FERRY_OPT("stall_timeout=%s", stall_timeout, 0),
+	FERRY_OPT("all_blocks", all_blocks, 1),
 	FERRY_OPT("verbose", verbose, 1),
 	/* These may come in from /etc/fstab; they mean nothing here. */
 	FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
@@ -125,7 +128,9 @@ usage(const char *prog)
 "  -o cacert=FILE       PEM CA certificates to verify an https:// SOURCE\n"
 "  -o format=FMT        a file:// SOURCE's format: auto (by content, the\n"
 "                       default), raw, qcow2, vhd or vmdk\n"
-"                       (default: the system's)\n"
+"  -o all_blocks        a file:// SOURCE's every block as it is; by default\n"
+"                       the free space of its filesystems reads as zeros\n"
+"                       and is not cached, as ferry-export serves it\n"
 "  -o verbose           log more\n"
 "\n", prog);
 }
@@ -199,11 +204,13 @@ default_cache_dir(struct ferryfs *fs, char *out, size_t len)
 
 /* file:///path/to/image: a local image as one disk named after the file. */
 static int
-open_local(const char *spec, const char *format, struct ferry_source **out)
+open_local(const char *spec, const char *format, bool all_blocks,
+	   struct ferry_source **out)
 {
 	const char *path = spec + strlen("file://"), *base;
 	char name[FERRY_NAME_MAX + 1];
 	size_t n = 0;
+	int r;
 
 	base = strrchr(path, '/');
 	base = base ? base + 1 : path;
@@ -215,7 +222,15 @@ open_local(const char *spec, const char *format, struct ferry_source **out)
 		*strrchr(name, '.') = '\0';
 	if (!ferry_valid_disk_name(name))
 		snprintf(name, sizeof name, "disk");
-	return ferry_image_open(name, path, format, out);
+	r = ferry_image_open(name, path, format, out);
+	if (r < 0 || all_blocks)
+		return r;
+	r = ferry_usedmap_wrap(out, path);
+	if (r < 0) {
+		ferry_error("%s: filesystem maps: %s", path, strerror(-r));
+		ferry_source_close(*out);
+	}
+	return r;
 }
 
 static int
@@ -310,6 +325,163 @@ flusher_main(void *arg)
 	return NULL;
 }
 
+/* Check the -o options and set what they say in @fs and @hopts; a bad one
+ * is logged. @return 0 or -EINVAL. */
+static int
+check_options(const struct options *o, struct ferryfs *fs,
+	      struct ferry_http_opts *hopts)
+{
+	uint64_t bwlimit = 0;
+
+	fs->chunk = 1u << 20;
+	fs->readahead = 64u << 20;
+	if (o->chunk && (ferry_parse_size(o->chunk, &fs->chunk) < 0 ||
+			fs->chunk < 4096 || fs->chunk > (1u << 30) ||
+			fs->chunk % 4096)) {
+		ferry_error("-o chunk=%s: a size from 4K to 1G, a multiple of "
+			    "4K", o->chunk);
+		return -EINVAL;
+	}
+	if (o->streams < 1 || o->streams > 64) {
+		ferry_error("-o streams=%u: 1 to 64", o->streams);
+		return -EINVAL;
+	}
+	if (o->readahead && (ferry_parse_size(o->readahead, &fs->readahead) < 0 ||
+			    fs->readahead > (4ull << 30))) {
+		ferry_error("-o readahead=%s: a size up to 4G (0 = none)",
+			    o->readahead);
+		return -EINVAL;
+	}
+	if (o->bwlimit && ferry_parse_size(o->bwlimit, &bwlimit) < 0) {
+		ferry_error("-o bwlimit=%s: bytes per second, with K/M/G "
+			    "suffixes (0 = no cap)", o->bwlimit);
+		return -EINVAL;
+	}
+	hopts->timeout = FERRY_HTTP_TIMEOUT;
+	hopts->stall_timeout = FERRY_HTTP_STALL;
+	if (o->timeout && ferry_parse_duration(o->timeout, &hopts->timeout) < 0) {
+		ferry_error("-o timeout=%s: seconds (s/m/h suffixes; 0 = "
+			    "forever)", o->timeout);
+		return -EINVAL;
+	}
+	if (o->stall_timeout) {
+		double st;
+
+		if (ferry_parse_duration(o->stall_timeout, &st) < 0 ||
+		    st < 1 || st > 86400) {
+			ferry_error("-o stall_timeout=%s: 1 s to 24 h",
+				    o->stall_timeout);
+			return -EINVAL;
+		}
+		hopts->stall_timeout = (unsigned)st;
+	}
+	fs->views = VIEWS_ALL;
+	if (o->views) {
+		char why[160];
+		int bits = files_parse_views(o->views, why, sizeof why);
+
+		if (bits < 0) {
+			ferry_error("-o views=%s: %s", o->views, why);
+			return -EINVAL;
+		}
+		fs->views = (unsigned)bits;
+	}
+	fs->qcow2_cluster_bits = 16;
+	if (o->qcow2_cluster) {
+		uint64_t cs;
+
+		if (ferry_parse_size(o->qcow2_cluster, &cs) < 0 || cs < 512 ||
+		    cs > (2u << 20) || (cs & (cs - 1))) {
+			ferry_error("-o qcow2_cluster=%s: a power of 2 from "
+				    "512 to 2M", o->qcow2_cluster);
+			return -EINVAL;
+		}
+		fs->qcow2_cluster_bits = (unsigned)__builtin_ctzll(cs);
+	}
+	if (!o->compress || strcmp(o->compress, "auto") == 0) {
+		fs->compress = fs->compress_auto = true;
+	} else if (strcmp(o->compress, "0") == 0 ||
+		   strcmp(o->compress, "1") == 0) {
+		fs->compress = o->compress[0] == '1';
+	} else {
+		ferry_error("-o compress=%s: 0, 1 or auto", o->compress);
+		return -EINVAL;
+	}
+	fs->prefetch = o->prefetch != 0;
+	fs->verify = o->verify != 0;
+	fs->streams = o->streams;
+	ferry_bucket_init(&fs->bucket, bwlimit);
+	return 0;
+}
+
+/* The cache directory (-o cache=, none, or the default), locked, and the
+ * disks set up in it. @return 0 or -errno, logged. */
+static int
+open_cache(struct ferryfs *fs, const struct options *o)
+{
+	int r;
+
+	fs->nocache = o->cache && strcmp(o->cache, "none") == 0;
+	if (fs->nocache && strncmp(o->source, "file://", 7) != 0) {
+		ferry_error("-o cache=none is for file:// sources (a remote "
+			    "disk is read through its cache)");
+		return -EINVAL;
+	}
+	if (fs->nocache) {
+		/* Reads go straight to the local source: nothing to fetch,
+		 * nothing to keep. */
+		snprintf(fs->cache_dir, sizeof fs->cache_dir, "none");
+		fs->prefetch = false;
+		if (setup_disks(fs) < 0)
+			return -EIO;
+	} else if (o->cache) {
+		snprintf(fs->cache_dir, sizeof fs->cache_dir, "%s", o->cache);
+	} else if (default_cache_dir(fs, fs->cache_dir,
+				     sizeof fs->cache_dir) < 0) {
+		ferry_error("no HOME for the default cache; give -o cache=DIR");
+		return -EINVAL;
+	}
+	if (!fs->nocache && (r = mkdir_p(fs->cache_dir)) < 0) {
+		errno = -r;
+		ferry_error("cache %s: %m", fs->cache_dir);
+		return -EINVAL;
+	}
+	if (!fs->nocache) {
+		char real[PATH_MAX];
+
+		/* fuse_daemonize() moves to /: keep the cache path whole. */
+		if (!realpath(fs->cache_dir, real)) {
+			ferry_error("cache %s: %m", fs->cache_dir);
+			return -EINVAL;
+		}
+		snprintf(fs->cache_dir, sizeof fs->cache_dir, "%s", real);
+		if (cache_lock_dir(fs) < 0 || setup_disks(fs) < 0)
+			return -EIO;
+	}
+
+	return 0;
+}
+
+/* Serve requests until unmounted. @return fuse's result. */
+static int
+run_loop(struct fuse_session *se, const struct fuse_cmdline_opts *cmd)
+{
+	struct fuse_loop_config *cfg;
+	int r;
+
+	if (cmd->singlethread)
+		return fuse_session_loop(se);
+	cfg = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_clone_fd(cfg, cmd->clone_fd);
+	if (cmd->max_idle_threads != UINT_MAX)
+		fuse_loop_cfg_set_idle_threads(cfg, cmd->max_idle_threads);
+	/* Readers block while their chunks arrive: allow plenty. */
+	fuse_loop_cfg_set_max_threads(cfg, FERRY_MAX(cmd->max_threads, 64u));
+	r = fuse_session_loop_mt(se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	return r;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -320,8 +492,6 @@ main(int argc, char **argv)
 	struct ferryfs fs = { .lock_fd = -1 };
 	struct ferry_http_opts hopts = { 0 };
 	struct fuse_session *se = NULL;
-	struct fuse_loop_config *cfg = NULL;
-	uint64_t chunk = 1u << 20, readahead = 64u << 20, bwlimit = 0;
 	int rc = 1, r;
 
 	ferry_log_init(argv[0]);
@@ -348,93 +518,11 @@ main(int argc, char **argv)
 		rc = 2;
 		goto out_args;
 	}
-	if (o.chunk && (ferry_parse_size(o.chunk, &chunk) < 0 ||
-			chunk < 4096 || chunk > (1u << 30) || chunk % 4096)) {
-		ferry_error("-o chunk=%s: a size from 4K to 1G, a multiple of "
-			    "4K", o.chunk);
-		rc = 2;
-		goto out_args;
-	}
-	if (o.streams < 1 || o.streams > 64) {
-		ferry_error("-o streams=%u: 1 to 64", o.streams);
-		rc = 2;
-		goto out_args;
-	}
-	if (o.readahead && (ferry_parse_size(o.readahead, &readahead) < 0 ||
-			    readahead > (4ull << 30))) {
-		ferry_error("-o readahead=%s: a size up to 4G (0 = none)",
-			    o.readahead);
-		rc = 2;
-		goto out_args;
-	}
-	if (o.bwlimit && ferry_parse_size(o.bwlimit, &bwlimit) < 0) {
-		ferry_error("-o bwlimit=%s: bytes per second, with K/M/G "
-			    "suffixes (0 = no cap)", o.bwlimit);
-		rc = 2;
-		goto out_args;
-	}
-	hopts.timeout = FERRY_HTTP_TIMEOUT;
-	hopts.stall_timeout = FERRY_HTTP_STALL;
-	if (o.timeout && ferry_parse_duration(o.timeout, &hopts.timeout) < 0) {
-		ferry_error("-o timeout=%s: seconds (s/m/h suffixes; 0 = "
-			    "forever)", o.timeout);
-		rc = 2;
-		goto out_args;
-	}
-	if (o.stall_timeout) {
-		double st;
-
-		if (ferry_parse_duration(o.stall_timeout, &st) < 0 ||
-		    st < 1 || st > 86400) {
-			ferry_error("-o stall_timeout=%s: 1 s to 24 h",
-				    o.stall_timeout);
-			rc = 2;
-			goto out_args;
-		}
-		hopts.stall_timeout = (unsigned)st;
-	}
-	fs.views = VIEWS_ALL;
-	if (o.views) {
-		char why[160];
-		int bits = files_parse_views(o.views, why, sizeof why);
-
-		if (bits < 0) {
-			ferry_error("-o views=%s: %s", o.views, why);
-			rc = 2;
-			goto out_args;
-		}
-		fs.views = (unsigned)bits;
-	}
-	fs.qcow2_cluster_bits = 16;
-	if (o.qcow2_cluster) {
-		uint64_t cs;
-
-		if (ferry_parse_size(o.qcow2_cluster, &cs) < 0 || cs < 512 ||
-		    cs > (2u << 20) || (cs & (cs - 1))) {
-			ferry_error("-o qcow2_cluster=%s: a power of 2 from "
-				    "512 to 2M", o.qcow2_cluster);
-			rc = 2;
-			goto out_args;
-		}
-		fs.qcow2_cluster_bits = (unsigned)__builtin_ctzll(cs);
-	}
-	fs.chunk = chunk;
-	fs.prefetch = o.prefetch != 0;
-	if (!o.compress || strcmp(o.compress, "auto") == 0) {
-		fs.compress = fs.compress_auto = true;
-	} else if (strcmp(o.compress, "0") == 0 ||
-		   strcmp(o.compress, "1") == 0) {
-		fs.compress = o.compress[0] == '1';
-	} else {
-		ferry_error("-o compress=%s: 0, 1 or auto", o.compress);
+	if (check_options(&o, &fs, &hopts) < 0) {
 		rc = 2;
 		goto out_args;
 	}
 	ferry_adapt_init(&fs.adapt);
-	fs.verify = o.verify != 0;
-	fs.streams = o.streams;
-	fs.readahead = readahead;
-	ferry_bucket_init(&fs.bucket, bwlimit);
 	fs.mount_time = time(NULL);
 	pthread_mutex_init(&fs.flush_lock, NULL);
 	pthread_mutex_init(&fs.open_lock, NULL);
@@ -448,50 +536,15 @@ main(int argc, char **argv)
 	hopts.compress = fs.compress;
 	hopts.cacert = o.cacert;
 	if (strncmp(o.source, "file://", 7) == 0)
-		r = open_local(o.source, o.format, &fs.src);
+		r = open_local(o.source, o.format, o.all_blocks, &fs.src);
 	else
 		r = ferry_http_open(o.source, &hopts, &fs.src);
 	if (r < 0)
 		goto out_args;	/* the backend said why */
 	fs.src->cancel = &fs.stop;
 
-	fs.nocache = o.cache && strcmp(o.cache, "none") == 0;
-	if (fs.nocache && strncmp(o.source, "file://", 7) != 0) {
-		ferry_error("-o cache=none is for file:// sources (a remote "
-			    "disk is read through its cache)");
-		goto out_src;
-	}
-	if (fs.nocache) {
-		/* Reads go straight to the local source: nothing to fetch,
-		 * nothing to keep. */
-		snprintf(fs.cache_dir, sizeof fs.cache_dir, "none");
-		fs.prefetch = false;
-		if (setup_disks(&fs) < 0)
-			goto out_disks;
-	} else if (o.cache) {
-		snprintf(fs.cache_dir, sizeof fs.cache_dir, "%s", o.cache);
-	} else if (default_cache_dir(&fs, fs.cache_dir,
-				     sizeof fs.cache_dir) < 0) {
-		ferry_error("no HOME for the default cache; give -o cache=DIR");
-		goto out_src;
-	}
-	if (!fs.nocache && (r = mkdir_p(fs.cache_dir)) < 0) {
-		errno = -r;
-		ferry_error("cache %s: %m", fs.cache_dir);
-		goto out_src;
-	}
-	if (!fs.nocache) {
-		char real[PATH_MAX];
-
-		/* fuse_daemonize() moves to /: keep the cache path whole. */
-		if (!realpath(fs.cache_dir, real)) {
-			ferry_error("cache %s: %m", fs.cache_dir);
-			goto out_src;
-		}
-		snprintf(fs.cache_dir, sizeof fs.cache_dir, "%s", real);
-		if (cache_lock_dir(&fs) < 0 || setup_disks(&fs) < 0)
-			goto out_disks;
-	}
+	if (open_cache(&fs, &o) < 0)
+		goto out_disks;
 
 	fuse_opt_add_arg(&args, "-ofsname=ferry,subtype=ferry,"
 			 "default_permissions");
@@ -524,20 +577,7 @@ main(int argc, char **argv)
 	if (pthread_create(&fs.flusher, NULL, flusher_main, &fs) == 0)
 		fs.flusher_started = true;
 
-	if (cmd.singlethread) {
-		r = fuse_session_loop(se);
-	} else {
-		cfg = fuse_loop_cfg_create();
-		fuse_loop_cfg_set_clone_fd(cfg, cmd.clone_fd);
-		if (cmd.max_idle_threads != UINT_MAX)
-			fuse_loop_cfg_set_idle_threads(cfg,
-						       cmd.max_idle_threads);
-		/* Readers block while their chunks arrive: allow plenty. */
-		fuse_loop_cfg_set_max_threads(cfg,
-					      FERRY_MAX(cmd.max_threads, 64u));
-		r = fuse_session_loop_mt(se, cfg);
-		fuse_loop_cfg_destroy(cfg);
-	}
+	r = run_loop(se, &cmd);
 	rc = r == 0 ? 0 : 1;
 
 out_unmount:
@@ -571,7 +611,6 @@ out_disks:
 	free(fs.disks);
 	if (fs.lock_fd >= 0)
 		close(fs.lock_fd);
-out_src:
 	ferry_source_close(fs.src);
 	ferry_bucket_destroy(&fs.bucket);
 out_args:

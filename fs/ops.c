@@ -36,6 +36,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "backends/usedmap.h"
 #include "fs/ferryfs.h"
 
 enum {
@@ -173,10 +174,12 @@ status_render(struct ferryfs *fs)
 			err = json_string(link_error);
 		}
 		json_array_append_new(arr, json_pack(
-			"{sssIsIsIsIsIsssosIsIsIsfsososbsIso}",
+			"{sssIsIsIsIsIsIsssosIsIsIsfsososbsIso}",
 			"name", d->info.name,
 			"size", (json_int_t)d->info.size,
-			"allocated", (json_int_t)d->map.data_bytes,
+			"allocated", (json_int_t)FERRY_MAX(d->info.allocated,
+							   d->map.data_bytes),
+			"used", (json_int_t)d->map.data_bytes,
 			"cached", (json_int_t)d->cached,
 			"data_bytes", (json_int_t)d->received,
 			"wire_bytes", (json_int_t)d->wire,
@@ -297,10 +300,14 @@ source_render(struct ferryfs *fs)
 		/* Without partition views it was not read at mount. */
 		if (!(fs->views & VIEWS_PARTS) && !d->ptable[0])
 			files_scan_ptable(fs, d);
-		json_array_append_new(disks, json_pack("{sssIso}",
+		json_t *vols = ferry_usedmap_volumes(fs->src);
+
+		json_array_append_new(disks, json_pack("{sssIsIsoso}",
 			"name", d->info.name, "size", (json_int_t)d->info.size,
+			"used", (json_int_t)d->map.data_bytes,
 			"partition_table", d->ptable[0] ?
-				json_string(d->ptable) : json_null()));
+				json_string(d->ptable) : json_null(),
+			"volumes", vols ? vols : json_null()));
 	}
 	return json_text(json_pack("{sssoso}", "source", fs->src->id,
 				   "host", json_null(), "disks", disks),

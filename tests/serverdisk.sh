@@ -45,12 +45,31 @@ detach() {
 	done
 }
 
-# fill DIR MIB: write MIB of files (random, text, and small ones) into DIR
-# after writing a MIB*2/3 random file and deleting it.
+# needles FILE: three 32-byte samples of FILE, in hex, onto $SERVER_OUT/needles
+# (bytes that must not cross the wire once FILE is deleted).
+needles() {
+	local size k
+	size=$(stat -c %s "$1")
+	for k in 1 2 3; do
+		od -An -tx1 -v -j $((size * k / 4)) -N 32 "$1" | tr -d ' \n'
+		echo
+	done >> "$SERVER_OUT/needles"
+}
+
+# sums DIR NAME: sha256sum of every file below DIR into $SERVER_OUT/NAME.sha.
+sums() {
+	(cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum) \
+		> "$SERVER_OUT/$2.sha"
+}
+
+# fill DIR MIB NAME: write MIB of files (random, text, and small ones) into
+# DIR after writing a MIB*2/3 random file and deleting it; their sums go to
+# $SERVER_OUT/NAME.sha.
 fill() {
 	local d=$1 n=$2 i
 	head -c $((n * 2 / 3 * MiB)) /dev/urandom > "$d/deleted.bin"
 	sync
+	needles "$d/deleted.bin"
 	rm -f "$d/deleted.bin"
 	sync
 	mkdir -p "$d/etc" "$d/data"
@@ -61,12 +80,17 @@ fill() {
 	yes "log line of a running server: 0123456789 abcdefghij" |
 		head -c $((n / 2 * MiB)) > "$d/data/text.log"
 	sync
+	sums "$d" "$3"
 }
 
-# server_disk PATH: build the disk. Needs root, sgdisk, mkfs.*, mtools,
-# ntfs-3g, lvm2.
+# server_disk PATH OUTDIR: build the disk; OUTDIR gets each filesystem's
+# file sums (pN.sha, lv.sha) and the deleted files' needles. Needs root,
+# sgdisk, mkfs.*, mtools, ntfs-3g, lvm2.
 server_disk() {
 	local p=$1 num start size kind l m vg f lv
+	SERVER_OUT=$2
+	mkdir -p "$SERVER_OUT"
+	: > "$SERVER_OUT/needles"
 	rm -f "$p"
 	truncate -s $((SERVER_DISK_MIB * MiB)) "$p"
 	sgdisk -Z "$p" >/dev/null 2>&1
@@ -85,10 +109,14 @@ server_disk() {
 			blockdev --flushbufs "$l"
 			f="$p@@$((start * MiB))"	# mtools reads the image
 			head -c $((12 * MiB)) /dev/urandom > "$m.big"
+			needles "$m.big"
 			mcopy -i "$f" "$m.big" ::/big.bin && mdel -i "$f" ::/big.bin || return 1
 			mmd -i "$f" ::/EFI && mcopy -i "$f" /etc/os-release ::/EFI/os-release || return 1
 			head -c $((6 * MiB)) /dev/urandom > "$m.big"
 			mcopy -i "$f" "$m.big" ::/EFI/grubx64.efi || return 1
+			(cd /etc && sha256sum os-release) > "$SERVER_OUT/p$num.sha"
+			(cd "${m%/*}" && sha256sum "${m##*/}.big") |
+				sed "s|${m##*/}.big|grubx64.efi|" >> "$SERVER_OUT/p$num.sha"
 			rm -f "$m.big"
 			;;
 		ext4|ext4-1k)
@@ -97,18 +125,20 @@ server_disk() {
 			else
 				mkfs.ext4 -q -F -b 1024 "$l" || return 1
 			fi
-			mount "$l" "$m" && fill "$m" $((size / 4)); umount "$m" || return 1
+			mount "$l" "$m" && fill "$m" $((size / 4)) p$num; umount "$m" || return 1
 			;;
 		xfs)
 			mkfs.xfs -q -f "$l" || return 1
-			mount "$l" "$m" && fill "$m" $((size / 4)); umount "$m" || return 1
+			mount "$l" "$m" && fill "$m" $((size / 4)) p$num; umount "$m" || return 1
 			;;
 		ntfs)
 			mkntfs -q -F -Q "$l" >/dev/null 2>&1 || return 1
-			ntfs-3g "$l" "$m" && fill "$m" $((size / 4)); umount "$m" || return 1
+			ntfs-3g "$l" "$m" && fill "$m" $((size / 4)) p$num; umount "$m" || return 1
 			;;
 		swap)
-			head -c $((size * MiB)) /dev/urandom > "$l"
+			head -c $((size * MiB)) /dev/urandom > "$m.swap"
+			needles "$m.swap"
+			dd if="$m.swap" of="$l" bs=1M status=none && rm -f "$m.swap"
 			mkswap "$l" >/dev/null || return 1
 			;;
 		lvm)
@@ -146,7 +176,7 @@ PY
 			loop_at "$p" $(((start + 1 + LV_PE * 4) * MiB)) $((LV_MIB * MiB)) || return 1
 			lv=$LOOP
 			mkfs.ext4 -q -F "$lv" || return 1
-			mount "$lv" "$m" && fill "$m" $((LV_MIB / 4)); umount "$m" || return 1
+			mount "$lv" "$m" && fill "$m" $((LV_MIB / 4)) lv; umount "$m" || return 1
 			detach "$lv"
 			vgchange -an "$vg" >/dev/null 2>&1
 			;;
