@@ -139,6 +139,13 @@ file_pread(struct ferry_source *src, unsigned disk, void *buf, size_t len,
 	char *b = buf;
 
 	(void)disk;
+	/* A block device has a page cache of its own, apart from that of a
+	 * partition or loop device over the same blocks: what a mounted
+	 * filesystem wrote there since we last read is not in ours. Drop
+	 * the range first, so the read goes to the device. */
+	if (p->blockdev)
+		posix_fadvise(p->fd, (off_t)off, (off_t)len,
+			      POSIX_FADV_DONTNEED);
 	while (len > 0) {
 		ssize_t n = pread(p->fd, b, len, (off_t)off);
 
