@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,10 +150,18 @@ io_open(const char *name, int flags, io_channel *out)
 	return 0;
 }
 
+/* libext2fs's messages, for error_message(). */
+static void
+error_table(void)
+{
+	initialize_ext2_error_table();
+}
+
 static int
 ext_free(const struct fsmap_vol *v, struct ferry_extents *fr, char *why,
 	 size_t whylen)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct chan c = { .v = v };
 	char name[64];
 	ext2_filsys fs = NULL;
@@ -161,6 +170,7 @@ ext_free(const struct fsmap_vol *v, struct ferry_extents *fr, char *why,
 	uint64_t bsize;
 	int r = 0;
 
+	pthread_once(&once, error_table);
 	snprintf(name, sizeof name, "ferry:%p", (void *)&c);
 	e = ext2fs_open2(name, NULL, EXT2_FLAG_64BITS | EXT2_FLAG_SKIP_MMP, 0,
 			 0, &ferry_io, &fs);
