@@ -80,6 +80,10 @@ struct ferry_backend {
 	 * ferry-export's GET /v1/info) as a JSON text in *@json (malloc'd). */
 	int (*info)(struct ferry_source *src, char **json);
 
+	/* Optional (local files and devices): a descriptor that reads disk
+	 * @disk as pread does, or -1. Not to be closed by the caller. */
+	int (*fd)(struct ferry_source *src, unsigned disk);
+
 	/* Read exactly @len bytes at @off into @buf (short = error). */
 	int (*pread)(struct ferry_source *src, unsigned disk, void *buf,
 		     size_t len, uint64_t off);

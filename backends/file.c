@@ -170,8 +170,18 @@ file_pread(struct ferry_source *src, unsigned disk, void *buf, size_t len,
 	return 0;
 }
 
+static int
+file_fd(struct ferry_source *src, unsigned disk)
+{
+	struct file_priv *p = src->priv;
+
+	(void)disk;
+	return p->fd;
+}
+
 static const struct ferry_backend file_backend = {
 	.name = "file",
+	.fd = file_fd,
 	.close = file_close,
 	.extents = file_extents,
 	.pread = file_pread,

@@ -2,8 +2,10 @@
  *
  * Like an nbdkit filter, it is a backend over another backend. The disk's
  * used ranges (fsmap/) are computed on demand and kept FERRY_USEDMAP_TTL
- * seconds; a reader meanwhile uses the last map, so a map is never older
- * than the TTL plus one computation. Every read zeroes what the current
+ * seconds (or 20 times what the computation took, if longer: a map that
+ * takes 100 ms is kept 2 s, so mapping costs at most 5%); a reader
+ * meanwhile uses the last map, so a map is never older than that plus one
+ * computation. Every read zeroes what the current
  * map calls free, and extents are the inner allocation less the free
  * space, so what goes on the wire is always "the source with its free
  * space zeroed", whichever way it is asked for (data, digests, zstd).
@@ -28,7 +30,8 @@ struct umap {
 	struct ferry_extents used;	/* what the filesystems use */
 	struct ferry_extents served;	/* inner allocation less free space */
 	struct fsmap_report rep;
-	double at;
+	double at;			/* when it was computed */
+	double cost;			/* seconds it took */
 	unsigned refs;			/* under the wrapper's lock */
 };
 
@@ -115,7 +118,8 @@ compute(struct usedmap *u)
 {
 	struct ferry_source *in = u->inner;
 	uint64_t size = in->disks[0].size;
-	struct fsmap_vol v = { inner_read, u, size };
+	int fd = in->ops->fd ? in->ops->fd(in, 0) : -1;
+	struct fsmap_vol v = { inner_read, u, size, fd >= 0, fd, 0 };
 	struct umap *m = calloc(1, sizeof *m);
 	struct ferry_extents alloc, all, free_space;
 	int r;
@@ -153,7 +157,16 @@ compute(struct usedmap *u)
 		umap_free(m);
 		return NULL;
 	}
+	m->cost = ferry_now() - m->at;
 	return m;
+}
+
+/* How long @m serves: FERRY_USEDMAP_TTL, or longer for a map that was
+ * slow to compute, so that mapping takes at most 1/20 of the time. */
+static double
+ttl(const struct umap *m)
+{
+	return FERRY_MAX(FERRY_USEDMAP_TTL, 20 * m->cost);
 }
 
 /* The current map, computed again when older than the TTL. */
@@ -165,8 +178,7 @@ get_map(struct usedmap *u)
 	pthread_mutex_lock(&u->lock);
 	for (;;) {
 		m = u->cur;
-		if (m && (u->computing ||
-			  ferry_now() - m->at < FERRY_USEDMAP_TTL)) {
+		if (m && (u->computing || ferry_now() - m->at < ttl(m))) {
 			m->refs++;
 			pthread_mutex_unlock(&u->lock);
 			return m;
@@ -179,8 +191,12 @@ get_map(struct usedmap *u)
 	pthread_mutex_unlock(&u->lock);
 	m = compute(u);
 	pthread_mutex_lock(&u->lock);
-	if (m)
+	if (m) {
 		log_changes(u, m);
+		ferry_debug("%s: mapped in %.3f s; %" PRIu64 " bytes used, "
+			    "%" PRIu64 " served", u->inner->disks[0].name,
+			    m->cost, m->used.data_bytes, m->served.data_bytes);
+	}
 	old = m ? u->cur : NULL;
 	if (m) {
 		u->cur = m;

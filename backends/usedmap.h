@@ -6,8 +6,9 @@
 
 #include "backends/backend.h"
 
-/* How long a computed map serves before it is computed again, seconds:
- * a live filesystem allocates all the time, and every read consults it. */
+/* How long a computed map serves before it is computed again, seconds
+ * (at least: 20 times what computing it took, if that is longer): a live
+ * filesystem allocates all the time, and every read consults it. */
 #define FERRY_USEDMAP_TTL 1.0
 
 /*! ferry_usedmap_wrap() :

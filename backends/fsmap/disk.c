@@ -220,7 +220,10 @@ pv_volume(struct job *j, const struct fsmap_vol *v, const struct xlate *x,
 	for (size_t i = 0; r == 0 && i < pv.nlvs; i++) {
 		struct lvm_lv *lv = &pv.lvs[i];
 		struct slice s = { v, 0, lv->segs, lv->nsegs };
-		struct fsmap_vol lvv = { slice_read, &s, lv->size };
+		struct fsmap_vol lvv = { slice_read, &s, lv->size,
+					 v->has_fd && lv->nsegs == 1, v->fd,
+					 v->fd_off + (lv->nsegs ? lv->segs[0].pv_off
+							      : 0) };
 		struct xlate lx = { x->base, lv->segs, lv->nsegs };
 		char dm[300], w[200];
 		struct fsmap_place pl = { 0, lv->size, dm };
@@ -392,7 +395,8 @@ fsmap_disk(const struct fsmap_vol *v, const struct fsmap_probe *probe,
 	}
 	for (size_t i = 0; r == 0 && i < t->n; i++) {
 		struct slice s = { v, t->v[i].off, NULL, 0 };
-		struct fsmap_vol pv = { slice_read, &s, t->v[i].len };
+		struct fsmap_vol pv = { slice_read, &s, t->v[i].len, v->has_fd,
+					v->fd, v->fd_off + t->v[i].off };
 		struct fsmap_place pl = { t->v[i].off, t->v[i].len, NULL };
 		struct xlate x = { t->v[i].off, NULL, 0 };
 		char w[16];
@@ -404,7 +408,8 @@ done:
 	if (r < 0)
 		goto out;
 	/* Used = the disk less every free range. */
-	qsort(j.free, j.nfree, sizeof *j.free, cmp_extent);
+	if (j.nfree)
+		qsort(j.free, j.nfree, sizeof *j.free, cmp_extent);
 	ferry_extents_init(&fr, v->size);
 	ferry_extents_init(&all, v->size);
 	for (size_t i = 0; r == 0 && i < j.nfree; i++) {

@@ -34,6 +34,11 @@ struct fsmap_vol {
 	fsmap_read_fn read;
 	void *ctx;
 	uint64_t size;		/* bytes */
+	/* Optional: the volume is also @fd from byte @fd_off (a partition
+	 * of a block device), for libblkid to read only what it needs. */
+	bool has_fd;
+	int fd;
+	uint64_t fd_off;
 };
 
 struct fsmap_fs {

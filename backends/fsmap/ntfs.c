@@ -135,7 +135,8 @@ ntfs_free(const struct fsmap_vol *v, struct ferry_extents *fr, char *why,
 	if (r < 0)
 		return r;
 	bps = fsmap_le16(bs + 11);
-	spc = bs[13] <= 0x80 ? bs[13] : 1u << (256 - bs[13]);
+	/* Above 0x80: a power of two, 2^(256 - n) (large clusters). */
+	spc = bs[13] <= 0x80 ? bs[13] : bs[13] >= 0xf0 ? 1u << (256 - bs[13]) : 0;
 	total = fsmap_le64(bs + 40);
 	mft = fsmap_le64(bs + 48);
 	cpr = (int8_t)bs[64];

@@ -10,10 +10,16 @@
  * ZFS's labels, at 512 KiB from either end). A signature it finds but
  * cannot confirm from those bytes is at worst not found: all data.
  *
+ * A volume that is also a descriptor (a partition of an exported block
+ * device or file) is probed through it instead, so that libblkid reads
+ * only the few KiB it needs; the windows are first dropped from the page
+ * cache, which may hold what a mounted partition has since rewritten.
+ *
  * Only superblocks are probed, and two signatures that disagree are
  * nothing: libblkid's safe probe refuses ambivalent results.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +56,21 @@ blkid_type(void *ctx, const struct fsmap_vol *v, char *type, size_t typelen)
 
 	(void)ctx;
 	type[0] = '\0';
+	if (v->has_fd) {
+		posix_fadvise(v->fd, (off_t)v->fd_off, (off_t)head,
+			      POSIX_FADV_DONTNEED);
+		posix_fadvise(v->fd, (off_t)(v->fd_off + tail),
+			      (off_t)(v->size - tail), POSIX_FADV_DONTNEED);
+		fd = -1;
+		pr = blkid_new_probe();
+		if (!pr || blkid_probe_set_device(pr, v->fd,
+						  (blkid_loff_t)v->fd_off,
+						  (blkid_loff_t)v->size)) {
+			r = -ENOMEM;
+			goto out;
+		}
+		goto probe;
+	}
 	fd = memfd_create("ferry-probe", MFD_CLOEXEC);
 	if (fd < 0 || !buf) {
 		r = fd < 0 ? -errno : -ENOMEM;
@@ -69,6 +90,7 @@ blkid_type(void *ctx, const struct fsmap_vol *v, char *type, size_t typelen)
 		r = -ENOMEM;
 		goto out;
 	}
+probe:
 	blkid_probe_enable_superblocks(pr, 1);
 	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE);
 	blkid_probe_enable_partitions(pr, 0);

@@ -40,7 +40,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct memfile f = { data, size };
-	struct fsmap_vol v = { mem_read, &f, size };
+	struct fsmap_vol v = { .read = mem_read, .ctx = &f, .size = size };
 	struct fsmap_probe pr = { probe, NULL };
 	struct fsmap_report rep = { 0 };
 	struct ferry_extents used;

@@ -20,7 +20,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct memfile f = { data, size };
-	struct fsmap_vol v = { mem_read, &f, size };
+	struct fsmap_vol v = { .read = mem_read, .ctx = &f, .size = size };
 	const struct fsmap_fs *fs = fsmap_fs_find(STR(FS));
 	struct ferry_extents fr;
 	char why[200] = "";

@@ -17,7 +17,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct memfile f = { data, size };
-	struct fsmap_vol v = { mem_read, &f, size };
+	struct fsmap_vol v = { .read = mem_read, .ctx = &f, .size = size };
 	struct lvm_pv pv;
 	char why[200] = "";
 	int r = lvm_pv_read(&v, &pv, why, sizeof why);

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the synthetic seeds of the fsmap fuzz targets (the others are
-made by mkfs tools: see tests/fuzz/corpus/README). Run from the top of the
+made by mkfs tools: see tests/fuzz/corpus/README.md). Run from the top of the
 tree: python3 tests/fuzz/mkseeds.py
 
 fsmap-xfs/v5-2ag: a v5 XFS of 2 AGs of 16 blocks of 512 bytes. AG 0's

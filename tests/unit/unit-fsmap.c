@@ -47,7 +47,7 @@ run(const char *type, const uint8_t *img, size_t size,
     struct ferry_extents *fr, char *why)
 {
 	struct memfile f = { img, size };
-	struct fsmap_vol v = { mem_read, &f, size };
+	struct fsmap_vol v = { .read = mem_read, .ctx = &f, .size = size };
 	const struct fsmap_fs *fs = fsmap_fs_find(type);
 
 	CHECK(fs);
@@ -282,7 +282,7 @@ static int
 pv_read(const uint8_t *img, size_t size, struct lvm_pv *pv, char *why)
 {
 	struct memfile f = { img, size };
-	struct fsmap_vol v = { mem_read, &f, size };
+	struct fsmap_vol v = { .read = mem_read, .ctx = &f, .size = size };
 
 	return lvm_pv_read(&v, pv, why, 200);
 }
@@ -390,7 +390,7 @@ test_disk(void)
 	size_t size;
 	uint8_t *img = load("fsmap-disk/mbr-2", &size);
 	struct memfile f = { img, size };
-	struct fsmap_vol v = { mem_read, &f, size };
+	struct fsmap_vol v = { .read = mem_read, .ctx = &f, .size = size };
 	struct fsmap_probe pr = { sig_probe, NULL };
 	struct fsmap_report rep = { 0 };
 	struct ferry_extents used;

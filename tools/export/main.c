@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/thread.h>
@@ -38,7 +39,7 @@
 
 enum { OPT_ZSTD = 256, OPT_BWLIMIT, OPT_SCAN, OPT_DISK_ID, OPT_FORMAT,
        OPT_MAX_CONNS,
-       OPT_HEADER_TIMEOUT, OPT_ALL_BLOCKS };
+       OPT_HEADER_TIMEOUT, OPT_ALL_BLOCKS, OPT_PRINT_MAP };
 #define MAX_IDS 64
 
 struct worker {
@@ -86,6 +87,9 @@ usage(FILE *f)
 "                          XFS, NTFS, FAT, swap, LVM2 linear LVs) reads as\n"
 "                          zeros and never crosses the wire. Forensic work\n"
 "                          that wants deleted files uses this\n"
+"      --print-map         print each disk's volumes (type, used bytes, how\n"
+"                          each was mapped) as JSON and exit: what would\n"
+"                          cross, without serving\n"
 "      --scan-zeros        before serving, read every allocated block and\n"
 "                          leave those that are all zeros out of the extent\n"
 "                          maps (blocks read while serving are checked\n"
@@ -251,6 +255,33 @@ write_url_file(const char *path, const char *line)
 	return 0;
 }
 
+/* --print-map: each disk's size, allocation, used bytes and volumes. */
+static int
+print_maps(struct exporter *ex)
+{
+	json_t *disks = json_array();
+	char *text;
+
+	for (size_t i = 0; disks && i < ex->ndisks; i++) {
+		struct ferry_source *src = ex->disks[i].src;
+		json_t *vols = ferry_usedmap_volumes(src);
+
+		json_array_append_new(disks, json_pack("{sssIsIsIso}",
+			"name", ex->disks[i].name,
+			"size", (json_int_t)src->disks[0].size,
+			"allocated", (json_int_t)src->disks[0].allocated,
+			"used", (json_int_t)ferry_usedmap_used(src),
+			"volumes", vols ? vols : json_null()));
+	}
+	text = disks ? json_dumps(disks, JSON_INDENT(2)) : NULL;
+	json_decref(disks);
+	if (!text)
+		return 1;
+	printf("%s\n", text);
+	free(text);
+	return 0;
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -279,6 +310,7 @@ main(int argc, char **argv)
 		{ "header-timeout", required_argument, NULL,
 		  OPT_HEADER_TIMEOUT },
 		{ "all-blocks", no_argument, NULL, OPT_ALL_BLOCKS },
+		{ "print-map", no_argument, NULL, OPT_PRINT_MAP },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -297,7 +329,7 @@ main(int argc, char **argv)
 	sigset_t sigs;
 	int opt, fd = -1, sig, rc = 1;
 	uint64_t bwlimit = 0;
-	bool scan = false, all_blocks = false;
+	bool scan = false, all_blocks = false, print_map = false;
 	char *end, *ids[MAX_IDS];
 	size_t nids = 0;
 
@@ -337,6 +369,7 @@ main(int argc, char **argv)
 			break;
 		case OPT_SCAN: scan = true; break;
 		case OPT_ALL_BLOCKS: all_blocks = true; break;
+		case OPT_PRINT_MAP: print_map = true; break;
 		case OPT_MAX_CONNS:
 			ex.max_conns = (unsigned)strtoul(optarg, &end, 10);
 			if (*end || ex.max_conns < 1 || ex.max_conns > 1000000) {
@@ -477,6 +510,10 @@ main(int argc, char **argv)
 			ferry_error("--disk-id %s: no disk of that name", ids[k]);
 			goto out;
 		}
+	}
+	if (print_map) {
+		rc = print_maps(&ex);
+		goto out;
 	}
 	host_id(ex.host_id);
 	ferry_bucket_init(&ex.bucket, bwlimit);
