@@ -112,6 +112,16 @@ n=$(find_needles $(find "$T/cache" -type f -size +1M)) || fail "needle search"
 [ "$n" = 0 ] || fail "$n deleted-data needles are in the cache"
 ok "no deleted data in the cache"
 
+# What no filesystem holds crosses as it is: the protective MBR and GPT,
+# the boot loader's bytes in the gap, the backup GPT at the end.
+same_mib() {	# same_mib MIB: that MiB of the mounted disk equals the source's
+	cmp <(dd if="$disk" bs=1M skip="$1" count=1 status=none) \
+		<(dd if="$mnt/srv.raw" bs=1M skip="$1" count=1 status=none) >/dev/null
+}
+same_mib 0 && same_mib $GAP_MIB && same_mib $((SERVER_DISK_MIB - 1)) ||
+	fail "tables or the gap between partitions differ from the source"
+ok "tables and the boot loader gap crossed as they are"
+
 # Every partition view: fsck clean, and the source's files.
 fsm=$T/fsm
 mkdir -p "$fsm"
