@@ -126,7 +126,7 @@ valid_disk_id(const char *s)
 /* The disk's generation from --disk-id NAME=ID, if given: the ID and the
  * size, in place of what the file or device says. @return the ID or NULL. */
 static const char *
-set_disk_id(struct ferry_source *src, const char *name, char **ids,
+set_disk_id(struct ferry_source *src, const char *name, char *const *ids,
 	    size_t nids)
 {
 	struct ferry_disk_info *d = &src->disks[0];
@@ -291,8 +291,20 @@ worker_main(void *arg)
 	return NULL;
 }
 
-int
-main(int argc, char **argv)
+/* What the command line asks, besides @ex's settings. */
+struct args {
+	const char *listen, *url_file, *token, *cert, *key, *format;
+	long nthreads;
+	uint64_t bwlimit;
+	bool scan, all_blocks, print_map;
+	char *ids[MAX_IDS];
+	size_t nids;
+};
+
+/* Parse the options into @a and @ex. @return -1 to go on, or the exit
+ * code: 0 after --help or --version, 2 for a bad option (said). */
+static int
+parse_args(int argc, char **argv, struct args *a, struct exporter *ex)
 {
 	static const struct option longopts[] = {
 		{ "listen", required_argument, NULL, 'l' },
@@ -316,71 +328,56 @@ main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *listen_arg = "0.0.0.0:8703", *url_file = NULL;
-	const char *token_arg = NULL, *cert = NULL, *key = NULL;
-	const char *format = "auto";
-	struct exporter ex = { .zstd_level = 1, .max_conns = 512,
-			       .header_timeout = 10 };
-	struct worker workers[MAX_THREADS] = { 0 };
-	struct ferry_connstr cs = { 0 };
-	char host[256], port[16], line[1024];
-	long nthreads = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned bound;
-	sigset_t sigs;
-	int opt, fd = -1, sig, rc = 1;
-	uint64_t bwlimit = 0;
-	bool scan = false, all_blocks = false, print_map = false;
-	char *end, *ids[MAX_IDS];
-	size_t nids = 0;
+	char *end;
+	int opt;
 
-	ferry_log_init(argv[0]);
 	while ((opt = getopt_long(argc, argv, "l:u:t:c:k:T:vhV", longopts,
 				  NULL)) != -1) {
 		switch (opt) {
-		case 'l': listen_arg = optarg; break;
-		case 'u': url_file = optarg; break;
-		case 't': token_arg = optarg; break;
-		case 'c': cert = optarg; break;
-		case 'k': key = optarg; break;
+		case 'l': a->listen = optarg; break;
+		case 'u': a->url_file = optarg; break;
+		case 't': a->token = optarg; break;
+		case 'c': a->cert = optarg; break;
+		case 'k': a->key = optarg; break;
 		case 'T':
-			nthreads = strtol(optarg, NULL, 10);
-			if (nthreads < 1 || nthreads > MAX_THREADS) {
+			a->nthreads = strtol(optarg, NULL, 10);
+			if (a->nthreads < 1 || a->nthreads > MAX_THREADS) {
 				ferry_error("--threads must be 1-%d",
 					    MAX_THREADS);
 				return 2;
 			}
 			break;
 		case OPT_ZSTD:
-			ex.zstd_level = (int)strtol(optarg, &end, 10);
+			ex->zstd_level = (int)strtol(optarg, &end, 10);
 			if (!optarg[0] || *end ||
-			    ex.zstd_level < FERRY_MAX(ZSTD_minCLevel(), -7) ||
-			    ex.zstd_level > ZSTD_maxCLevel()) {
+			    ex->zstd_level < FERRY_MAX(ZSTD_minCLevel(), -7) ||
+			    ex->zstd_level > ZSTD_maxCLevel()) {
 				ferry_error("--zstd-level %s: -7 to %d (0 = "
 					    "off)", optarg, ZSTD_maxCLevel());
 				return 2;
 			}
 			break;
 		case OPT_BWLIMIT:
-			if (ferry_parse_size(optarg, &bwlimit) < 0) {
+			if (ferry_parse_size(optarg, &a->bwlimit) < 0) {
 				ferry_error("--bwlimit %s: bytes per second, "
 					    "with K/M/G suffixes", optarg);
 				return 2;
 			}
 			break;
-		case OPT_SCAN: scan = true; break;
-		case OPT_ALL_BLOCKS: all_blocks = true; break;
-		case OPT_PRINT_MAP: print_map = true; break;
+		case OPT_SCAN: a->scan = true; break;
+		case OPT_ALL_BLOCKS: a->all_blocks = true; break;
+		case OPT_PRINT_MAP: a->print_map = true; break;
 		case OPT_MAX_CONNS:
-			ex.max_conns = (unsigned)strtoul(optarg, &end, 10);
-			if (*end || ex.max_conns < 1 || ex.max_conns > 1000000) {
+			ex->max_conns = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || ex->max_conns < 1 || ex->max_conns > 1000000) {
 				ferry_error("--max-connections %s: 1 to 1000000",
 					    optarg);
 				return 2;
 			}
 			break;
 		case OPT_HEADER_TIMEOUT:
-			if (ferry_parse_duration(optarg, &ex.header_timeout) < 0 ||
-			    ex.header_timeout < 0.1 || ex.header_timeout > 3600) {
+			if (ferry_parse_duration(optarg, &ex->header_timeout) < 0 ||
+			    ex->header_timeout < 0.1 || ex->header_timeout > 3600) {
 				ferry_error("--header-timeout %s: 0.1 s to 1 h",
 					    optarg);
 				return 2;
@@ -394,16 +391,16 @@ main(int argc, char **argv)
 					    "or vmdk", optarg);
 				return 2;
 			}
-			format = optarg;
+			a->format = optarg;
 			break;
 		case OPT_DISK_ID:
-			if (nids == MAX_IDS || !valid_disk_id(optarg)) {
+			if (a->nids == MAX_IDS || !valid_disk_id(optarg)) {
 				ferry_error("--disk-id %s: NAME=ID, the ID 1-64 "
 					    "letters, digits, '.', '_' or '-' "
 					    "(at most %d)", optarg, MAX_IDS);
 				return 2;
 			}
-			ids[nids++] = optarg;
+			a->ids[a->nids++] = optarg;
 			break;
 		case 'v': ferry_log_verbose(true); break;
 		case 'h': usage(stdout); return 0;
@@ -411,34 +408,129 @@ main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	if (nthreads < 1)
-		nthreads = 1;
-	if (nthreads > MAX_THREADS)
-		nthreads = MAX_THREADS;
+	if (a->nthreads < 1)
+		a->nthreads = 1;
+	if (a->nthreads > MAX_THREADS)
+		a->nthreads = MAX_THREADS;
 	if (optind >= argc) {
 		ferry_error("no disks to export (give NAME=PATH)");
 		usage(stderr);
 		return 2;
 	}
-	if (!cert != !key) {
+	if (!a->cert != !a->key) {
 		ferry_error("--cert and --key go together");
 		return 2;
 	}
-	if (split_hostport(listen_arg, host, sizeof host, port,
+	return -1;
+}
+
+/* Open the disks NAME=PATH of @specs, @count of them, as @a says. @return 0,
+ * or -1 after saying why. */
+static int
+open_disks(struct exporter *ex, int count, char **specs, const struct args *a)
+{
+	ex->ndisks = (size_t)count;
+	ex->disks = calloc(ex->ndisks, sizeof *ex->disks);
+	if (!ex->disks)
+		return -1;
+	for (size_t i = 0; i < ex->ndisks; i++) {
+		char *arg = specs[i], *eq = strchr(arg, '=');
+
+		if (!eq || eq == arg || !eq[1]) {
+			ferry_error("%s: expected NAME=PATH", arg);
+			return -1;
+		}
+		*eq = '\0';
+		ex->disks[i].name = arg;
+		ex->disks[i].path = eq + 1;
+		if (!ferry_valid_disk_name(arg)) {
+			ferry_error("%s: disk names are 1-%d letters, digits, "
+				    "'.', '_' or '-', not starting with '.'",
+				    arg, FERRY_NAME_MAX);
+			return -1;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(ex->disks[j].name, arg) == 0) {
+				ferry_error("%s: disk name given twice", arg);
+				return -1;
+			}
+		ex->disks[i].format = strcmp(a->format, "auto") == 0 ?
+				     ferry_image_format(eq + 1) : a->format;
+		if (ferry_image_open(arg, eq + 1, ex->disks[i].format,
+				     &ex->disks[i].src) < 0)
+			return -1;
+		/* Free space of the disk's filesystems reads as zeros. A
+		 * block learnt zero could be one a live filesystem writes
+		 * later, so learning is for sources served as they are. */
+		if (!a->all_blocks) {
+			int r = ferry_usedmap_wrap(&ex->disks[i].src, eq + 1);
+
+			if (r < 0) {
+				ferry_error("%s: filesystem maps: %s", arg,
+					    strerror(-r));
+				return -1;
+			}
+		}
+		ex->disks[i].learn_zeros = a->all_blocks || a->scan;
+		ex->disks[i].disk_id = set_disk_id(ex->disks[i].src, arg, a->ids,
+						  a->nids);
+		pthread_mutex_init(&ex->disks[i].lock, NULL);
+		if (zeros_init(&ex->disks[i]) < 0) {
+			ferry_error("%s: out of memory", arg);
+			return -1;
+		}
+		if (a->scan && zeros_scan(&ex->disks[i]) < 0)
+			return -1;	/* the read said why */
+	}
+	for (size_t k = 0; k < a->nids; k++) {
+		size_t n = (size_t)(strchr(a->ids[k], '=') - a->ids[k]), i;
+
+		for (i = 0; i < ex->ndisks; i++)
+			if (strlen(ex->disks[i].name) == n &&
+			    strncmp(ex->disks[i].name, a->ids[k], n) == 0)
+				break;
+		if (i == ex->ndisks) {
+			ferry_error("--disk-id %s: no disk of that name", a->ids[k]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct args a = { .listen = "0.0.0.0:8703", .format = "auto",
+			  .nthreads = sysconf(_SC_NPROCESSORS_ONLN) };
+	struct exporter ex = { .zstd_level = 1, .max_conns = 512,
+			       .header_timeout = 10 };
+	struct worker workers[MAX_THREADS] = { 0 };
+	struct ferry_connstr cs = { 0 };
+	char host[256], port[16], line[1024];
+	unsigned bound;
+	sigset_t sigs;
+	int fd = -1, sig, rc;
+
+	ferry_log_init(argv[0]);
+	rc = parse_args(argc, argv, &a, &ex);
+	if (rc >= 0)
+		return rc;
+	rc = 1;
+	if (split_hostport(a.listen, host, sizeof host, port,
 			   sizeof port) < 0) {
-		ferry_error("--listen %s: expected HOST:PORT", listen_arg);
+		ferry_error("--listen %s: expected HOST:PORT", a.listen);
 		return 2;
 	}
-	if (token_arg) {
-		if (strlen(token_arg) < 16 || strlen(token_arg) >= sizeof cs.token ||
-		    strspn(token_arg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"
+	if (a.token) {
+		if (strlen(a.token) < 16 || strlen(a.token) >= sizeof cs.token ||
+		    strspn(a.token, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"
 			   "KLMNOPQRSTUVWXYZ0123456789-._~") !=
-		    strlen(token_arg)) {
+		    strlen(a.token)) {
 			ferry_error("--token: 16-255 URL-safe characters "
 				    "(letters, digits, - . _ ~)");
 			return 2;
 		}
-		snprintf(cs.token, sizeof cs.token, "%s", token_arg);
+		snprintf(cs.token, sizeof cs.token, "%s", a.token);
 	} else if (ferry_random_token(cs.token) < 0) {
 		ferry_error("cannot make a random token");
 		return 1;
@@ -446,78 +538,15 @@ main(int argc, char **argv)
 	EVP_Digest(cs.token, strlen(cs.token), ex.token_hash, NULL,
 		   EVP_sha256(), NULL);
 
-	ex.ndisks = (size_t)(argc - optind);
-	ex.disks = calloc(ex.ndisks, sizeof *ex.disks);
-	if (!ex.disks)
-		return 1;
-	for (size_t i = 0; i < ex.ndisks; i++) {
-		char *arg = argv[optind + (int)i], *eq = strchr(arg, '=');
-
-		if (!eq || eq == arg || !eq[1]) {
-			ferry_error("%s: expected NAME=PATH", arg);
-			goto out;
-		}
-		*eq = '\0';
-		ex.disks[i].name = arg;
-		ex.disks[i].path = eq + 1;
-		if (!ferry_valid_disk_name(arg)) {
-			ferry_error("%s: disk names are 1-%d letters, digits, "
-				    "'.', '_' or '-', not starting with '.'",
-				    arg, FERRY_NAME_MAX);
-			goto out;
-		}
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(ex.disks[j].name, arg) == 0) {
-				ferry_error("%s: disk name given twice", arg);
-				goto out;
-			}
-		ex.disks[i].format = strcmp(format, "auto") == 0 ?
-				     ferry_image_format(eq + 1) : format;
-		if (ferry_image_open(arg, eq + 1, ex.disks[i].format,
-				     &ex.disks[i].src) < 0)
-			goto out;
-		/* Free space of the disk's filesystems reads as zeros. A
-		 * block learnt zero could be one a live filesystem writes
-		 * later, so learning is for sources served as they are. */
-		if (!all_blocks) {
-			int r = ferry_usedmap_wrap(&ex.disks[i].src, eq + 1);
-
-			if (r < 0) {
-				ferry_error("%s: filesystem maps: %s", arg,
-					    strerror(-r));
-				goto out;
-			}
-		}
-		ex.disks[i].learn_zeros = all_blocks || scan;
-		ex.disks[i].disk_id = set_disk_id(ex.disks[i].src, arg, ids,
-						  nids);
-		pthread_mutex_init(&ex.disks[i].lock, NULL);
-		if (zeros_init(&ex.disks[i]) < 0) {
-			ferry_error("%s: out of memory", arg);
-			goto out;
-		}
-		if (scan && zeros_scan(&ex.disks[i]) < 0)
-			goto out;	/* the read said why */
-	}
-	for (size_t k = 0; k < nids; k++) {
-		size_t n = (size_t)(strchr(ids[k], '=') - ids[k]), i;
-
-		for (i = 0; i < ex.ndisks; i++)
-			if (strlen(ex.disks[i].name) == n &&
-			    strncmp(ex.disks[i].name, ids[k], n) == 0)
-				break;
-		if (i == ex.ndisks) {
-			ferry_error("--disk-id %s: no disk of that name", ids[k]);
-			goto out;
-		}
-	}
-	if (print_map) {
+	if (open_disks(&ex, argc - optind, argv + optind, &a) < 0)
+		goto out;
+	if (a.print_map) {
 		rc = print_maps(&ex);
 		goto out;
 	}
 	host_id(ex.host_id);
-	ferry_bucket_init(&ex.bucket, bwlimit);
-	if (tls_server_ctx(cert, key, &ex.ssl, cs.pin) < 0)
+	ferry_bucket_init(&ex.bucket, a.bwlimit);
+	if (tls_server_ctx(a.cert, a.key, &ex.ssl, cs.pin) < 0)
 		goto out;
 
 	/* Signals are taken by sigwait() below, in no thread's handler. */
@@ -532,7 +561,7 @@ main(int argc, char **argv)
 	if (fd < 0)
 		goto out;
 	evthread_use_pthreads();
-	for (long i = 0; i < nthreads; i++) {
+	for (long i = 0; i < a.nthreads; i++) {
 		struct worker *w = &workers[i];
 		int wfd = dup(fd);
 
@@ -562,20 +591,20 @@ main(int argc, char **argv)
 	ferry_connstr_format(&cs, line, sizeof line);
 	printf("%s\n", line);
 	fflush(stdout);
-	if (url_file && write_url_file(url_file, line) < 0)
+	if (a.url_file && write_url_file(a.url_file, line) < 0)
 		goto stop;
 	ferry_info("serving %zu disk%s on %s:%u with %ld thread%s", ex.ndisks,
-		   ex.ndisks == 1 ? "" : "s", host, bound, nthreads,
-		   nthreads == 1 ? "" : "s");
+		   ex.ndisks == 1 ? "" : "s", host, bound, a.nthreads,
+		   a.nthreads == 1 ? "" : "s");
 
 	if (sigwait(&sigs, &sig) == 0)
 		ferry_info("%s: stopping", strsignal(sig));
 	rc = 0;
 stop:
-	for (long i = 0; i < nthreads; i++)
+	for (long i = 0; i < a.nthreads; i++)
 		if (workers[i].base)
 			event_base_loopbreak(workers[i].base);
-	for (long i = 0; i < nthreads; i++) {
+	for (long i = 0; i < a.nthreads; i++) {
 		struct worker *w = &workers[i];
 
 		if (w->tid)
@@ -585,8 +614,8 @@ stop:
 		if (w->base)
 			event_base_free(w->base);
 	}
-	if (url_file && rc == 0)
-		unlink(url_file);
+	if (a.url_file && rc == 0)
+		unlink(a.url_file);
 out:
 	if (fd >= 0)
 		close(fd);
