@@ -10,6 +10,15 @@
  * CRC, the disk address and the owning AG (v5), checked here. The sum of
  * an AG's records must equal the AGF's free block count: a tree that does
  * not add up is damaged, and the volume stays data.
+ *
+ * An XFS that was not cleanly unmounted (it crashed, or it is mounted
+ * where we cannot see it) may hold allocations in its log that the btrees
+ * on disk do not show yet: such a volume stays data. Clean means the last
+ * record of the internal log is an unmount record (found as xfsprogs'
+ * xlog_find_head does: the first block of each 512-byte log block carries
+ * its cycle number, which drops by one at the head), and the superblock's
+ * free block count, written at unmount, equals the AGs' (free, AGFL and
+ * btree blocks, as xfs_repair counts them).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -24,11 +33,17 @@
 #define XFS_ABTB3_MAGIC	0x41423342u	/* AB3B, v5 bnobt */
 #define NULLAGBLOCK	0xffffffffu
 #define MAX_LEVELS	9
+#define XLOG_MAGIC	0xfeedbabeu	/* a log record's header */
+#define XLOG_UNMOUNT	0x20		/* op header flag: unmount record */
+#define XLOG_BB		512u
+#define XLOG_WINDOW	(2u << 20)	/* in-flight log buffers at most */
+#define XLOG_CYCLE_SIZE	32768u		/* data bytes one header covers */
 
 struct xfs {
 	const struct fsmap_vol *v;
 	uint32_t bsize, sectsize, agblocks, agcount;
 	uint64_t dblocks;
+	uint64_t ag_free;	/* the AGFs' free, AGFL and btree blocks */
 	bool crc;		/* v5 */
 	unsigned hdr;		/* btree block header bytes */
 	uint8_t *blk;
@@ -138,7 +153,116 @@ map_ag(struct xfs *x, uint32_t ag, struct ferry_extents *fr, char *why,
 				  "btree holds %llu blocks, the AGF says %u",
 				  ag, (unsigned long long)free_blocks,
 				  ferry_be32(agf + 52));
+	x->ag_free += free_blocks + ferry_be32(agf + 48) + ferry_be32(agf + 60);
 	return 0;
+}
+
+/* The cycle number of log block @i, at @off: a record header keeps it in
+ * h_cycle, any other block in its first word. */
+static int
+log_cycle(struct xfs *x, uint64_t off, uint64_t i, uint32_t *cycle)
+{
+	uint8_t b[8];
+	int r = x->v->read(x->v->ctx, off + i * XLOG_BB, b, sizeof b);
+
+	if (r < 0)
+		return r;
+	*cycle = ferry_be32(b) == XLOG_MAGIC ? ferry_be32(b + 4) : ferry_be32(b);
+	return 0;
+}
+
+/* Is the internal log clean? @return 0 if its last record is an unmount
+ * record, -EINVAL (with a reason) if not or if it cannot tell. */
+static int
+log_clean(struct xfs *x, const uint8_t *sb, char *why, size_t whylen)
+{
+	uint64_t logstart = ferry_be64(sb + 48), off, nbb, lo, hi, head, rec;
+	uint32_t logblocks = ferry_be32(sb + 96), c0, c, agno, agbno;
+	unsigned agblklog = sb[124];
+	uint8_t *buf = NULL, h[XLOG_BB];
+	size_t n;
+	int r;
+
+	if (logstart == 0)
+		return fsmap_fail(why, whylen, -ENOTSUP, "an external log, "
+				  "which cannot be checked");
+	agno = agblklog < 32 ? (uint32_t)(logstart >> agblklog) : 0;
+	agbno = agblklog < 32 ? (uint32_t)(logstart &
+					   ((UINT64_C(1) << agblklog) - 1)) : 0;
+	nbb = (uint64_t)logblocks * x->bsize / XLOG_BB;
+	off = ((uint64_t)agno * x->agblocks + agbno) * x->bsize;
+	if (agblklog >= 32 || agno >= x->agcount || agbno >= x->agblocks ||
+	    nbb < 2 || off > x->v->size || nbb * XLOG_BB > x->v->size - off)
+		return fsmap_fail(why, whylen, -EINVAL, "bad log place");
+	/* The head: the first block whose cycle is not the first block's. */
+	if ((r = log_cycle(x, off, 0, &c0)) < 0 ||
+	    (r = log_cycle(x, off, nbb - 1, &c)) < 0)
+		return r;
+	if (c0 == 0 || (c != c0 && c != c0 - 1))
+		return fsmap_fail(why, whylen, -EINVAL, "log cycles %u and %u "
+				  "do not make a log", c0, c);
+	head = nbb;
+	if (c != c0) {
+		for (lo = 0, hi = nbb - 1; hi - lo > 1;) {
+			uint64_t mid = lo + (hi - lo) / 2;
+
+			if ((r = log_cycle(x, off, mid, &c)) < 0)
+				return r;
+			if (c == c0)
+				lo = mid;
+			else
+				hi = mid;
+		}
+		head = hi;
+		/* Log buffers may land out of order: after the head, a
+		 * window of them must all be of the older cycle. */
+		n = (size_t)FERRY_MIN((uint64_t)XLOG_WINDOW,
+				      (nbb - head) * XLOG_BB);
+		buf = malloc(n);
+		if (!buf)
+			return -ENOMEM;
+		r = x->v->read(x->v->ctx, off + head * XLOG_BB, buf, n);
+		for (size_t i = 0; r == 0 && i < n; i += XLOG_BB) {
+			c = ferry_be32(buf + i) == XLOG_MAGIC ?
+			    ferry_be32(buf + i + 4) : ferry_be32(buf + i);
+			if (c == c0)
+				r = fsmap_fail(why, whylen, -EINVAL, "log "
+					       "blocks past its head");
+		}
+		free(buf);
+		if (r < 0)
+			return r;
+	}
+	/* The last record, just before the head: one header block (a
+	 * v2 log with big buffers: one per 32 KiB), its data, and no more;
+	 * one op, the unmount record. */
+	for (rec = head; rec-- > 0 && head - rec <= 64;) {
+		if ((r = x->v->read(x->v->ctx, off + rec * XLOG_BB, h,
+				    sizeof h)) < 0)
+			return r;
+		if (ferry_be32(h) == XLOG_MAGIC && ferry_be32(h + 4) == c0) {
+			uint32_t len = ferry_be32(h + 12);
+			uint32_t hsize = ferry_be32(h + 320);
+			uint64_t hdrs = (ferry_be32(h + 8) & 2) &&
+					hsize > XLOG_CYCLE_SIZE ?
+					(hsize + XLOG_CYCLE_SIZE - 1) /
+					XLOG_CYCLE_SIZE : 1;
+			uint8_t op[XLOG_BB];
+
+			if (rec + hdrs + (len + XLOG_BB - 1) / XLOG_BB != head ||
+			    ferry_be32(h + 40) != 1 || len < 12)
+				break;
+			if ((r = x->v->read(x->v->ctx, off + (rec + hdrs) *
+					    XLOG_BB, op, sizeof op)) < 0)
+				return r;
+			if (op[9] & XLOG_UNMOUNT)
+				return 0;
+			break;
+		}
+	}
+	return fsmap_fail(why, whylen, -EINVAL, "the log is not clean (the "
+			  "filesystem crashed, or is mounted where this "
+			  "cannot be seen): it may hold allocations");
 }
 
 static int
@@ -179,12 +303,20 @@ xfs_free(const struct fsmap_vol *v, struct ferry_extents *fr, char *why,
 				  (unsigned long long)x.dblocks, x.bsize);
 	x.crc = version == 5;
 	x.hdr = x.crc ? 56 : 16;
+	r = log_clean(&x, sb, why, whylen);
+	if (r < 0)
+		return r;
 	x.blk = malloc(x.bsize);
 	if (!x.blk)
 		return -ENOMEM;
 	for (uint32_t ag = 0; r == 0 && ag < x.agcount; ag++)
 		r = map_ag(&x, ag, fr, why, whylen);
 	free(x.blk);
+	if (r == 0 && x.ag_free != ferry_be64(sb + 144))
+		r = fsmap_fail(why, whylen, -EINVAL, "not cleanly unmounted: "
+			       "the superblock counts %llu free blocks, the "
+			       "AGs %llu", (unsigned long long)ferry_be64(sb + 144),
+			       (unsigned long long)x.ag_free);
 	return r;
 }
 

@@ -6,7 +6,10 @@ tree: python3 tests/fuzz/mkseeds.py
 fsmap-xfs/v5-2ag: a v5 XFS of 2 AGs of 16 blocks of 512 bytes. AG 0's
   by-block free-space btree has a root node (block 2) over two leaves
   (blocks 3 and 4): free extents (6,2) (9,1) | (12,3); AG 1's is one leaf
-  (block 2): (5,11). The unit test checks the parser against this layout.
+  (block 2): (5,7). AG 1's blocks 12-15 are the internal log, whose
+  first record (cycle 1) is an unmount record. The superblock's free count
+  (13) says it was cleanly unmounted too. The unit test checks the parser
+  against this layout.
 fsmap-disk/mbr-2: an MBR disk of 1 MiB: p1 (256 KiB at 128 KiB) a swap
   area, p2 (256 KiB at 512 KiB) with 16 KiB of random bytes, and 16 KiB of
   "boot loader" bytes in the gap after the MBR.
@@ -30,6 +33,10 @@ def xfs_v5():
     struct.pack_into('>I', sb, 88, agcount)                # agcount
     struct.pack_into('>H', sb, 100, 5)                     # version 5
     struct.pack_into('>H', sb, 102, BS)                    # sectsize
+    struct.pack_into('>Q', sb, 144, 6 + 7)                 # fdblocks: clean
+    struct.pack_into('>Q', sb, 48, (1 << 4) | 12)          # logstart: AG 1
+    struct.pack_into('>I', sb, 96, 4)                      # logblocks
+    sb[124] = 4                                            # agblklog
     img[0:BS] = sb
 
     def block(ag, agbno, level, nrecs, right, body):
@@ -61,8 +68,17 @@ def xfs_v5():
     block(0, 3, 0, 2, 4, recs([(6, 2), (9, 1)]))
     block(0, 4, 0, 1, NULL, recs([(12, 3)]))
     agf(0, 2, 2, 6)
-    block(1, 2, 0, 1, NULL, recs([(5, 11)]))
-    agf(1, 2, 1, 11)
+    block(1, 2, 0, 1, NULL, recs([(5, 7)]))
+    agf(1, 2, 1, 7)
+    log = (agblocks + 12) * BS
+    h = bytearray(BS)
+    struct.pack_into('>IIII', h, 0, 0xfeedbabe, 1, 2, 512)   # magic cycle v2 len
+    struct.pack_into('>I', h, 40, 1)                         # one op
+    struct.pack_into('>I', h, 320, 32768)                    # h_size
+    img[log:log + BS] = h
+    op = bytearray(BS)
+    struct.pack_into('>IIBB', op, 0, 1, 8, 0xaa, 0x20)       # unmount op
+    img[log + BS:log + 2 * BS] = op
     return bytes(img)
 
 

@@ -99,8 +99,10 @@ test_ext(const char *seed, bool csum)
 	free(img);
 }
 
-/* XFS: the seed's layout (mkseeds.py): exactly its free extents; a wrong
- * free count, a broken magic or a looping sibling is refused. */
+/* XFS: the seed's layout (mkseeds.py): exactly its free extents; a log
+ * whose last record is not an unmount record, a superblock free count
+ * that is not the AGs', a wrong AGF free count, a broken magic or a
+ * looping sibling is refused. */
 static void
 test_xfs(void)
 {
@@ -108,7 +110,7 @@ test_xfs(void)
 	uint8_t *img = load("fsmap-xfs/v5-2ag", &size), *copy;
 	static const struct ferry_extent want[] = {
 		{ 6 * 512, 2 * 512 }, { 9 * 512, 512 }, { 12 * 512, 3 * 512 },
-		{ (16 + 5) * 512, 11 * 512 },
+		{ (16 + 5) * 512, 7 * 512 },
 	};
 	struct ferry_extents fr;
 	char why[200];
@@ -124,6 +126,16 @@ test_xfs(void)
 	copy[16 * 512 + 512 + 55] = 12;		/* AG 1's AGF free count */
 	EXPECT(run("xfs", copy, size, &fr, why) == -EINVAL &&
 	       strstr(why, "AGF says"));
+	ferry_extents_free(&fr);
+	memcpy(copy, img, size);
+	copy[16 * 512 + 12 * 512 + 512 + 9] = 1; /* the log's last op: */
+	EXPECT(run("xfs", copy, size, &fr, why) == -EINVAL && /* a start */
+	       strstr(why, "log is not clean"));
+	ferry_extents_free(&fr);
+	memcpy(copy, img, size);
+	copy[151] = 14;				/* sb_fdblocks: a crash */
+	EXPECT(run("xfs", copy, size, &fr, why) == -EINVAL &&
+	       strstr(why, "cleanly"));
 	ferry_extents_free(&fr);
 	memcpy(copy, img, size);
 	copy[4 * 512] = 'X';			/* a leaf's magic */
