@@ -10,7 +10,9 @@
  *
  * Metadata (superblocks, group descriptors, bitmaps, inode tables) and the
  * journal are marked used in the bitmaps. A filesystem whose journal needs
- * recovery is left as data: its bitmaps may lag what the journal holds.
+ * recovery is left as data: its bitmaps may lag what the journal holds;
+ * so is one not marked cleanly unmounted, or marked with errors (ext2
+ * without a journal clears "valid" while mounted).
  * Checksum errors are errors: a bitmap that fails its checksum is not
  * trusted.
  */
@@ -184,6 +186,13 @@ ext_free(const struct fsmap_vol *v, struct ferry_extents *fr, char *why,
 	if (fs->super->s_feature_incompat & EXT3_FEATURE_INCOMPAT_RECOVER) {
 		r = fsmap_fail(why, whylen, -EINVAL, "the journal needs "
 			       "recovery: bitmaps may lag it");
+		goto out;
+	}
+	if (!(fs->super->s_state & EXT2_VALID_FS) ||
+	    (fs->super->s_state & EXT2_ERROR_FS)) {
+		r = fsmap_fail(why, whylen, -EINVAL, "not cleanly unmounted, "
+			       "or with errors (state %#x): bitmaps may lag",
+			       fs->super->s_state);
 		goto out;
 	}
 	if (ext2fs_blocks_count(fs->super) > v->size / bsize) {
