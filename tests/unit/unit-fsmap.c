@@ -64,7 +64,8 @@ le32(const uint8_t *p)
 
 /* ext2/ext4: free bytes equal the superblock's free block count; the
  * superblock and group descriptors are used; a flipped bitmap byte fails
- * its checksum (ext4 with metadata_csum) and the parser refuses. */
+ * its checksum (ext4 with metadata_csum), and a superblock not marked
+ * valid (mounted, or crashed) is refused. */
 static void
 test_ext(const char *seed, bool csum)
 {
@@ -90,6 +91,12 @@ test_ext(const char *seed, bool csum)
 		img[bitmap + 100] ^= 0x40;
 		r = run("ext4", img, size, &fr, why);
 		EXPECT(r == -EINVAL && strstr(why, "bitmap"));
+		ferry_extents_free(&fr);
+	}
+	if (!csum) {	/* s_state without "valid": mounted, or crashed */
+		img[1024 + 58] = 0;
+		r = run("ext4", img, size, &fr, why);
+		EXPECT(r == -EINVAL && strstr(why, "cleanly"));
 		ferry_extents_free(&fr);
 	}
 	img[1024 + 56] = 0;	/* the magic */
