@@ -48,9 +48,9 @@ detach "$LOOP"
 clone=$((clone + $(awk '$3 == "+" {print $2}' "$W/dom.lv" |
 	while read -r x; do echo $((x)); done | paste -sd+ | bc)))
 
-run() {	# run LABEL [EXPORT OPTIONS]: cold mount to complete; a result row
-	local label=$1 t0 t1 url wire data
-	shift
+run() {	# run LABEL MOUNT-OPTIONS [EXPORT OPTIONS]: cold mount to complete
+	local label=$1 mopts=$2 t0 t1 url wire data
+	shift 2
 	rm -f "$W/url"
 	"$EXPORT" --listen 127.0.0.1:0 --url-file "$W/url" "$@" srv="$dev" \
 		>/dev/null 2>>"$W/export.log" &
@@ -60,7 +60,7 @@ run() {	# run LABEL [EXPORT OPTIONS]: cold mount to complete; a result row
 	mkdir -p "$W/mnt"
 	rm -rf "$W/cache"
 	t0=$(now)
-	"$FERRYFS" -f -o "cache=$W/cache,views=raw" "$url" "$W/mnt" 2>>"$W/ferryfs.log" &
+	"$FERRYFS" -f -o "cache=$W/cache,views=raw$mopts" "$url" "$W/mnt" 2>>"$W/ferryfs.log" &
 	FPID=$!
 	for _ in $(seq 6000); do
 		[ "$(jq -r '.disks[0].state' "$W/mnt/.ferry/status.json" 2>/dev/null)" = complete ] && break
@@ -71,16 +71,19 @@ run() {	# run LABEL [EXPORT OPTIONS]: cold mount to complete; a result row
 	data=$(jq '.disks[0].data_bytes' "$W/mnt/.ferry/status.json")
 	fusermount3 -u "$W/mnt"; wait "$FPID"; FPID=
 	kill "$EPID"; wait "$EPID" 2>/dev/null || true; EPID=
-	printf '%-26s %8.2f s %10.1f MiB %10.1f MiB\n' "$label" \
+	printf '%-36s %8.2f s %10.1f MiB %10.1f MiB\n' "$label" \
 		"$(echo "$t1 - $t0" | bc -l)" "$(echo "$data / $M" | bc -l)" \
 		"$(echo "$wire / $M" | bc -l)"
 	eval "${label%% *}_wire=$wire"
 }
-printf '%-26s %10s %14s %14s\n' "" "to complete" "data" "on the wire"
-run "default (used blocks)"
-run "allblocks (--all-blocks)" --all-blocks
-printf 'partclone -D counts %.1f MiB in use; default/--all-blocks wire: %.3f\n' \
-	"$(echo "$clone / $M" | bc -l)" "$(echo "$default_wire / $allblocks_wire" | bc -l)"
+printf '%-36s %10s %14s %14s\n' "" "to complete" "data" "on the wire"
+run "default (used blocks)" ""
+run "allblocks (--all-blocks)" "" --all-blocks
+run "plain (compress=0)" ",compress=0"
+run "plainall (compress=0, --all-blocks)" ",compress=0" --all-blocks
+printf 'partclone -D counts %.1f MiB in use; wire, default/--all-blocks: %.3f; with compress=0: %.3f\n' \
+	"$(echo "$clone / $M" | bc -l)" "$(echo "$default_wire / $allblocks_wire" | bc -l)" \
+	"$(echo "$plain_wire / $plainall_wire" | bc -l)"
 detach "$dev"
 
 echo
