@@ -253,61 +253,69 @@ out:
 	return r;
 }
 
-/* A mounted device inside the export at @pl: 1 with its number and mount
- * point, 0 if none, -EBUSY if one covers part of it at another offset. */
+/* Call @fn for each mounted block device of mountinfo until it returns
+ * non-zero; @return that, or 0. */
 static int
-lookup_place(const struct mounted_ctx *c, const struct fsmap_place *pl,
-	     dev_t *found, char *mnt, size_t len)
+each_mount(int (*fn)(void *arg, dev_t d, const char *mnt), void *arg)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL, type[64];
+	char *line = NULL, mnt[4096], type[64];
 	size_t cap = 0;
 	dev_t d;
 	int r = 0;
 
 	if (!f)
 		return 0;
-	while (r == 0 && next_mount(f, &line, &cap, &d, mnt, len, type,
-				    sizeof type) == 1) {
-		struct mounted_base b;
-		uint64_t sectors;
-
-		if (resolve_dev(d, &b, 0) < 0 || b.file != c->base.file ||
-		    b.dev != c->base.dev || b.ino != c->base.ino ||
-		    b.off < c->base.off || sysfs_u64(d, "size", &sectors) < 0)
-			continue;
-		b.off -= c->base.off;
-		if (b.off == pl->off && sectors * 512 <= pl->len) {
-			*found = d;
-			r = 1;
-		} else if (b.off < pl->off + pl->len &&
-			   b.off + sectors * 512 > pl->off) {
-			r = -EBUSY;
-		}
-	}
+	while (r == 0 && next_mount(f, &line, &cap, &d, mnt, sizeof mnt, type,
+				    sizeof type) == 1)
+		r = fn(arg, d, mnt);
 	free(line);
 	fclose(f);
 	return r;
 }
 
-/* The mount point of device @d. @return 1, or 0 if it is not mounted. */
-static int
-find_mount(dev_t d, char *mnt, size_t len)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL, type[64];
-	size_t cap = 0;
-	dev_t md;
-	int r = 0;
+struct place_search {
+	const struct mounted_ctx *c;
+	const struct fsmap_place *pl;
+	dev_t found;
+	char mnt[4096];
+};
 
-	if (!f)
+/* 1 if device @d, mounted at @mnt, is the volume at the place asked;
+ * -EBUSY if it covers part of it at another offset; 0 if neither. */
+static int
+place_match(void *arg, dev_t d, const char *mnt)
+{
+	struct place_search *s = arg;
+	struct mounted_base b;
+	uint64_t sectors;
+
+	if (resolve_dev(d, &b, 0) < 0 || b.file != s->c->base.file ||
+	    b.dev != s->c->base.dev || b.ino != s->c->base.ino ||
+	    b.off < s->c->base.off || sysfs_u64(d, "size", &sectors) < 0)
 		return 0;
-	while (r == 0 && next_mount(f, &line, &cap, &md, mnt, len, type,
-				    sizeof type) == 1)
-		r = md == d;
-	free(line);
-	fclose(f);
-	return r;
+	b.off -= s->c->base.off;
+	if (b.off == s->pl->off && sectors * 512 <= s->pl->len) {
+		s->found = d;
+		snprintf(s->mnt, sizeof s->mnt, "%s", mnt);
+		return 1;
+	}
+	if (b.off < s->pl->off + s->pl->len &&
+	    b.off + sectors * 512 > s->pl->off)
+		return -EBUSY;
+	return 0;
+}
+
+/* 1 if the device looked for (s->found) is the one mounted at @mnt. */
+static int
+dev_match(void *arg, dev_t d, const char *mnt)
+{
+	struct place_search *s = arg;
+
+	if (d != s->found)
+		return 0;
+	snprintf(s->mnt, sizeof s->mnt, "%s", mnt);
+	return 1;
 }
 
 static int
@@ -343,22 +351,20 @@ static int
 mounted_lookup(void *ctx, const struct fsmap_place *pl,
 	       struct ferry_extents *fr, char *why, size_t whylen)
 {
-	const struct mounted_ctx *c = ctx;
-	char mnt[4096];
-	dev_t d = 0;
+	struct place_search s = { .c = ctx, .pl = pl };
 	int r;
 
 	if (pl->dm_name)
-		r = lookup_dm(pl->dm_name, &d) == 1 &&
-		    find_mount(d, mnt, sizeof mnt);
+		r = lookup_dm(pl->dm_name, &s.found) == 1 &&
+		    each_mount(dev_match, &s) == 1;
 	else
-		r = lookup_place(c, pl, &d, mnt, sizeof mnt);
+		r = each_mount(place_match, &s);
 	if (r == -EBUSY)
 		return fsmap_fail(why, whylen, r, "a mounted device covers "
 				  "part of it at another offset");
 	if (r <= 0)
 		return 0;
-	r = getfsmap(mnt, d, fr, why, whylen);
+	r = getfsmap(s.mnt, s.found, fr, why, whylen);
 	return r < 0 ? r : 1;
 }
 

@@ -354,6 +354,7 @@ test_lvm(void)
 		{ "segment_count = 2", "segment_count = 3" },
 		{ "physical_volumes {", "physical_volumes {{" },
 		{ "pe_count = 30", "pe_count = 3000" },
+		{ "\"pv0\", 8\n", "\"pv0\", 8,\n\"pv0\", 20\n" },	/* 2 areas, 1 stripe */
 	};
 	for (size_t i = 0; i < sizeof lies / sizeof lies[0]; i++) {
 		t = replace(p.text, lies[i][0], lies[i][1]);
