@@ -213,4 +213,12 @@ jq -e '.disks[0].volumes | length == 8' "$mnt3/.ferry/source.json" >/dev/null ||
 	fail "file:// source.json: $(cat "$mnt3/.ferry/source.json")"
 cmp "$mnt/srv.raw" "$mnt3/${dev##*/}.raw" || fail "file:// raw differs from the export's"
 ok "file:// $dev: same map, same bytes"
+
+# An image of the disk maps the same volumes, read through libqcow.
+qemu-img convert -O qcow2 "$disk" "$T/disk.qcow2" || fail "qemu-img convert"
+"$FERRY_EXPORT" --print-map a="$dev" b="$T/disk.qcow2" > "$T/maps.json" 2>>"$T/export.log" ||
+	fail "--print-map"
+jq -e '[.[] | [.volumes[] | [.where, .type, .used, .map]]] | .[0] == .[1] and (.[0] | length) == 8' \
+	"$T/maps.json" >/dev/null || fail "the qcow2 image maps otherwise: $(jq -c . "$T/maps.json")"
+ok "a qcow2 image of the disk maps the same 8 volumes"
 echo "PASS"
