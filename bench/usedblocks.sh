@@ -9,6 +9,7 @@
 #    64 GiB XFS and a 64 GiB ext4 (sparse backing files) holding 2 GiB,
 #    unmounted (on-disk structures) and mounted (the kernel's GETFSMAP).
 # Usage: bench/usedblocks.sh
+bash "$(dirname "$0")/../contrib/install-deps.sh" >&2	# partclone, mtools, ...
 . "$(dirname "$0")/lib.sh" losetup sgdisk mkfs.ext4 mkfs.xfs mkntfs mcopy \
 	pvcreate partclone.extfs partclone.xfs partclone.ntfs partclone.fat jq \
 	python3 bc /usr/bin/time
