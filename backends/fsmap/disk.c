@@ -194,8 +194,8 @@ static int volume(struct job *j, const struct fsmap_vol *v,
 /* An LVM2 PV: free extents, then each mappable LV as a volume. */
 static int
 pv_volume(struct job *j, const struct fsmap_vol *v, const struct xlate *x,
-	  const char *where, struct fsmap_entry *e, size_t ei,
-	  struct ferry_extents *fr, char *why, size_t whylen)
+	  const char *where, size_t ei, struct ferry_extents *fr, char *why,
+	  size_t whylen)
 {
 	struct lvm_pv pv;
 	uint64_t freed = 0;
@@ -247,7 +247,8 @@ pv_volume(struct job *j, const struct fsmap_vol *v, const struct xlate *x,
 			freed += j->free[k].len;
 	}
 	if (r == 0 && j->rep && ei < j->rep->n) {
-		e = &j->rep->v[ei];
+		struct fsmap_entry *e = &j->rep->v[ei];
+
 		e->method = FSMAP_VOLUMES;
 		e->used = v->size - FERRY_MIN(freed, v->size);
 	}
@@ -303,13 +304,9 @@ volume(struct job *j, const struct fsmap_vol *v, const struct fsmap_place *pl,
 		goto out;
 	}
 	if (strcmp(e->type, "LVM2_member") == 0 && depth == 0) {
-		char type[sizeof e->type];
-
-		snprintf(type, sizeof type, "%s", e->type);
-		r = pv_volume(j, v, x, where, e, ei, &fr, e->why,
-			      sizeof e->why);
-		if (j->rep)
-			e = &j->rep->v[ei];	/* moved by realloc */
+		/* Its LVs add entries, so @e may move (@ei stays); the reason
+		 * is written before any is added. */
+		r = pv_volume(j, v, x, where, ei, &fr, e->why, sizeof e->why);
 		if (r == -EINVAL || r == -ENOTSUP || r == -EIO)
 			r = 0;		/* the reason is in e->why */
 		ferry_extents_free(&fr);
