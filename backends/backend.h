@@ -31,6 +31,11 @@ struct ferry_disk_info {
 	uint32_t sector_size;	/* logical sector size, 512 if unknown */
 	uint64_t allocated;	/* data bytes by the allocation map */
 	char generation[128];	/* changes whenever the content may have */
+	/* The content may change without the generation changing: a block
+	 * device, whose writes the exporter cannot see (its generation names
+	 * the device and size). A client never takes such a disk as
+	 * unchanged: it checks what it holds against the digests. */
+	bool live;
 	bool digests;		/* the source serves per-chunk digests */
 };
 

@@ -243,6 +243,7 @@ ferry_file_open(const char *name, const char *path, struct ferry_source **out)
 		if (ioctl(p->fd, BLKSSZGET, &ssz) == 0 && ssz > 0)
 			d->sector_size = (uint32_t)ssz;
 		p->blockdev = true;
+		d->live = true;		/* its writes are not seen here */
 		(void)bytes;
 	} else if (!S_ISREG(st.st_mode)) {
 		ferry_error("%s: not a regular file or block device", path);

@@ -649,7 +649,9 @@ http_extents(struct ferry_source *src, unsigned disk,
 
 	if (!p->ferry)
 		return ferry_extents_all_data(map);
-	snprintf(url, sizeof url, "%s/extents", p->disk_url[disk]);
+	/* A map made now, not one the exporter computed a moment ago: the
+	 * mount's (or a resync's) view of a live disk starts here. */
+	snprintf(url, sizeof url, "%s/extents?fresh=1", p->disk_url[disk]);
 	r = request(src, url, &x);
 	if (r == 0) {
 		uint64_t size = map->size;

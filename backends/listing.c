@@ -38,11 +38,12 @@ parse_disk(json_t *e, struct ferry_disk_info *d)
 {
 	const char *name, *gen = "", *alg = "";
 	json_int_t size, alloc = -1, sector = 512;
+	int live = 0;
 
-	if (json_unpack(e, "{s:s, s:I, s?:I, s?:I, s?:s, s?:s}", "name",
-			&name, "size", &size, "allocated", &alloc,
+	if (json_unpack(e, "{s:s, s:I, s?:I, s?:I, s?:s, s?:b, s?:s}",
+			"name", &name, "size", &size, "allocated", &alloc,
 			"sector_size", &sector, "generation", &gen,
-			"digests", &alg) < 0)
+			"live", &live, "digests", &alg) < 0)
 		return false;
 	if (size < 0 || !ferry_valid_disk_name(name) || sector <= 0 ||
 	    sector > 65536 || (sector & (sector - 1)) ||
@@ -56,6 +57,7 @@ parse_disk(json_t *e, struct ferry_disk_info *d)
 	d->allocated = alloc >= 0 && (uint64_t)alloc <= d->size ?
 		       (uint64_t)alloc : d->size;
 	d->sector_size = (uint32_t)sector;
+	d->live = live;
 	d->digests = strcmp(alg, FERRY_DIGEST_NAME) == 0;
 	return true;
 }

@@ -45,6 +45,7 @@ struct usedmap {
 	pthread_cond_t done;
 	bool computing;
 	struct umap *cur;
+	double since;			/* no map computed before serves */
 	struct fsmap_report logged;	/* the last report, as logged */
 };
 
@@ -178,7 +179,8 @@ get_map(struct usedmap *u)
 	pthread_mutex_lock(&u->lock);
 	for (;;) {
 		m = u->cur;
-		if (m && (u->computing || ferry_now() - m->at < ttl(m))) {
+		if (m && m->at >= u->since &&
+		    (u->computing || ferry_now() - m->at < ttl(m))) {
 			m->refs++;
 			pthread_mutex_unlock(&u->lock);
 			return m;
@@ -339,6 +341,7 @@ ferry_usedmap_wrap(struct ferry_source **srcp, const char *path)
 	snprintf(u->path, sizeof u->path, "%s", path);
 	pthread_mutex_init(&u->lock, NULL);
 	pthread_cond_init(&u->done, NULL);
+	u->since = -INFINITY;
 	/* Mounted volumes are mapped by the kernel when we can tell where
 	 * the path lies; an image's virtual disk is never mounted here. */
 	u->kern_ok = strcmp(in->ops->name, "file") == 0 &&
@@ -362,6 +365,18 @@ ferry_usedmap_wrap(struct ferry_source **srcp, const char *path)
 	umap_put(u, m);
 	*srcp = src;
 	return 0;
+}
+
+void
+ferry_usedmap_since(struct ferry_source *src, double t)
+{
+	struct usedmap *u = src->priv;
+
+	if (src->ops != &usedmap_backend)
+		return;
+	pthread_mutex_lock(&u->lock);
+	u->since = FERRY_MAX(u->since, t);
+	pthread_mutex_unlock(&u->lock);
 }
 
 json_t *

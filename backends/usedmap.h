@@ -25,6 +25,12 @@ int ferry_usedmap_wrap(struct ferry_source **src, const char *path);
  * type, used, map, reason?}, or NULL if @src is not a wrapper. */
 json_t *ferry_usedmap_volumes(struct ferry_source *src);
 
+/*! ferry_usedmap_since() : from now on, serve maps computed at @t
+ * (ferry_now()) or later: the next read or extent map of @src computes
+ * one if need be (a client's resync, after the source was quiesced). No-op
+ * if @src is not a wrapper. */
+void ferry_usedmap_since(struct ferry_source *src, double t);
+
 /*! ferry_usedmap_used() : bytes @src serves as data now (its map), or
  * the inner allocation if @src is not a wrapper. */
 uint64_t ferry_usedmap_used(struct ferry_source *src);

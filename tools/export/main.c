@@ -136,9 +136,11 @@ set_disk_id(struct ferry_source *src, const char *name, char *const *ids,
 	for (size_t k = 0; k < nids; k++)
 		if (strncmp(ids[k], name, n) == 0 && ids[k][n] == '=')
 			id = ids[k] + n + 1;
-	if (id)
+	if (id) {
 		snprintf(d->generation, sizeof d->generation, "id-%s-%" PRIu64,
 			 id, d->size);
+		d->live = false;	/* the user names the content */
+	}
 	return id;
 }
 

@@ -56,6 +56,34 @@ out:
 	return code;
 }
 
+/* ?fresh=1: a map computed after the request came (a resync's). */
+static int
+extents_query(const char *query, struct route *rt, char *why, size_t whylen)
+{
+	struct evkeyvalq q;
+	int64_t fresh;
+	int code = 0;
+
+	if (!query || !*query)
+		return 0;
+	TAILQ_INIT(&q);
+	if (evhttp_parse_query_str(query, &q) < 0) {
+		snprintf(why, whylen, "malformed query");
+		code = 400;
+		goto out;
+	}
+	fresh = query_u64(&q, "fresh");
+	if (evhttp_find_header(&q, "fresh") && fresh != 0 && fresh != 1) {
+		snprintf(why, whylen, "extents: fresh=0 or fresh=1");
+		code = 400;
+		goto out;
+	}
+	rt->fresh = fresh == 1;
+out:
+	evhttp_clear_headers(&q);
+	return code;
+}
+
 int
 export_route(const char *path, const char *query, struct route *rt,
 	     char *why, size_t whylen)
@@ -117,7 +145,7 @@ export_route(const char *path, const char *query, struct route *rt,
 	}
 	if (strcmp(slash, "/extents") == 0) {
 		rt->kind = ROUTE_EXTENTS;
-		return 0;
+		return extents_query(query, rt, why, whylen);
 	}
 	if (strcmp(slash, "/digests") == 0) {
 		rt->kind = ROUTE_DIGESTS;

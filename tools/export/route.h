@@ -4,6 +4,7 @@
 #ifndef FERRY_EXPORT_ROUTE_H
 #define FERRY_EXPORT_ROUTE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,7 +20,7 @@ enum route_kind {
 	ROUTE_LIST,	/* /v1/disks */
 	ROUTE_INFO,	/* /v1/info */
 	ROUTE_DATA,	/* /v1/disks/NAME */
-	ROUTE_EXTENTS,	/* /v1/disks/NAME/extents */
+	ROUTE_EXTENTS,	/* /v1/disks/NAME/extents[?fresh=1] */
 	ROUTE_DIGESTS,	/* /v1/disks/NAME/digests?chunk=&first=&count= */
 };
 
@@ -27,6 +28,7 @@ struct route {
 	enum route_kind kind;
 	char name[FERRY_NAME_MAX + 1];	/* percent-decoded, a valid name */
 	uint64_t chunk, first, count;	/* digests: within the limits above */
+	bool fresh;			/* extents: map it anew */
 };
 
 /*! export_route() : the endpoint that @path (and @query, or NULL) name.

@@ -41,6 +41,7 @@
 #include "common/digest.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "backends/usedmap.h"
 #include "common/zframe.h"
 #include "tools/export/export.h"
 #include "tools/export/route.h"
@@ -526,13 +527,14 @@ serve_list(struct evhttp_request *req, struct exporter *ex)
 		used = m.data_bytes;
 		ferry_extents_free(&m);
 		json_array_append_new(arr, json_pack(
-			"{sssIsIsIsIssss}", "name", ex->disks[i].name,
+			"{sssIsIsIsIsssbss}", "name", ex->disks[i].name,
 			"size", (json_int_t)size,
 			"sector_size", (json_int_t)di->sector_size,
 			"allocated", (json_int_t)FERRY_MIN(di->allocated,
 							   size),
 			"used", (json_int_t)FERRY_MIN(used, size),
 			"generation", gen,
+			"live", di->live,
 			"digests", FERRY_DIGEST_NAME));
 	}
 	send_json(req, arr ? json_pack("{ssso}", "host_id", ex->host_id,
@@ -540,7 +542,7 @@ serve_list(struct evhttp_request *req, struct exporter *ex)
 }
 
 static void
-serve_extents(struct evhttp_request *req, struct export_disk *d)
+serve_extents(struct evhttp_request *req, struct export_disk *d, bool fresh)
 {
 	struct ferry_extents m;
 	struct evbuffer *buf;
@@ -548,6 +550,8 @@ serve_extents(struct evhttp_request *req, struct export_disk *d)
 	int r;
 
 	export_look(d, NULL, 0, NULL);
+	if (fresh)
+		ferry_usedmap_since(d->src, ferry_now());
 	r = zeros_map(d, &m);
 	if (r < 0) {
 		refuse(req, 500, "Internal Server Error",
@@ -785,7 +789,7 @@ handle(struct evhttp_request *req, void *arg)
 	if (rt.kind == ROUTE_DATA)
 		serve_data(req, ex, d);
 	else if (rt.kind == ROUTE_EXTENTS)
-		serve_extents(req, d);
+		serve_extents(req, d, rt.fresh);
 	else
 		serve_digests(req, d, &rt);
 }

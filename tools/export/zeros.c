@@ -77,9 +77,11 @@ export_look(struct export_disk *d, char *gen, size_t genlen, uint64_t *size)
 	if (d->src->ops->refresh)
 		r = d->src->ops->refresh(d->src, 0);
 	if (r == 1) {
-		if (d->disk_id)
+		if (d->disk_id) {
 			snprintf(di->generation, sizeof di->generation,
 				 "id-%s-%" PRIu64, d->disk_id, di->size);
+			di->live = false;
+		}
 		zeros_forget(d);
 		d->epoch++;
 		ferry_info("%s: changed at the source (generation %s, %"
