@@ -216,22 +216,23 @@ zero_range(struct fdisk *d, uint64_t off, uint64_t len)
 	return 0;
 }
 
-/* The disk changed at the source: what is a hole now must read as zeros,
- * whatever an earlier generation left in the data file there (reads of
- * holes are answered from the file). */
-static int
-clear_holes(struct fdisk *d)
+/* The disk changed at the source: nothing an earlier generation left in
+ * the data file where the map has holes now may linger there (reads of
+ * holes are answered from memory, but a later map may call them data
+ * again, and a chunk's hash is taken from the file). */
+int
+cache_clear_holes(struct fdisk *d, const struct ferry_extents *map)
 {
 	uint64_t at = 0;
 	int r = 0;
 
-	for (size_t i = 0; r == 0 && i <= d->map.n; i++) {
-		uint64_t end = i < d->map.n ? d->map.v[i].off : d->info.size;
+	for (size_t i = 0; r == 0 && i <= map->n; i++) {
+		uint64_t end = i < map->n ? map->v[i].off : d->info.size;
 
 		if (end > at)
 			r = zero_range(d, at, end - at);
-		if (i < d->map.n)
-			at = d->map.v[i].off + d->map.v[i].len;
+		if (i < map->n)
+			at = map->v[i].off + map->v[i].len;
 	}
 	if (r == 0 && fdatasync(d->data_fd) < 0)
 		r = -errno;
@@ -272,6 +273,15 @@ cache_open(struct ferryfs *fs, struct fdisk *d)
 	changed = why && strcmp(why, "generation") == 0 && d->verify;
 	if (changed)
 		why = NULL;
+	/* A live disk (a block device) may have changed under the same
+	 * generation: its chunks are checked too, or, without digests,
+	 * dropped. */
+	if (!why && !changed && d->info.live) {
+		if (d->verify)
+			changed = true;
+		else
+			why = "content (a live disk, and no digests to check)";
+	}
 	if (!why && (fstat(d->data_fd, &st) < 0 ||
 		     (uint64_t)st.st_size != d->info.size))
 		why = "data file size";
@@ -308,17 +318,19 @@ cache_open(struct ferryfs *fs, struct fdisk *d)
 			continue;
 		}
 		d->present_chunks++;
-		d->cached += ferry_chunk_data(&d->map, d->chunk, c);
+		d->cached += ferry_chunk_data(disk_map(d), d->chunk, c);
 	}
 	if (changed) {
-		r = clear_holes(d);
+		r = cache_clear_holes(d, disk_map(d));
 		if (r < 0)
 			return r;
 		d->restamp = true;
-		ferry_info("cache %s: the disk changed at the source (another "
-			   "generation); %" PRIu64 " cached chunks are kept to "
-			   "check against its digests, only those that differ "
-			   "are fetched", d->path, (uint64_t)d->candidates);
+		ferry_info("cache %s: the disk %s at the source; %" PRIu64
+			   " cached chunks are kept to check against its "
+			   "digests, only those that differ are fetched",
+			   d->path, d->info.live ? "is live (it may have "
+			   "changed)" : "changed (another generation)",
+			   (uint64_t)d->candidates);
 	} else if (d->present_chunks) {
 		ferry_info("cache %s: resuming with %" PRIu64 " of %" PRIu64
 			   " chunks", d->path, (uint64_t)d->present_chunks,
@@ -349,16 +361,33 @@ cache_restamp(struct ferryfs *fs, struct fdisk *d)
 }
 
 int
-cache_hash(struct fdisk *d, uint64_t c, uint8_t *buf, size_t buflen,
-	   struct ferry_hasher *h, struct ferry_digest *out)
+cache_hash(struct fdisk *d, const struct ferry_extents *map, uint64_t c,
+	   uint8_t *buf, size_t buflen, struct ferry_hasher *h,
+	   struct ferry_digest *out)
 {
 	uint64_t off = c * d->chunk;
 	uint64_t end = FERRY_MIN(off + d->chunk, d->info.size);
+	size_t i = ferry_extents_find(map, off);
 
 	ferry_hasher_reset(h);
 	while (off < end) {
 		size_t n = (size_t)FERRY_MIN(end - off, (uint64_t)buflen);
-		ssize_t k = pread(d->data_fd, buf, n, (off_t)off);
+		ssize_t k;
+
+		/* Holes of the map are zeros, whatever the file holds. */
+		while (i < map->n && map->v[i].off + map->v[i].len <= off)
+			i++;
+		if (i >= map->n || map->v[i].off >= end) {
+			ferry_hasher_zeros(h, end - off);
+			break;
+		}
+		if (map->v[i].off > off) {
+			ferry_hasher_zeros(h, map->v[i].off - off);
+			off = map->v[i].off;
+			continue;
+		}
+		n = (size_t)FERRY_MIN(n, map->v[i].off + map->v[i].len - off);
+		k = pread(d->data_fd, buf, n, (off_t)off);
 
 		if (k < 0 && errno == EINTR)
 			continue;

@@ -4,6 +4,7 @@
  *   cache.c  per-disk cache files: sparse data + crash-safe presence map
  *   fetch.c  transfer engine: demand reads first, readahead, hydration
  *   files.c  the files of the mount: views of each disk (views/)
+ *   layout.c a disk's map and its views, replaced whole by a resync
  *   ops.c    FUSE low-level operations and .ferry/status.json
  */
 #ifndef FERRYFS_H
@@ -30,10 +31,24 @@ struct fuse_session;
 
 struct fetch_job;
 
+/* A disk's data ranges and every view made from them (layout.c). Never
+ * changed once made: a resync makes a new one. views[] is indexed by the
+ * files' vfile.slot. */
+struct layout {
+	_Atomic unsigned refs;
+	struct ferry_extents map;	/* data ranges; the rest is holes */
+	size_t nviews;
+	struct view views[];
+};
+
 struct fdisk {
 	unsigned idx;			/* disk index in the source */
 	struct ferry_disk_info info;
-	struct ferry_extents map;	/* data ranges; the rest is holes */
+	/* The current layout. Swapped under sched.lock and lay_lock, so it
+	 * may be read under either; anything that reads it without
+	 * sched.lock takes a reference (layout_get). */
+	struct layout *lay;
+	pthread_mutex_t lay_lock;
 	uint64_t chunk;			/* chunk size in bytes */
 	uint64_t nchunks;
 	uint64_t data_chunks;		/* chunks holding any data */
@@ -60,6 +75,10 @@ struct fdisk {
 	struct ferry_bitmap candidate;
 	_Atomic uint64_t candidates;	/* bits set in candidate */
 	_Atomic uint64_t kept, changed;	/* candidates resolved either way */
+	/* The last resync's new map against the one before: data bytes
+	 * that became used, and that became free. */
+	_Atomic uint64_t grew, shrank;
+	unsigned resyncs;		/* resyncs that took a new map */
 	atomic_bool restamp;		/* take the generation once resolved */
 	/* Resyncs so far (sched.lock): a chunk fetched by a run that began
 	 * before the last one becomes a candidate, not present. */
@@ -91,10 +110,13 @@ enum {
 	VIEWS_ALL = (1 << 5) - 1,
 };
 
-/* A file of the mount: one view of one disk. Fixed once mounted. */
+/* A file of the mount: one view of one disk. Fixed once mounted; its
+ * layout (size, tables) is in the disk's layout, at views[slot]. */
 struct vfile {
 	struct fdisk *d;
-	struct view view;
+	const struct view_ops *ops;
+	struct view_params params;	/* map: none; the layout's */
+	size_t slot;
 	const char *kind;	/* "raw", "qcow2", "vhd", "fixedvhd", "part" */
 	unsigned part;		/* kind "part": the partition number */
 	char name[FERRY_NAME_MAX + 24];
@@ -190,6 +212,37 @@ struct ferryfs {
 	} reverify;
 };
 
+/* layout.c */
+
+/*! disk_map() : @d's current map; sched.lock held (or no worker yet). */
+static inline const struct ferry_extents *
+disk_map(const struct fdisk *d)
+{
+	return &d->lay->map;
+}
+
+/*! layout_get() : a reference to @d's current layout. */
+struct layout *layout_get(struct fdisk *d);
+/*! layout_put() : drop a reference (NULL is fine). */
+void layout_put(struct layout *l);
+
+/*! layout_view() : file @f's view in @l (a layout of f->d). */
+static inline const struct view *
+layout_view(const struct layout *l, const struct vfile *f)
+{
+	return &l->views[f->slot];
+}
+
+/*! layout_new() : a layout of @d from @map (moved in: *@map is left
+ * empty), with a view for each of @d's files. @return 0 or -errno. */
+int layout_new(struct ferryfs *fs, struct fdisk *d, struct ferry_extents *map,
+	       struct layout **out);
+
+/*! layout_swap() : make @l @d's layout (sched.lock held); @return the
+ * one it replaces, whose reference the caller now holds. */
+struct layout *layout_swap(struct ferryfs *fs, struct fdisk *d,
+			   struct layout *l);
+
 /* cache.c */
 
 /*! cache_open() : open or create the cache of @d under fs->cache_dir,
@@ -209,10 +262,18 @@ void cache_close(struct fdisk *d);
  * then record the disk's current generation in NAME.json. */
 int cache_restamp(struct ferryfs *fs, struct fdisk *d);
 
-/*! cache_hash() : the digest of chunk @c as the cache file holds it, read
- * through @buf of @buflen bytes. @return 0 or -errno (logged). */
-int cache_hash(struct fdisk *d, uint64_t c, uint8_t *buf, size_t buflen,
-	       struct ferry_hasher *h, struct ferry_digest *out);
+/*! cache_hash() : the digest of chunk @c as the cache file holds it,
+ * holes of @map as zeros (whatever an earlier map left in the file
+ * there), read through @buf of @buflen bytes. @return 0 or -errno
+ * (logged). */
+int cache_hash(struct fdisk *d, const struct ferry_extents *map, uint64_t c,
+	       uint8_t *buf, size_t buflen, struct ferry_hasher *h,
+	       struct ferry_digest *out);
+
+/*! cache_clear_holes() : punch what is a hole in @map out of @d's data
+ * file, so that no earlier generation's bytes linger there. @return 0 or
+ * -errno (logged). */
+int cache_clear_holes(struct fdisk *d, const struct ferry_extents *map);
 
 /*! cache_lock_dir() : take the cache directory for this mount alone.
  * @return 0, or -EBUSY if another ferryfs uses it. */
@@ -237,9 +298,11 @@ int fetch_ensure(struct ferryfs *fs, struct fdisk *d, uint64_t off,
 		 uint64_t len, struct fetch_ra *ra);
 
 /*! fetch_ensure_v() : fetch_ensure() for @n disk ranges at once (the disk
- * ranges a view's read maps to): every missing chunk is queued before
- * waiting for any, and readahead follows the last range. */
+ * ranges a view's read maps to, by @map, the reader's layout's): every
+ * missing chunk is queued before waiting for any, and readahead follows
+ * the last range. */
 int fetch_ensure_v(struct ferryfs *fs, struct fdisk *d,
+		   const struct ferry_extents *map,
 		   const struct ferry_extent *rv, size_t n,
 		   struct fetch_ra *ra);
 
@@ -255,7 +318,8 @@ int fetch_pread(struct ferryfs *fs, struct fdisk *d, void *buf, size_t len,
  * the source); it is fetched again when read or hydrated. */
 void fetch_forget(struct ferryfs *fs, struct fdisk *d, uint64_t c);
 
-/*! fetch_chunk_has_data() : does chunk @c of @d hold any data? */
+/*! fetch_chunk_has_data() : does chunk @c of @d hold any data (by its
+ * current map: sched.lock held, or no worker yet)? */
 bool fetch_chunk_has_data(const struct fdisk *d, uint64_t c);
 
 /* verify.c */

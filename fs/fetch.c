@@ -77,7 +77,11 @@ struct fetch_job {
 struct run {
 	struct ferryfs *fs;
 	struct fdisk *d;
+	struct layout *lay;		/* the disk's, when the run began */
 	bool fg;
+	/* Fetch the chunks whole, holes and all: a live disk's chunk that
+	 * differed from its digest may have data where the map is older. */
+	bool whole;
 	uint64_t first;
 	size_t n, next;			/* jobs; the first not yet done */
 	struct fetch_job *jobs[RUN_MAX];
@@ -98,7 +102,7 @@ struct run {
 bool
 fetch_chunk_has_data(const struct fdisk *d, uint64_t c)
 {
-	return ferry_chunk_data(&d->map, d->chunk, c) > 0;
+	return ferry_chunk_data(disk_map(d), d->chunk, c) > 0;
 }
 
 static void
@@ -173,13 +177,14 @@ chunk_wanted(const struct fdisk *d, uint64_t c)
 static uint64_t
 chunk_data_end(const struct fdisk *d, uint64_t c)
 {
+	const struct ferry_extents *m = disk_map(d);
 	uint64_t end = FERRY_MIN((c + 1) * d->chunk, d->info.size);
-	size_t i = ferry_extents_find(&d->map, end - 1);
+	size_t i = ferry_extents_find(m, end - 1);
 
-	if (i < d->map.n && d->map.v[i].off < end)
+	if (i < m->n && m->v[i].off < end)
 		return end;	/* an extent runs to the chunk's end */
 	/* Else the data ends in the extent before, inside the chunk. */
-	return i > 0 ? d->map.v[i - 1].off + d->map.v[i - 1].len : end;
+	return i > 0 ? m->v[i - 1].off + m->v[i - 1].len : end;
 }
 
 static size_t
@@ -276,7 +281,7 @@ job_finish(struct ferryfs *fs, struct fetch_job *j, int err)
 		}
 		d->dirty = true;
 	} else if (err == 0) {
-		d->cached += ferry_chunk_data(&d->map, d->chunk, j->chunk);
+		d->cached += ferry_chunk_data(disk_map(d), d->chunk, j->chunk);
 		d->present_chunks++;
 		ferry_bitmap_set(&d->present, j->chunk);
 		d->dirty = true;
@@ -471,48 +476,60 @@ sink_wire(void *arg, size_t n)
  * own rate; a probe of the other mode is cut to its size limit, and the
  * rest of the range follows as a request of its own. */
 static int
-run_fetch(struct run *r)
+run_fetch_range(struct run *r, uint64_t a, uint64_t b)
 {
 	struct ferryfs *fs = r->fs;
-	struct fdisk *d = r->d;
-	uint64_t start = (r->first + r->next) * d->chunk;
-	uint64_t end = FERRY_MIN((r->first + r->n) * d->chunk, d->info.size);
 	struct ferry_sink sink = { .data = sink_data, .wire = sink_wire,
 				   .arg = r };
 
-	for (size_t i = ferry_extents_find(&d->map, start); i < d->map.n; i++) {
-		const struct ferry_extent *e = &d->map.v[i];
-		uint64_t a = FERRY_MAX(e->off, start);
-		uint64_t b = FERRY_MIN(e->off + e->len, end);
+	while (a < b) {
+		bool probe = false, zstd = fs->compress;
+		uint64_t n = b - a;
+		double t0;
+		int err;
+
+		if (fs->compress_auto) {
+			zstd = ferry_adapt_choose(&fs->adapt, &probe);
+			if (probe)
+				n = FERRY_MIN(n, FERRY_ADAPT_PROBE_BYTES);
+		}
+		sink.plain = !zstd;
+		r->bytes = 0;
+		r->paused = false;
+		t0 = ferry_now();
+		err = ferry_source_read(fs->src, r->d->idx, a, n, &sink);
+		if (err < 0)
+			return err;
+		if (fs->compress_auto && !r->paused)
+			ferry_adapt_note(&fs->adapt, zstd, probe, r->bytes,
+					 ferry_now() - t0);
+		a += n;
+	}
+	return 0;
+}
+
+static int
+run_fetch(struct run *r)
+{
+	struct fdisk *d = r->d;
+	const struct ferry_extents *m = &r->lay->map;
+	uint64_t start = (r->first + r->next) * d->chunk;
+	uint64_t end = FERRY_MIN((r->first + r->n) * d->chunk, d->info.size);
+	int err = 0;
+
+	if (r->whole)
+		err = run_fetch_range(r, start, end);
+	for (size_t i = ferry_extents_find(m, start);
+	     !r->whole && err == 0 && i < m->n; i++) {
+		const struct ferry_extent *e = &m->v[i];
 
 		if (e->off >= end)
 			break;
-		while (a < b) {
-			bool probe = false, zstd = fs->compress;
-			uint64_t n = b - a;
-			double t0;
-			int err;
-
-			if (fs->compress_auto) {
-				zstd = ferry_adapt_choose(&fs->adapt, &probe);
-				if (probe)
-					n = FERRY_MIN(n,
-						FERRY_ADAPT_PROBE_BYTES);
-			}
-			sink.plain = !zstd;
-			r->bytes = 0;
-			r->paused = false;
-			t0 = ferry_now();
-			err = ferry_source_read(fs->src, d->idx, a, n, &sink);
-			if (err < 0)
-				return err;
-			if (fs->compress_auto && !r->paused)
-				ferry_adapt_note(&fs->adapt, zstd, probe,
-						 r->bytes, ferry_now() - t0);
-			a += n;
-		}
+		err = run_fetch_range(r, FERRY_MAX(e->off, start),
+				      FERRY_MIN(e->off + e->len, end));
 	}
-	return 0;
+	/* Chunks after the last data byte (holes to the map) are done now. */
+	return err ? err : run_progress(r, end);
 }
 
 /* Fetch the run, checking each chunk against the source's digests when
@@ -535,6 +552,15 @@ run_fetch_tries(struct run *r)
 			break;
 		c = r->first + r->bad;
 		d->mismatches++;
+		if (d->info.live && !r->whole) {
+			/* Blocks a live filesystem took since the map was
+			 * made are in the digest, not in the map's data:
+			 * from here on, whole chunks. */
+			r->whole = true;
+			for (size_t i = r->next; i < r->n; i++)
+				r->ends[i] = FERRY_MIN((r->first + i + 1) *
+						       d->chunk, d->info.size);
+		}
 		ferry_digest_hex(&r->got[r->bad], got);
 		ferry_digest_hex(&r->want[r->bad], want);
 		if (tries == VERIFY_TRIES) {
@@ -581,7 +607,8 @@ run_candidates(struct run *r, bool *keep, bool *any)
 			continue;
 		if (!buf && !(buf = malloc(CAND_BUF)))
 			return -ENOMEM;
-		err = cache_hash(d, c, buf, CAND_BUF, &r->h, &have);
+		err = cache_hash(d, &r->lay->map, c, buf, CAND_BUF, &r->h,
+				 &have);
 		if (err < 0)
 			break;
 		if (!ferry_bitmap_take(&d->candidate, c))
@@ -667,10 +694,12 @@ worker_main(struct ferryfs *fs, bool fg)
 			break;
 		for (size_t i = 0; i < r.n; i++)
 			r.jobs[i]->epoch = r.d->epoch;
+		r.lay = layout_get(r.d);
 		demand = run_awaited(&r);
 		pthread_mutex_unlock(&s->lock);
 
 		err = run_fetch_verified(&r);
+		layout_put(r.lay);
 
 		pthread_mutex_lock(&s->lock);
 		if (err == 0 && r.next < r.n) {
@@ -720,7 +749,7 @@ fetch_forget(struct ferryfs *fs, struct fdisk *d, uint64_t c)
 	if (ferry_bitmap_test(&d->present, c)) {
 		ferry_bitmap_clear(&d->present, c);
 		d->present_chunks--;
-		d->cached -= ferry_chunk_data(&d->map, d->chunk, c);
+		d->cached -= ferry_chunk_data(disk_map(d), d->chunk, c);
 		d->dirty = true;
 		if (c < d->hydrate_next)
 			d->hydrate_next = c;
@@ -730,12 +759,11 @@ fetch_forget(struct ferryfs *fs, struct fdisk *d, uint64_t c)
 }
 
 static bool
-range_needs_fetch(const struct fdisk *d, uint64_t c, uint64_t off,
-		  uint64_t end)
+range_needs_fetch(const struct fdisk *d, const struct ferry_extents *m,
+		  uint64_t c, uint64_t off, uint64_t end)
 {
 	return !ferry_bitmap_test(&d->present, c) &&
-	       ferry_chunk_data_in_range(&d->map, d->chunk, c, off,
-					 end - off) > 0;
+	       ferry_chunk_data_in_range(m, d->chunk, c, off, end - off) > 0;
 }
 
 /* Queue readahead for the chunks of [from, to); sched.lock held. */
@@ -776,7 +804,7 @@ queue_demand(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t end,
 	for (uint64_t c = first; c <= last; c++) {
 		struct fetch_job *j;
 
-		if (!range_needs_fetch(d, c, off, end))
+		if (!range_needs_fetch(d, disk_map(d), c, off, end))
 			continue;
 		if (*n == cap)
 			break;	/* more than counted: the caller comes back */
@@ -853,7 +881,8 @@ fetch_ra_destroy(struct fetch_ra *ra)
 
 int
 fetch_ensure_v(struct ferryfs *fs, struct fdisk *d,
-	       const struct ferry_extent *rv, size_t nr, struct fetch_ra *ra)
+	       const struct ferry_extents *map, const struct ferry_extent *rv,
+	       size_t nr, struct fetch_ra *ra)
 {
 	struct sched *s = &fs->sched;
 	struct fetch_job *small[16], **jobs = small;
@@ -873,7 +902,7 @@ again:
 			continue;
 		end = FERRY_MIN(off + rv[i].len, d->info.size);
 		for (uint64_t c = first; c <= last; c++)
-			if (range_needs_fetch(d, c, off, end))
+			if (range_needs_fetch(d, map, c, off, end))
 				need++;
 	}
 	if (ra && nr && tries == 0)
@@ -938,9 +967,12 @@ int
 fetch_ensure(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t len,
 	     struct fetch_ra *ra)
 {
-	struct ferry_extent r = { off, len };
+	struct ferry_extent e = { off, len };
+	struct layout *l = layout_get(d);
+	int r = fetch_ensure_v(fs, d, &l->map, &e, 1, ra);
 
-	return fetch_ensure_v(fs, d, &r, 1, ra);
+	layout_put(l);
+	return r;
 }
 
 int

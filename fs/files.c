@@ -63,6 +63,8 @@ add_file(struct ferryfs *fs, size_t *cap, struct fdisk *d,
 	 const char *kind, const char *suffix, unsigned part)
 {
 	struct vfile *f;
+	struct view v;
+	size_t slot = 0;
 	int r;
 
 	if (fs->nfiles == *cap) {
@@ -83,7 +85,9 @@ add_file(struct ferryfs *fs, size_t *cap, struct fdisk *d,
 				    f->name, kind);
 			return 0;
 		}
-	r = view_open(&f->view, ops, p);
+	/* Tried on the map now; layouts made later have the same size. */
+	r = view_open(&v, ops, p);
+	view_close(&v);
 	if (r == -EFBIG || r == -EINVAL) {
 		/* Not for this disk (too large for VHD, say): no file. */
 		ferry_info("%s: no %s view: %s", d->info.name, kind,
@@ -93,10 +97,39 @@ add_file(struct ferryfs *fs, size_t *cap, struct fdisk *d,
 	}
 	if (r < 0)
 		return r;
+	for (size_t i = 0; i < fs->nfiles; i++)
+		slot += fs->files[i].d == d;
 	f->d = d;
+	f->ops = ops;
+	f->params = *p;
+	f->params.map = NULL;
+	f->slot = slot;
 	f->kind = kind;
 	f->part = part;
 	fs->nfiles++;
+	return 0;
+}
+
+/* @d's layout again, with a view for each of its files now. */
+static int
+relayout(struct ferryfs *fs, struct fdisk *d)
+{
+	struct ferry_extents m, none;
+	struct layout *l, *old;
+	int r;
+
+	ferry_extents_init(&m, d->info.size);
+	ferry_extents_init(&none, d->info.size);
+	r = ferry_extents_unite(disk_map(d), &none, &m);
+	if (r == 0)
+		r = layout_new(fs, d, &m, &l);
+	ferry_extents_free(&m);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&fs->sched.lock);
+	old = layout_swap(fs, d, l);
+	pthread_mutex_unlock(&fs->sched.lock);
+	layout_put(old);
 	return 0;
 }
 
@@ -184,7 +217,7 @@ files_setup(struct ferryfs *fs)
 		struct fdisk *d = &fs->disks[i];
 		struct view_params p = {
 			.size = d->info.size,
-			.map = &d->map,
+			.map = disk_map(d),
 			.qcow2_cluster_bits = fs->qcow2_cluster_bits,
 		};
 		unsigned char md[32];
@@ -217,6 +250,8 @@ files_setup(struct ferryfs *fs)
 				     "fixedvhd", ".fixed.vhd", 0);
 		if (r == 0 && fs->views & VIEWS_PARTS)
 			r = add_partitions(fs, &cap, d, &p);
+		if (r == 0)
+			r = relayout(fs, d);
 	}
 	return r;
 }
@@ -224,8 +259,6 @@ files_setup(struct ferryfs *fs)
 void
 files_free(struct ferryfs *fs)
 {
-	for (size_t i = 0; i < fs->nfiles; i++)
-		view_close(&fs->files[i].view);
 	free(fs->files);
 	fs->files = NULL;
 	fs->nfiles = 0;

@@ -242,6 +242,7 @@ setup_disks(struct ferryfs *fs)
 		return -ENOMEM;
 	for (size_t i = 0; i < fs->ndisks; i++) {
 		struct fdisk *d = &fs->disks[i];
+		struct ferry_extents m;
 		int r;
 
 		d->idx = (unsigned)i;
@@ -251,8 +252,12 @@ setup_disks(struct ferryfs *fs)
 		d->nchunks = ferry_chunk_count(d->info.size, d->chunk);
 		d->data_fd = d->map_fd = -1;
 		pthread_mutex_init(&d->lock, NULL);
-		ferry_extents_init(&d->map, d->info.size);
-		r = fs->src->ops->extents(fs->src, d->idx, &d->map);
+		pthread_mutex_init(&d->lay_lock, NULL);
+		ferry_extents_init(&m, d->info.size);
+		r = fs->src->ops->extents(fs->src, d->idx, &m);
+		if (r == 0)	/* the views come with the files */
+			r = layout_new(fs, d, &m, &d->lay);
+		ferry_extents_free(&m);
 		if (r < 0)
 			return r;
 		if (ferry_bitmap_init(&d->present, d->nchunks) < 0 ||
@@ -268,7 +273,7 @@ setup_disks(struct ferryfs *fs)
 				if (fetch_chunk_has_data(d, c))
 					ferry_bitmap_set(&d->present, c);
 			d->present_chunks = d->data_chunks;
-			d->cached = d->map.data_bytes;
+			d->cached = disk_map(d)->data_bytes;
 			continue;
 		}
 		r = cache_open(fs, d);
@@ -603,7 +608,7 @@ out_session:
 out_disks:
 	for (size_t i = 0; i < fs.ndisks; i++) {
 		cache_close(&fs.disks[i]);
-		ferry_extents_free(&fs.disks[i].map);
+		layout_put(fs.disks[i].lay);
 		ferry_bitmap_free(&fs.disks[i].present);
 		ferry_bitmap_free(&fs.disks[i].busy);
 		ferry_bitmap_free(&fs.disks[i].candidate);

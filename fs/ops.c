@@ -132,6 +132,17 @@ resync_json(struct ferryfs *fs)
 	return j;
 }
 
+/* The data bytes of @d's map now. */
+static uint64_t
+used_now(struct fdisk *d)
+{
+	struct layout *l = layout_get(d);
+	uint64_t n = l->map.data_bytes;
+
+	layout_put(l);
+	return n;
+}
+
 char *
 status_render(struct ferryfs *fs)
 {
@@ -150,20 +161,24 @@ status_render(struct ferryfs *fs)
 	for (size_t i = 0; arr && i < fs->ndisks; i++) {
 		struct fdisk *d = &fs->disks[i];
 		const char *state = disk_state(fs, d);
+		struct layout *l = layout_get(d);
+		uint64_t used = l->map.data_bytes;
 		json_t *err, *views = json_array();
 		double rate;
 
 		for (size_t k = 0; views && k < fs->nfiles; k++) {
 			struct vfile *f = &fs->files[k];
+			const struct view *v = layout_view(l, f);
 
 			if (f->d != d)
 				continue;
 			json_array_append_new(views, json_pack(
 				"{sssssIsI}", "name", f->name,
 				"format", f->kind,
-				"size", (json_int_t)f->view.size,
-				"allocated", (json_int_t)f->view.allocated));
+				"size", (json_int_t)v->size,
+				"allocated", (json_int_t)v->allocated));
 		}
+		layout_put(l);
 
 		pthread_mutex_lock(&d->lock);
 		err = d->error[0] ? json_string(d->error) : json_null();
@@ -174,12 +189,12 @@ status_render(struct ferryfs *fs)
 			err = json_string(link_error);
 		}
 		json_array_append_new(arr, json_pack(
-			"{sssIsIsIsIsIsIsssosIsIsIsfsososbsIso}",
+			"{sssIsIsIsIsIsIsssosIsIsIsfsososbsIsbso}",
 			"name", d->info.name,
 			"size", (json_int_t)d->info.size,
 			"allocated", (json_int_t)FERRY_MAX(d->info.allocated,
-							   d->map.data_bytes),
-			"used", (json_int_t)d->map.data_bytes,
+							   used),
+			"used", (json_int_t)used,
 			"cached", (json_int_t)d->cached,
 			"data_bytes", (json_int_t)d->received,
 			"wire_bytes", (json_int_t)d->wire,
@@ -194,10 +209,14 @@ status_render(struct ferryfs *fs)
 			"views", views ? views : json_null(),
 			"verify", d->verify,
 			"digest_mismatches", (json_int_t)d->mismatches,
-			"resync", json_pack("{sIsIsI}",
+			"live", d->info.live,
+			"resync", json_pack("{sIsIsIsIsIsI}",
 				"pending", (json_int_t)d->candidates,
 				"kept", (json_int_t)d->kept,
-				"changed", (json_int_t)d->changed)));
+				"changed", (json_int_t)d->changed,
+				"grew", (json_int_t)d->grew,
+				"shrank", (json_int_t)d->shrank,
+				"resyncs", (json_int_t)d->resyncs)));
 	}
 	root = json_pack("{sssssbsosIsIsIsosososo}", "source", fs->src->id,
 			 "cache", fs->cache_dir, "prefetch", fs->prefetch,
@@ -250,12 +269,14 @@ map_render(struct ferryfs *fs)
 
 	for (size_t i = 0; disks && i < fs->ndisks; i++) {
 		struct fdisk *d = &fs->disks[i];
+		struct layout *l = layout_get(d);
 		json_t *data = json_array();
 
-		for (size_t k = 0; data && k < d->map.n; k++)
+		for (size_t k = 0; data && k < l->map.n; k++)
 			json_array_append_new(data, json_pack("[II]",
-				(json_int_t)d->map.v[k].off,
-				(json_int_t)d->map.v[k].len));
+				(json_int_t)l->map.v[k].off,
+				(json_int_t)l->map.v[k].len));
+		layout_put(l);
 		json_array_append_new(disks, json_pack(
 			"{sssIsIsssbsoso}", "name", d->info.name,
 			"size", (json_int_t)d->info.size,
@@ -269,13 +290,18 @@ map_render(struct ferryfs *fs)
 		struct vfile *f = &fs->files[k];
 		bool slice = strcmp(f->kind, "raw") == 0 ||
 			     strcmp(f->kind, "part") == 0;
+		struct layout *l = layout_get(f->d);
+		/* As the view took them (a whole disk's slice length). */
+		struct view_params p = layout_view(l, f)->p;
+
+		layout_put(l);
 
 		json_array_append_new(files, json_pack(
 			"{sssssssIsI}", "name", f->name,
 			"disk", f->d->info.name,
 			"format", slice ? "raw" : f->kind,
-			"offset", (json_int_t)(slice ? f->view.p.slice_off : 0),
-			"length", (json_int_t)(slice ? f->view.p.slice_len :
+			"offset", (json_int_t)(slice ? p.slice_off : 0),
+			"length", (json_int_t)(slice ? p.slice_len :
 					       f->d->info.size)));
 	}
 	return json_text(json_pack("{sIsbsoso}", "version", (json_int_t)1,
@@ -304,7 +330,7 @@ source_render(struct ferryfs *fs)
 
 		json_array_append_new(disks, json_pack("{sssIsIsoso}",
 			"name", d->info.name, "size", (json_int_t)d->info.size,
-			"used", (json_int_t)d->map.data_bytes,
+			"used", (json_int_t)used_now(d),
 			"partition_table", d->ptable[0] ?
 				json_string(d->ptable) : json_null(),
 			"volumes", vols ? vols : json_null()));
@@ -334,6 +360,7 @@ is_text(fuse_ino_t ino)
 static int
 fill_attr(struct ferryfs *fs, fuse_ino_t ino, struct stat *st)
 {
+	struct layout *l;
 	struct vfile *f;
 
 	memset(st, 0, sizeof *st);
@@ -366,9 +393,11 @@ fill_attr(struct ferryfs *fs, fuse_ino_t ino, struct stat *st)
 		return -ENOENT;
 	st->st_mode = S_IFREG | 0444;
 	st->st_nlink = 1;
-	st->st_size = (off_t)f->view.size;
+	l = layout_get(f->d);
+	st->st_size = (off_t)layout_view(l, f)->size;
 	/* Allocated size, so du and cp --sparse see the holes. */
-	st->st_blocks = (blkcnt_t)((f->view.allocated + 511) / 512);
+	st->st_blocks = (blkcnt_t)((layout_view(l, f)->allocated + 511) / 512);
+	layout_put(l);
 	return 0;
 }
 
@@ -720,9 +749,11 @@ segs_add_disk(struct segs *s, const struct ferry_extents *map,
  * ranges it maps to, then reply with fd buffers on the cache file for them,
  * generated metadata and zeros. @return 0 (replied) or -errno (not). */
 static int
-read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f, uint64_t off,
-	  size_t size, struct fetch_ra *ra)
+read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f,
+	  const struct layout *l, uint64_t off, size_t size,
+	  struct fetch_ra *ra)
 {
+	const struct view *v = layout_view(l, f);
 	struct segs s = { .v = s.small, .cap = 32 };
 	struct ferry_extent *disk = NULL;
 	struct fuse_bufvec *bv = NULL;
@@ -733,8 +764,8 @@ read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f, uint64_t off,
 	for (uint64_t pos = off; pos < off + size && r == 0;) {
 		struct view_seg seg;
 
-		view_map(&f->view, pos, off + size - pos, &seg);
-		r = seg.kind == VIEW_DISK ? segs_add_disk(&s, &f->d->map, &seg)
+		view_map(v, pos, off + size - pos, &seg);
+		r = seg.kind == VIEW_DISK ? segs_add_disk(&s, &l->map, &seg)
 					  : segs_add(&s, &seg);
 		pos += seg.len;
 	}
@@ -755,7 +786,7 @@ read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f, uint64_t off,
 				disk[ndisk++] = (struct ferry_extent){
 					s.v[i].disk_off, s.v[i].len };
 		r = !disk ? -ENOMEM : fs->nocache ? 0 :
-		    fetch_ensure_v(fs, f->d, disk, ndisk, ra);
+		    fetch_ensure_v(fs, f->d, &l->map, disk, ndisk, ra);
 	}
 	if (r == 0 && fs->nocache) {
 		/* -o cache=none: the disk's bytes straight from the local
@@ -799,8 +830,7 @@ read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f, uint64_t off,
 					b->fd = f->d->data_fd;
 					b->pos = (off_t)g->disk_off;
 				} else if (g->kind == VIEW_META) {
-					f->view.ops->meta(&f->view, pos,
-							  meta + m, n);
+					v->ops->meta(v, pos, meta + m, n);
 					b->mem = meta + m;
 					m += n;
 				} else {
@@ -829,7 +859,9 @@ ferry_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	   struct fuse_file_info *fi)
 {
 	struct ferryfs *fs = fs_of(req);
+	struct layout *l;
 	struct vfile *f;
+	uint64_t vsize;
 	int r;
 
 	if (is_text(ino)) {
@@ -861,12 +893,17 @@ ferry_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (off < 0 || (uint64_t)off >= f->view.size) {
+	/* One layout for the whole read, however long it waits. */
+	l = layout_get(f->d);
+	vsize = layout_view(l, f)->size;
+	if (off < 0 || (uint64_t)off >= vsize) {
+		layout_put(l);
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	size = (size_t)FERRY_MIN((uint64_t)size, f->view.size - (uint64_t)off);
-	r = read_view(req, fs, f, (uint64_t)off, size, &of_of(fi)->ra);
+	size = (size_t)FERRY_MIN((uint64_t)size, vsize - (uint64_t)off);
+	r = read_view(req, fs, f, l, (uint64_t)off, size, &of_of(fi)->ra);
+	layout_put(l);
 	if (r < 0)
 		fuse_reply_err(req, r == -ECANCELED || r == -ENOMEM ? -r : EIO);
 }
@@ -879,6 +916,7 @@ ferry_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 	    struct fuse_file_info *fi)
 {
 	struct vfile *f = file_of(fs_of(req), ino);
+	struct layout *l;
 	int64_t r;
 
 	(void)fi;
@@ -890,11 +928,13 @@ ferry_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if (off < 0 || (uint64_t)off >= f->view.size) {
-		fuse_reply_err(req, ENXIO);
-		return;
-	}
-	r = view_seek(&f->view, (uint64_t)off, whence == SEEK_DATA);
+	l = layout_get(f->d);
+	if (off < 0 || (uint64_t)off >= layout_view(l, f)->size)
+		r = -ENXIO;
+	else
+		r = view_seek(layout_view(l, f), (uint64_t)off,
+			      whence == SEEK_DATA);
+	layout_put(l);
 	if (r < 0)
 		fuse_reply_err(req, (int)-r);
 	else
@@ -910,7 +950,7 @@ ferry_statfs(fuse_req_t req, fuse_ino_t ino)
 
 	(void)ino;
 	for (size_t i = 0; i < fs->ndisks; i++)
-		sv.f_blocks += (fs->disks[i].map.data_bytes + 4095) / 4096;
+		sv.f_blocks += (used_now(&fs->disks[i]) + 4095) / 4096;
 	sv.f_files = fs->nfiles + 3;
 	fuse_reply_statfs(req, &sv);
 }

@@ -1,23 +1,30 @@
 /* ferryfs — resync: follow a source that changed, fetching only what did.
  *
- * Started by writing "resync" to .ferry/control (after the source's
- * services are stopped, for the final cutover). One background thread asks
- * the exporter for each disk's generation; for a disk that changed:
+ * Started by writing "resync" to .ferry/control: as often as wanted while
+ * the source runs, and once more after its services are stopped, for the
+ * cutover. One background thread asks the exporter for each disk's
+ * generation; a disk whose generation changed, and every live disk (a block
+ * device, whose writes the exporter cannot see), is followed:
  *
- *   1. its size must be the same, and it must have no data where the
- *      mounted allocation map has holes (the views' layouts are made from
- *      that map); "data" there that is all zeros (blocks the exporter had
- *      left out of the map as zeros) is allowed, checked by digests;
- *   2. data requests follow the new generation (If-Match);
- *   3. every cached chunk becomes a candidate (fdisk.candidate): the fetch
+ *   1. its size must be the same (the views' sizes and the cache file are
+ *      the disk's);
+ *   2. the exporter maps it afresh (extents?fresh=1), and a new layout is
+ *      made from that map: the raw and partition views follow it at once,
+ *      the qcow2 and VHD views are laid out again (their sizes change);
+ *      readers in the middle of a read finish it on the old layout;
+ *   3. data requests follow the new generation (If-Match);
+ *   4. every cached chunk becomes a candidate (fdisk.candidate): the fetch
  *      path takes it from the cache when it matches the new digest and
  *      fetches it when not, so hydration (or readers) re-fetch exactly the
- *      chunks that changed;
- *   4. the kernel's page cache of the disk's files is dropped.
+ *      chunks that changed; chunks newly used are fetched as any missing
+ *      chunk is, and what became free reads as zeros (and is punched out
+ *      of the cache file);
+ *   5. the kernel's page cache and attributes of the disk's files are
+ *      dropped.
  *
- * A disk whose allocation grew, or whose size changed, is left as it was,
- * with a log line and the error in status.json: remounting resyncs it the
- * same way (cache_open keeps the chunks as candidates).
+ * A disk whose size changed is left as it was, with a log line and the
+ * error in status.json: remounting follows it (cache_open keeps the chunks
+ * as candidates).
  */
 #define FUSE_USE_VERSION 312
 #include <errno.h>
@@ -32,81 +39,6 @@
 #include "common/util.h"
 #include "fs/ferryfs.h"
 
-#define HASH_BUF (1u << 20)
-
-/* Is new data of map @m inside chunk @c all zeros where @d's map has
- * holes? Asked of the digests: the chunk as the cache holds it (its holes
- * zeros), or all zeros if the mount has no data in it. */
-static int
-grown_is_zeros(struct ferryfs *fs, struct fdisk *d, uint64_t c, bool *zeros)
-{
-	uint64_t off = c * d->chunk, len = FERRY_MIN(d->chunk,
-						     d->info.size - off);
-	struct ferry_digest want, have;
-	struct ferry_hasher h;
-	uint8_t *buf = NULL;
-	int r;
-
-	*zeros = false;
-	r = ferry_source_digests(fs->src, d->idx, d->chunk, c, 1, &want);
-	if (r < 0)
-		return r;
-	if (ferry_hasher_init(&h) < 0)
-		return -ENOMEM;
-	if (ferry_extents_data_in(&d->map, off, len) == 0) {
-		ferry_hasher_zeros(&h, len);
-		ferry_hasher_final(&h, &have);
-	} else if (ferry_bitmap_test(&d->present, c) ||
-		   ferry_bitmap_test(&d->candidate, c)) {
-		buf = malloc(HASH_BUF);
-		r = buf ? cache_hash(d, c, buf, HASH_BUF, &h, &have) : -ENOMEM;
-	} else {
-		ferry_hasher_free(&h);
-		return 0;	/* cannot tell: counts as grown */
-	}
-	ferry_hasher_free(&h);
-	free(buf);
-	if (r == 0)
-		*zeros = ferry_digest_equal(&have, &want);
-	return r;
-}
-
-/* Does map @m have data where @d's map has none (other than zeros)? */
-static int
-grew(struct ferryfs *fs, struct fdisk *d, const struct ferry_extents *m,
-     uint64_t *where)
-{
-	uint64_t last = UINT64_MAX;
-
-	for (size_t i = 0; i < m->n; i++) {
-		uint64_t off = m->v[i].off, end = off + m->v[i].len;
-
-		if (ferry_extents_data_in(&d->map, off, end - off) ==
-		    end - off)
-			continue;
-		for (uint64_t c = off / d->chunk; c <= (end - 1) / d->chunk;
-		     c++) {
-			uint64_t a = FERRY_MAX(off, c * d->chunk);
-			uint64_t b = FERRY_MIN(end, (c + 1) * d->chunk);
-			bool zeros;
-			int r;
-
-			if (c == last ||
-			    ferry_extents_data_in(&d->map, a, b - a) == b - a)
-				continue;
-			last = c;
-			r = grown_is_zeros(fs, d, c, &zeros);
-			if (r < 0)
-				return r;
-			if (!zeros) {
-				*where = a;
-				return 1;
-			}
-		}
-	}
-	return 0;
-}
-
 static void
 drop_page_cache(struct ferryfs *fs, struct fdisk *d)
 {
@@ -117,20 +49,75 @@ drop_page_cache(struct ferryfs *fs, struct fdisk *d)
 							 0, 0);
 }
 
+/* Data bytes of @a that @b does not have. */
+static int
+data_not_in(const struct ferry_extents *a, const struct ferry_extents *b,
+	    uint64_t *bytes)
+{
+	struct ferry_extents x;
+	int r;
+
+	ferry_extents_init(&x, a->size);
+	r = ferry_extents_subtract(a, b, &x);
+	*bytes = x.data_bytes;
+	ferry_extents_free(&x);
+	return r;
+}
+
+/* The new layout in, every cached chunk a candidate. */
+static struct layout *
+take_layout(struct ferryfs *fs, struct fdisk *d, struct layout *l,
+	    const char *gen, uint64_t *demoted)
+{
+	struct sched *s = &fs->sched;
+	struct layout *old;
+
+	pthread_mutex_lock(&s->lock);
+	old = layout_swap(fs, d, l);
+	*demoted = 0;
+	for (uint64_t c = 0; c < d->nchunks; c++) {
+		if (!ferry_bitmap_take(&d->present, c))
+			continue;
+		if (!ferry_bitmap_test(&d->candidate, c)) {
+			ferry_bitmap_set(&d->candidate, c);
+			d->candidates++;
+		}
+		(*demoted)++;
+	}
+	d->data_chunks = 0;
+	for (uint64_t c = 0; c < d->nchunks; c++)
+		d->data_chunks += fetch_chunk_has_data(d, c);
+	d->present_chunks = 0;
+	d->cached = 0;
+	d->epoch++;
+	d->kept = d->changed = 0;
+	d->dirty = true;
+	d->hydrate_next = 0;
+	d->resyncs++;
+	pthread_mutex_lock(&d->lock);
+	snprintf(d->info.generation, sizeof d->info.generation, "%s", gen);
+	pthread_mutex_unlock(&d->lock);
+	d->restamp = true;
+	pthread_cond_broadcast(&s->work);
+	pthread_mutex_unlock(&s->lock);
+	return old;
+}
+
 static int
 resync_disk(struct ferryfs *fs, struct fdisk *d)
 {
 	struct ferry_source *src = fs->src;
-	struct sched *s = &fs->sched;
 	struct ferry_disk_info now;
 	struct ferry_extents m;
-	uint64_t where = 0, demoted = 0;
+	struct layout *l, *old;
+	uint64_t demoted, grew = 0, shrank = 0;
 	int r;
 
 	r = src->ops->look(src, d->idx, &now);
 	if (r < 0)
 		return r;
-	if (strcmp(now.generation, d->info.generation) == 0) {
+	if (!now.live && !d->info.live &&
+	    strcmp(now.generation, d->info.generation) == 0) {
 		ferry_info("resync: %s unchanged at the source", d->info.name);
 		return 0;
 	}
@@ -147,48 +134,40 @@ resync_disk(struct ferryfs *fs, struct fdisk *d)
 	}
 	ferry_extents_init(&m, d->info.size);
 	r = src->ops->extents(src, d->idx, &m);
-	if (r == 0)
-		r = grew(fs, d, &m, &where);
-	ferry_extents_free(&m);
-	if (r == 1) {
-		ferry_error("resync: %s has data at %" PRIu64 " where the "
-			    "mounted map has a hole; remount to follow it (the "
-			    "cache is kept: only changed chunks are fetched)",
-			    d->info.name, where);
-		return -EFBIG;
+	if (r == 0) {
+		struct layout *cur = layout_get(d);
+
+		r = data_not_in(&m, &cur->map, &grew);
+		if (r == 0)
+			r = data_not_in(&cur->map, &m, &shrank);
+		layout_put(cur);
 	}
+	if (r == 0)
+		r = layout_new(fs, d, &m, &l);
+	ferry_extents_free(&m);
 	if (r < 0)
 		return r;
 	r = src->ops->follow(src, d->idx, now.generation);
-	if (r < 0)
+	if (r < 0) {
+		layout_put(l);
 		return r;
-	pthread_mutex_lock(&s->lock);
-	for (uint64_t c = 0; c < d->nchunks; c++) {
-		if (!ferry_bitmap_take(&d->present, c))
-			continue;
-		ferry_bitmap_set(&d->candidate, c);
-		d->candidates++;
-		demoted++;
 	}
-	d->present_chunks = 0;
-	d->cached = 0;
-	d->epoch++;
-	d->kept = d->changed = 0;
-	d->dirty = true;
-	d->hydrate_next = 0;
-	pthread_mutex_lock(&d->lock);
-	snprintf(d->info.generation, sizeof d->info.generation, "%s",
-		 now.generation);
-	pthread_mutex_unlock(&d->lock);
-	d->restamp = true;
-	pthread_cond_broadcast(&s->work);
-	pthread_mutex_unlock(&s->lock);
+	d->info.live = now.live;
+	d->grew = grew;
+	d->shrank = shrank;
+	old = take_layout(fs, d, l, now.generation, &demoted);
+	layout_put(old);
+	/* What is free now never reads back an older generation's bytes
+	 * (l stays valid: only this thread swaps layouts). */
+	r = cache_clear_holes(d, &l->map);
 	drop_page_cache(fs, d);
-	ferry_info("resync: %s changed at the source (generation %s): %"
-		   PRIu64 " cached chunks to check against its digests%s",
-		   d->info.name, now.generation, demoted, fs->prefetch ? "" :
-		   " as they are read (-o prefetch=0)");
-	return 0;
+	ferry_info("resync: %s %s (generation %s): map +%" PRIu64 " -%"
+		   PRIu64 " bytes, %" PRIu64 " bytes used; %" PRIu64 " cached "
+		   "chunks to check against its digests%s", d->info.name,
+		   now.live ? "is live" : "changed at the source",
+		   now.generation, grew, shrank, l->map.data_bytes, demoted,
+		   fs->prefetch ? "" : " as they are read (-o prefetch=0)");
+	return r;
 }
 
 static void *

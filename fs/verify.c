@@ -26,6 +26,7 @@ verify_disk(struct ferryfs *fs, struct fdisk *d, uint8_t *buf,
 {
 	size_t batch = (size_t)FERRY_MAX(1, BATCH_BYTES / d->chunk);
 	struct ferry_digest *want = calloc(batch, sizeof *want), got;
+	struct layout *l;
 	int r = 0;
 
 	if (!want)
@@ -47,7 +48,10 @@ verify_disk(struct ferryfs *fs, struct fdisk *d, uint8_t *buf,
 
 			if (!ferry_bitmap_test(&d->present, c))
 				continue;
-			r = cache_hash(d, c, buf, READ_PIECE, h, &got);
+			l = layout_get(d);
+			r = cache_hash(d, &l->map, c, buf, READ_PIECE, h,
+				       &got);
+			layout_put(l);
 			if (r < 0)
 				break;
 			fs->reverify.checked++;

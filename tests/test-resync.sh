@@ -3,8 +3,8 @@
 # source's chunks change (written into the exported file while it is
 # exported). "resync" in .ferry/control fetches only the changed chunks;
 # ferry-convert --update rewrites only what differs in each image; the
-# images then equal the new source. Data appearing in a hole cannot be
-# followed live: resync says so, and a remount follows it the same way.
+# images then equal the new source. Data appearing in a hole, and data
+# punched out, are followed live too: the map grows and shrinks.
 . "$(dirname "$0")/functions.sh"
 requires qemu-img jq cmp python3
 
@@ -52,37 +52,49 @@ wire=$(( $(status "$T/mnt" disk wire_bytes) - wire0 ))
 [ "$wire" -le $(( (${#changed[@]} + 1) * M )) ] || fail "$wire bytes received for ${#changed[@]} changed chunks"
 ok "received $wire bytes for ${#changed[@]} changed 1 MiB chunks"
 
-# Data where the mount has a hole: refused live, followed by a remount.
+# Data where the mount has a hole: followed live. The map grows, the raw
+# view shows the new data at once, the qcow2 view is laid out afresh.
+resync() {
+	echo resync >"$T/mnt/.ferry/control" || fail "resync refused"
+	for _ in $(seq 100); do
+		[ "$(jq -r .resync.state "$T/mnt/.ferry/status.json")" = running ] || break
+		sleep 0.1
+	done
+	[ "$(jq -r .resync.state "$T/mnt/.ferry/status.json")" = done ] ||
+		fail "resync: $(jq -c .resync "$T/mnt/.ferry/status.json")"
+	wait_state "$T/mnt" disk complete 120
+}
+q0=$(stat -c %s "$T/mnt/disk.qcow2")
+got0=$(status "$T/mnt" disk data_bytes)
 head -c 4096 /dev/urandom | dd of="$T/disk.img" bs=4096 seek=$((150 * M / 4096)) conv=notrunc status=none
-echo resync >"$T/mnt/.ferry/control"
-for _ in $(seq 100); do
-	[ "$(jq -r .resync.state "$T/mnt/.ferry/status.json")" = running ] || break
-	sleep 0.1
-done
-[ "$(jq -r .resync.state "$T/mnt/.ferry/status.json")" = error ] || fail "a grown allocation was followed live"
-jq -r .resync.error "$T/mnt/.ferry/status.json" | grep -q "remount" || fail "no advice to remount: $(jq -c .resync "$T/mnt/.ferry/status.json")"
-dd if="$T/mnt/disk.raw" bs=$M skip=150 count=1 status=none | cmp -s - <(head -c $M /dev/zero) ||
-	fail "the refused resync changed what the mount shows"
-unmount_ferry "$T/mnt"
-mount_ferry "$URL" "$T/mnt" "cache=$T/cache,compress=0"
-wait_state "$T/mnt" disk complete 120
-cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "after remount the mount differs from the source"
-got=$(status "$T/mnt" disk data_bytes)
-[ "$got" -le $((2 * M)) ] || fail "the remount fetched $got bytes"
-timeout 300 "$FERRY_CONVERT" --update "$T/mnt/disk.raw" "$T/out.raw" 2>"$T/convert.log" || fail "--update after remount: $(cat "$T/convert.log")"
-cmp "$T/out.raw" "$T/disk.img" || fail "raw image differs after the remount's update"
-timeout 300 "$FERRY_CONVERT" --update -O qcow2 "$T/mnt/disk.raw" "$T/out.qcow2" 2>"$T/convert.log" || fail "--update qcow2 after remount: $(cat "$T/convert.log")"
+resync
+[ "$(status "$T/mnt" disk resync.grew)" = 4096 ] || fail "map growth: $(status "$T/mnt" disk resync)"
+cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "after a resync that grew the map, the mount differs from the source"
+q1=$(stat -c %s "$T/mnt/disk.qcow2")
+[ "$q1" -gt "$q0" ] || fail "the qcow2 view kept its size ($q0 -> $q1) for a grown map"
+qemu-img compare -q -f qcow2 -F raw "$T/mnt/disk.qcow2" "$T/disk.img" || fail "the qcow2 view after a grown map differs from the source"
+got=$(( $(status "$T/mnt" disk data_bytes) - got0 ))
+[ "$got" -le $((2 * M)) ] || fail "the resync fetched $got bytes for 4 KiB of new data"
+timeout 300 "$FERRY_CONVERT" --update "$T/mnt/disk.raw" "$T/out.raw" 2>"$T/convert.log" || fail "--update after growth: $(cat "$T/convert.log")"
+cmp "$T/out.raw" "$T/disk.img" || fail "raw image differs after the update of a grown map"
+timeout 300 "$FERRY_CONVERT" --update -O qcow2 "$T/mnt/disk.raw" "$T/out.qcow2" 2>"$T/convert.log" || fail "--update qcow2 after growth: $(cat "$T/convert.log")"
 grep -q "writing it whole" "$T/convert.log" || fail "qcow2 layout change not noticed: $(cat "$T/convert.log")"
-qemu-img compare -q -f qcow2 -F raw "$T/out.qcow2" "$T/disk.img" || fail "qcow2 image differs after the remount's update"
-unmount_ferry "$T/mnt"
-ok "data in a hole: resync refused with advice, the remount fetched $got bytes, raw updated in place, qcow2 rewritten (new layout)"
+qemu-img compare -q -f qcow2 -F raw "$T/out.qcow2" "$T/disk.img" || fail "qcow2 image differs after the update of a grown map"
+ok "data in a hole: resync grew the map by 4 KiB live ($got bytes fetched), qcow2 view $q0 -> $q1 bytes, raw updated in place, qcow2 rewritten (new layout)"
 
-# Data that became a hole (punched in the source): the cache's old bytes
-# there must not show through after a remount.
+# Data that became a hole (punched in the source): a resync shrinks the
+# map, and neither the mount nor a remount shows the old bytes.
 fallocate -p -o $((50 * M)) -l $((2 * M)) "$T/disk.img" || fail "fallocate -p"
+resync
+[ "$(status "$T/mnt" disk resync.shrank)" = $((2 * M)) ] || fail "map shrinkage: $(status "$T/mnt" disk resync)"
+cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "after a hole was punched in the source and a resync, the mount shows old data"
+timeout 300 "$FERRY_CONVERT" --update "$T/mnt/disk.raw" "$T/out.raw" 2>"$T/convert.log" || fail "--update after shrinking: $(cat "$T/convert.log")"
+cmp "$T/out.raw" "$T/disk.img" || fail "raw image keeps old data where the source is a hole now"
+unmount_ferry "$T/mnt"
+fallocate -p -o $((60 * M)) -l $((1 * M)) "$T/disk.img" || fail "fallocate -p"
 mount_ferry "$URL" "$T/mnt" "cache=$T/cache,compress=0"
-cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "after a hole was punched in the source, the mount shows old data"
+cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "after a hole was punched in the source, the remount shows old data"
 wait_state "$T/mnt" disk complete 120
 cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "after hydration, the mount shows old data in the new hole"
 unmount_ferry "$T/mnt"
-ok "data punched out of the source reads as zeros after a remount"
+ok "data punched out of the source reads as zeros after a resync (map -2 MiB) and after a remount"
