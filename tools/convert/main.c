@@ -99,9 +99,13 @@ usage(FILE *f)
 "  --progress=json   one JSON object a second on stderr\n"
 "  --verify          print the SHA-256 of the disk's content (as sha256sum\n"
 "                    of the source disk) and check DST against it\n"
-"  --zero            on a block device, also write the zeros\n"
+"  --zero            on a block device, also write the zeros (with\n"
+"                    --update: zero what became free since)\n"
 "  --update          DST is an earlier conversion of this disk: compare\n"
-"                    and write only what differs (after a resync)\n"
+"                    and write only what differs (after a resync); a raw\n"
+"                    file or device follows a grown or shrunk map in\n"
+"                    place, a qcow2 or VHD whose layout changed is\n"
+"                    written whole\n"
 "  --journal PATH    where progress is kept for a rerun (default\n"
 "                    DST.ferry-convert; for a device, under /var/tmp)\n"
 "  -h, --help        this help\n"
@@ -578,28 +582,76 @@ content_read(struct job *jb, uint64_t c, uint8_t *buf, size_t n)
 	return 0;
 }
 
+/* A device is written only where the disk has data, unless --zero: what
+ * became free since is left as it is, as a first conversion leaves what
+ * was never data (--verify reads the data ranges alone). */
+static bool
+data_only(const struct job *jb)
+{
+	return jb->out.device && !jb->zero;
+}
+
+/* --update of [c, c+n): DST's bytes compared with the content, and the
+ * content written where they differ. @whole: the whole range (holes as
+ * zeros; a raw file's that became zeros are punched), else the data
+ * ranges alone. */
+static int
+update_range(struct job *jb, uint64_t c, size_t n)
+{
+	struct out *o = &jb->out;
+	int r;
+
+	if ((r = content_read(jb, c, jb->buf, n)) < 0 ||
+	    (r = out_read(o, c, jb->buf2, n)) < 0)
+		return r;
+	if (memcmp(jb->buf, jb->buf2, n) == 0)
+		return 0;
+	if (!o->device && o->view.ops == &view_raw_ops &&
+	    ferry_extents_data_in(&jb->src.map, c, n) == 0 &&
+	    fallocate(o->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)c, (off_t)n) == 0)
+		return 0;	/* free now: a hole again, nothing written */
+	r = out_write(o, c, jb->buf, n);
+	if (r == 0)
+		jb->written += n;
+	return r;
+}
+
 /* --update: piece @k's content compared with what DST holds, slice by
- * slice, and only slices that differ written (zeros too, where DST holds
- * old data in what is a hole now). */
+ * slice, and only slices that differ written: newly used and changed
+ * ranges, and (but on a device without --zero) zeros where DST holds old
+ * data in what is a hole now. */
 static int
 update_piece(struct job *jb, uint64_t k)
 {
 	struct source *s = &jb->src;
 	uint64_t a = piece_off(s, k), end = a + piece_len(s, k);
 
+	if (data_only(jb)) {
+		const struct ferry_extents *m = &s->map;
+
+		for (size_t i = ferry_extents_find(m, a);
+		     i < m->n && m->v[i].off < end; i++) {
+			uint64_t x = FERRY_MAX(a, m->v[i].off);
+			uint64_t y = FERRY_MIN(end, m->v[i].off + m->v[i].len);
+
+			for (; x < y;) {
+				size_t n = (size_t)FERRY_MIN(y - x, IO_MAX);
+				int r = update_range(jb, x, n);
+
+				if (r < 0)
+					return r;
+				x += n;
+			}
+		}
+		return 0;
+	}
 	for (uint64_t c = a; c < end;) {
 		size_t n = (size_t)FERRY_MIN(end - c, IO_MAX);
-		int r;
+		int r = update_range(jb, c, n);
 
-		if ((r = content_read(jb, c, jb->buf, n)) < 0 ||
-		    (r = out_read(&jb->out, c, jb->buf2, n)) < 0)
+		if (r < 0)
 			return r;
-		if (memcmp(jb->buf, jb->buf2, n) != 0) {
-			r = out_write(&jb->out, c, jb->buf, n);
-			if (r < 0)
-				return r;
-			jb->written += n;
-		}
 		c += n;
 	}
 	return 0;
@@ -632,7 +684,8 @@ run(struct job *jb)
 	for (uint64_t k = 0; k < s->npieces; k++) {
 		if (ferry_bitmap_test(&jb->j.done, k))
 			jb->converted += piece_data_bytes(s, k);
-		else if (piece_data_bytes(s, k) == 0 && !jb->update)
+		else if (piece_data_bytes(s, k) == 0 &&
+			 (!jb->update || data_only(jb)))
 			ferry_bitmap_set(&jb->j.done, k);	/* holes */
 		else
 			left++;
