@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# A running server, followed to cutover. ext4 and XFS are mounted
+# read-write on the source (loop devices at their partitions' offsets)
+# while the whole-disk loop device is exported, and a writer creates,
+# appends, overwrites, deletes and truncates files during the transfer and
+# hydration (new files land in blocks that were free at mount). Then:
+#  - a resync while the writer still runs succeeds and the disk completes;
+#  - the cutover: writer stopped, sync, fsfreeze, final resync: each
+#    partition view passes fsck and holds exactly the files of the source,
+#    and the resync fetched about what the writer changed;
+#  - three rounds of writes, resync and ferry-convert --update (raw and
+#    qcow2): each time the output is the source with its free space zeroed.
+. "$(dirname "$0")/functions.sh"
+. "$(dirname "$0")/serverdisk.sh"
+requires losetup sgdisk mkfs.ext4 mkfs.xfs fsfreeze e2fsck xfs_repair jq python3 qemu-img
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (loop devices)"; exit 77; }
+TOOLS=$(dirname "$0")/tools
+
+FROZEN=()
+WRITERS=()
+test_cleanup() {
+	local m
+	for m in "${WRITERS[@]}"; do
+		kill "$m" 2>/dev/null
+	done
+	for m in "${FROZEN[@]}"; do
+		fsfreeze -u "$m" 2>/dev/null
+	done
+	for m in "$T"/src/p* "$T"/view/p*; do
+		mountpoint -q "$m" 2>/dev/null && umount "$m"
+	done
+	detach_loops
+}
+
+disk=$T/disk.img
+truncate -s $((512 * MiB)) "$disk"
+sgdisk -n 1:2048:+160M -n 2:0:+320M "$disk" >/dev/null || fail "sgdisk"
+p1off=$((2048 * 512)) p1len=$((160 * MiB))
+p2off=$(((2048 + 160 * 2048) * 512)) p2len=$((320 * MiB))
+loop_at "$disk" 0 $((512 * MiB)) || fail "losetup"
+dev=$LOOP
+mkdir -p "$T/src/p1" "$T/src/p2" "$T/view/p1" "$T/view/p2"
+loop_at "$disk" $p1off $p1len && mkfs.ext4 -q -F "$LOOP" &&
+	mount "$LOOP" "$T/src/p1" || fail "ext4 on p1"
+loop_at "$disk" $p2off $p2len && mkfs.xfs -q -f "$LOOP" &&
+	mount "$LOOP" "$T/src/p2" || fail "xfs on p2"
+for p in p1 p2; do
+	head -c $((16 * MiB)) /dev/urandom > "$T/src/$p/base.bin"
+	mkdir -p "$T/src/$p/etc" "$T/src/$p/w"
+	for i in $(seq 50); do echo "setting $i of $p" > "$T/src/$p/etc/f$i"; done
+done
+sync
+
+# writer DIR SECONDS: create, append, overwrite in place, delete, truncate,
+# for SECONDS or until $T/stop exists; the bytes it writes go to DIR.bytes.
+writer() {
+	local d=$1 end=$((SECONDS + $2)) i=0 bytes=0 n
+	while [ $SECONDS -lt $end ] && [ ! -e "$T/stop" ]; do
+		i=$((i + 1))
+		n=$(( (RANDOM % 256 + 1) * 1024 ))
+		head -c $n /dev/urandom > "$d/w/new$i"
+		head -c 65536 /dev/urandom >> "$d/w/log"
+		dd if=/dev/urandom of="$d/base.bin" bs=4096 seek=$((RANDOM % 4096)) \
+			count=4 conv=notrunc status=none
+		bytes=$((bytes + n + 65536 + 16384))
+		[ $((i % 3)) = 0 ] && rm -f "$d/w/new$((i - 2))"
+		[ $((i % 5)) = 0 ] && truncate -s $(( (RANDOM % 64) * 1024 )) "$d/w/new$((i - 1))" 2>/dev/null
+		echo "$bytes" > "$d.bytes"
+		sleep 0.05
+	done
+}
+start_writers() {	# start_writers SECONDS
+	rm -f "$T/stop"
+	WRITERS=()
+	for p in p1 p2; do
+		writer "$T/src/$p" "$1" &
+		WRITERS+=($!)
+	done
+}
+stop_writers() {
+	touch "$T/stop"
+	wait "${WRITERS[@]}"
+	WRITERS=()
+	sync
+}
+written() {	# bytes the writers wrote in their last run
+	echo $(( $(cat "$T/src/p1.bytes") + $(cat "$T/src/p2.bytes") ))
+}
+resync() {
+	echo resync >"$mnt/.ferry/control" || fail "resync refused"
+	for _ in $(seq 600); do
+		[ "$(jq -r .resync.state "$mnt/.ferry/status.json")" = running ] || break
+		sleep 0.1
+	done
+	[ "$(jq -r .resync.state "$mnt/.ferry/status.json")" = done ] ||
+		fail "resync: $(jq -c .resync "$mnt/.ferry/status.json")"
+	wait_state "$mnt" srv complete 300
+}
+
+start_export srv="$dev"
+mnt=$T/mnt
+start_writers 120
+sleep 1
+# Capped, so that the writers run during the whole transfer.
+mount_ferry "$URL" "$mnt" "cache=$T/cache,views=raw,qcow2,parts,bwlimit=15M"
+[ "$(status "$mnt" srv live)" = true ] || fail "a block device is not live: $(status "$mnt" srv)"
+used0=$(status "$mnt" srv used)
+timeout 300 "$FERRY_CONVERT" -O raw "$mnt/srv.raw" "$T/out.raw" 2>"$T/convert.log" ||
+	fail "conversion while the server runs: $(cat "$T/convert.log")"
+wait_state "$mnt" srv complete 300
+[ -e "$T/stop" ] && fail "the writers stopped before the transfer was done"
+mism=$(status "$mnt" srv digest_mismatches)
+ok "transfer while writing: $((used0 / MiB)) MiB used at mount, converted and hydrated; $mism chunks changed while fetched"
+
+# A resync while the server still writes: the map follows, it completes.
+resync
+ok "live resync: map +$(status "$mnt" srv resync.grew) -$(status "$mnt" srv resync.shrank) bytes, $(status "$mnt" srv resync.changed) chunks changed, $(status "$mnt" srv resync.kept) kept"
+
+# The cutover: stop the services, sync, freeze, final resync.
+stop_writers
+w=$(written)
+for p in p1 p2; do
+	(cd "$T/src/$p" && find . -type f -print0 | sort -z | xargs -0 sha256sum) > "$T/$p.sha"
+	fsfreeze -f "$T/src/$p" || fail "fsfreeze $p"
+	FROZEN+=("$T/src/$p")
+done
+got0=$(status "$mnt" srv data_bytes)
+resync
+fetched=$(( $(status "$mnt" srv data_bytes) - got0 ))
+used=$(status "$mnt" srv used)
+changed=$(status "$mnt" srv resync.changed)
+e2fsck -fn "$mnt/srv.p1.raw" >"$T/fsck.log" 2>&1 || fail "e2fsck of the view: $(cat "$T/fsck.log")"
+check() {	# check DEV p1|p2 [MOUNT OPTIONS]
+	mount ${3:+-o "$3"} "$1" "$T/view/$2" || fail "mount of the $2 copy"
+	(cd "$T/view/$2" && find . -type f -print0 | sort -z | xargs -0 sha256sum) > "$T/$2.copy.sha"
+	umount "$T/view/$2"
+	cmp -s "$T/$2.sha" "$T/$2.copy.sha" || fail "$2: the files differ from the source's: $(diff "$T/$2.sha" "$T/$2.copy.sha" | head -5)"
+}
+loop_at "$mnt/srv.p1.raw" 0 $p1len || fail "losetup p1"
+check "$LOOP" p1 ro
+detach "$LOOP"
+# A frozen XFS keeps its log for the next mount to replay: the copy is
+# mounted read-write once, as the migrated server will mount it.
+cp --sparse=always "$mnt/srv.p2.raw" "$T/p2.img"
+loop_at "$T/p2.img" 0 $p2len || fail "losetup p2"
+check "$LOOP" p2 nouuid
+xfs_repair -n "$LOOP" >"$T/fsck.log" 2>&1 || fail "xfs_repair: $(head -20 "$T/fsck.log")"
+detach "$LOOP"
+[ "$fetched" -lt $((used / 2)) ] || fail "the final resync fetched $fetched bytes of $used used: a full copy"
+[ "$changed" -gt 0 ] || fail "the final resync found no chunk changed after $w bytes written"
+ok "cutover: writers wrote $((w / MiB)) MiB in all; the final resync fetched $((fetched / MiB)) MiB ($changed chunks) of $((used / MiB)) MiB used; fsck clean, $(cat "$T"/p1.sha "$T"/p2.sha | wc -l) files equal"
+for p in p1 p2; do
+	fsfreeze -u "$T/src/$p"
+done
+FROZEN=()
+
+# Three rounds: write, sync, resync, --update; the images follow.
+timeout 300 "$FERRY_CONVERT" --update -O raw "$mnt/srv.raw" "$T/out.raw" 2>"$T/convert.log" ||
+	fail "--update raw: $(cat "$T/convert.log")"
+timeout 300 "$FERRY_CONVERT" -O qcow2 "$mnt/srv.raw" "$T/out.qcow2" 2>"$T/convert.log" ||
+	fail "qcow2: $(cat "$T/convert.log")"
+for round in 1 2 3; do
+	start_writers 3
+	wait "${WRITERS[@]}"
+	WRITERS=()
+	sync
+	resync
+	timeout 300 "$FERRY_CONVERT" --update --verify -O raw "$mnt/srv.raw" "$T/out.raw" \
+		>"$T/verify.out" 2>"$T/convert.log" || fail "round $round: --update raw: $(cat "$T/convert.log")"
+	wrote=$(sed -n 's/.*updated: \([0-9]*\) MiB written.*/\1/p' "$T/convert.log")
+	n=$(python3 "$TOOLS/cmpmap.py" "$mnt/.ferry/map.json" srv "$disk" "$T/out.raw") ||
+		fail "round $round: the raw image is not the source with free space zeroed"
+	timeout 300 "$FERRY_CONVERT" --update -O qcow2 "$mnt/srv.raw" "$T/out.qcow2" 2>"$T/convert.log" ||
+		fail "round $round: --update qcow2: $(cat "$T/convert.log")"
+	qemu-img compare -q -f qcow2 -F raw "$T/out.qcow2" "$T/out.raw" ||
+		fail "round $round: the qcow2 image differs"
+	qemu-img compare -q -f qcow2 -F raw "$mnt/srv.qcow2" "$T/out.raw" ||
+		fail "round $round: the qcow2 view differs"
+	ok "round $round: $(( $(written) / MiB )) MiB written, map +$(status "$mnt" srv resync.grew) -$(status "$mnt" srv resync.shrank), $(status "$mnt" srv resync.changed) chunks changed; --update wrote $wrote MiB of raw; raw ($((n / MiB)) MiB of data) and qcow2 equal the source with free space zeroed"
+done
+unmount_ferry "$mnt"
+echo "PASS"
