@@ -278,10 +278,11 @@ map_render(struct ferryfs *fs)
 				(json_int_t)l->map.v[k].len));
 		layout_put(l);
 		json_array_append_new(disks, json_pack(
-			"{sssIsIsssbsoso}", "name", d->info.name,
+			"{sssIsIsssIsbsoso}", "name", d->info.name,
 			"size", (json_int_t)d->info.size,
 			"chunk_size", (json_int_t)d->chunk,
 			"generation", d->info.generation,
+			"layout", (json_int_t)d->resyncs,
 			"complete", d->present_chunks >= d->data_chunks,
 			"data", data ? data : json_null(),
 			"present", bit_runs(&d->present, d->nchunks)));
@@ -667,7 +668,8 @@ ferry_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (is_text(ino))
 		fi->direct_io = 1;
 	else
-		fi->keep_cache = 1;	/* disk files never change */
+		fi->keep_cache = 1;	/* only a resync changes them, and
+					 * it drops their pages itself */
 	fuse_reply_open(req, fi);
 }
 

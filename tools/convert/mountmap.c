@@ -21,13 +21,14 @@ parse_disk(json_t *d, struct mount_map *m, char *why, size_t whylen)
 {
 	json_t *data, *present, *e;
 	const char *gen;
-	json_int_t size, chunk;
+	json_int_t size, chunk, layout = 0;
 	int complete, r;
 	size_t i;
 
-	if (json_unpack(d, "{s:I, s:I, s:s, s:b, s:o, s:o}", "size", &size,
-			"chunk_size", &chunk, "generation", &gen, "complete",
-			&complete, "data", &data, "present", &present) < 0 ||
+	if (json_unpack(d, "{s:I, s:I, s:s, s:b, s:o, s:o, s?:I}", "size",
+			&size, "chunk_size", &chunk, "generation", &gen,
+			"complete", &complete, "data", &data, "present",
+			&present, "layout", &layout) < 0 ||
 	    !json_is_array(data) || !json_is_array(present))
 		return bad(why, whylen, "a disk entry lacks a field");
 	if (size < 0 || chunk < 4096 || (chunk & (chunk - 1)) ||
@@ -41,6 +42,7 @@ parse_disk(json_t *d, struct mount_map *m, char *why, size_t whylen)
 	m->nchunks = (m->size + m->chunk - 1) / m->chunk;
 	m->complete = complete;
 	snprintf(m->generation, sizeof m->generation, "%s", gen);
+	m->layout = layout > 0 ? (uint64_t)layout : 0;
 	ferry_extents_init(&m->data, m->size);
 	json_array_foreach(data, i, e) {
 		json_int_t off, len;

@@ -14,6 +14,7 @@
 struct mount_map {
 	char disk[128];		/* the disk the file shows */
 	char generation[128];
+	uint64_t layout;	/* resyncs that took a new map (0 if not said) */
 	char format[16];	/* the file's format: raw, qcow2, vhd, fixedvhd */
 	uint64_t offset, length; /* the disk range the file's content is */
 	uint64_t size;		/* of the disk */

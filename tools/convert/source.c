@@ -271,9 +271,11 @@ source_poll(struct source *s)
 		return r;
 	}
 	if (strcmp(mm.generation, s->mm.generation) != 0 ||
+	    mm.layout != s->mm.layout ||
 	    mm.offset != s->mm.offset || mm.length != s->mm.length) {
 		ferry_error("%s: the disk changed under the conversion (another "
-			    "generation); start again", s->path);
+			    "generation, or a resync's new map); run it again (with "
+			    "--update: only what differs is written)", s->path);
 		mount_map_free(&mm);
 		return -ESTALE;
 	}
