@@ -80,7 +80,7 @@ resync() {
 }
 st() { jq -r ".disks[0].$1" "$W/mnt/.ferry/status.json"; }
 
-"$EXPORT" --listen 127.0.0.1:0 --url-file "$W/url" srv="$dev" 2>"$W/export.log" & EPID=$!
+"$EXPORT" --listen 127.0.0.1:0 --url-file "$W/url" srv="$dev" >/dev/null 2>"$W/export.log" & EPID=$!
 for _ in $(seq 100); do [ -s "$W/url" ] && break; sleep 0.1; done
 mkdir -p "$W/mnt"
 
@@ -99,9 +99,10 @@ sleep 5
 sync
 w1=$(cat "$W/writer.bytes")
 t0=$(now); resync; t1=$(now)
-printf '%-44s %8s s  data %7s MiB  wire %7s MiB  written %5s MiB  changed %s chunks\n' "live resync after 5 s of writing" \
+printf '%-44s %8s s  data %7s MiB  wire %7s MiB  written %5s MiB  changed %s chunks, map +%s MiB since the mount\n' \
+	"live resync after 5 s of writing" \
 	"$(echo "$t1 - $t0" | bc)" "$(mib $(( $(st data_bytes) - d0 )))" "$(mib $(( $(st wire_bytes) - x0 )))" \
-	"$(mib $((w1 - w0)))" "$(st resync.changed)"
+	"$(mib $((w1 - w0)))" "$(st resync.changed)" "$(mib "$(st resync.grew)")"
 kill "$WPID"; wait "$WPID" 2>/dev/null || true; WPID=
 "$CONVERT" --update -O qcow2 "$W/mnt/srv.raw" "$W/out.qcow2" 2>"$W/convert.log"
 

@@ -366,7 +366,18 @@ cache_hash(struct fdisk *d, const struct ferry_extents *map, uint64_t c,
 	   struct ferry_digest *out)
 {
 	uint64_t off = c * d->chunk;
-	uint64_t end = FERRY_MIN(off + d->chunk, d->info.size);
+
+	return cache_hash_range(d, map, off, FERRY_MIN(d->chunk,
+						       d->info.size - off),
+				buf, buflen, h, out);
+}
+
+int
+cache_hash_range(struct fdisk *d, const struct ferry_extents *map,
+		 uint64_t off, uint64_t len, uint8_t *buf, size_t buflen,
+		 struct ferry_hasher *h, struct ferry_digest *out)
+{
+	uint64_t end = off + len;
 	size_t i = ferry_extents_find(map, off);
 
 	ferry_hasher_reset(h);

@@ -270,6 +270,11 @@ int cache_hash(struct fdisk *d, const struct ferry_extents *map, uint64_t c,
 	       uint8_t *buf, size_t buflen, struct ferry_hasher *h,
 	       struct ferry_digest *out);
 
+/*! cache_hash_range() : cache_hash() of the bytes [off, off+len). */
+int cache_hash_range(struct fdisk *d, const struct ferry_extents *map,
+		     uint64_t off, uint64_t len, uint8_t *buf, size_t buflen,
+		     struct ferry_hasher *h, struct ferry_digest *out);
+
 /*! cache_clear_holes() : punch what is a hole in @map out of @d's data
  * file, so that no earlier generation's bytes linger there. @return 0 or
  * -errno (logged). */

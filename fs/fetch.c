@@ -37,6 +37,13 @@
  * a run first asks for its chunks' digests, hashes the bytes as they
  * arrive (holes as zeros) and marks a chunk present only if the two agree;
  * a chunk that differs is fetched again a few times, then fails with EIO.
+ * On a live disk the retries fetch whole chunks, holes too: a filesystem
+ * may have taken blocks since the map was made.
+ *
+ * Resync: a cached chunk of an earlier generation (a candidate) is kept
+ * if its hash matches the source's digest now; if not, it is mended in
+ * PATCH_BLOCKs, fetching only the blocks whose own digests differ, and
+ * fetched whole only if that does not make it match.
  *
  * Readers whose data is cached never take a lock: presence is an atomic
  * bitmap. The scheduler lock is held only to queue, pick or finish a job.
@@ -586,10 +593,86 @@ run_fetch_tries(struct run *r)
 	return err;
 }
 
+/* A chunk kept from an earlier generation that differs from the source
+ * now has most often had a few blocks written: it is mended in blocks of
+ * this size, each fetched only if its own digest differs. */
+#define PATCH_BLOCK (64u << 10)
+#define PATCH_MAX 256		/* blocks of one chunk, at most */
+
+static int
+patch_data(void *arg, uint64_t off, const void *buf, size_t len)
+{
+	struct run *r = arg;
+	struct fdisk *d = r->d;
+	int e = ferry_pwrite_all(d->data_fd, buf, len, off);
+
+	if (e < 0) {
+		errno = -e;
+		ferry_error("cache %s.data: write at %" PRIu64 ": %m",
+			    d->path, off);
+		return e;
+	}
+	d->received += len;
+	return 0;
+}
+
+/* Mend candidate @i of @r, which differs from r->want[i]: the digests of
+ * its PATCH_BLOCKs are asked, the data of the blocks whose cached bytes
+ * differ is fetched into the cache, and the whole chunk is checked again.
+ * @return 1 if it matches now, 0 if not (it is then fetched whole, as
+ * before), or -errno. */
+static int
+run_patch(struct run *r, size_t i, uint8_t *buf)
+{
+	struct fdisk *d = r->d;
+	const struct ferry_extents *m = &r->lay->map;
+	uint64_t c = r->first + i, off = c * d->chunk;
+	uint64_t len = FERRY_MIN(d->chunk, d->info.size - off);
+	size_t n = (size_t)((len + PATCH_BLOCK - 1) / PATCH_BLOCK);
+	struct ferry_digest want[PATCH_MAX], have;
+	struct ferry_sink sink = { .data = patch_data, .wire = sink_wire,
+				   .arg = r, .plain = !r->fs->compress };
+	int err;
+
+	if (d->chunk % PATCH_BLOCK || n < 2 || n > PATCH_MAX)
+		return 0;
+	err = ferry_source_digests(r->fs->src, d->idx, PATCH_BLOCK,
+				   off / PATCH_BLOCK, n, want);
+	if (err < 0)
+		return err;
+	for (size_t k = 0; k < n; k++) {
+		uint64_t a = off + k * PATCH_BLOCK;
+		uint64_t b = FERRY_MIN(a + PATCH_BLOCK, off + len);
+
+		err = cache_hash_range(d, m, a, b - a, buf, CAND_BUF, &r->h,
+				       &have);
+		if (err < 0)
+			return err;
+		if (ferry_digest_equal(&have, &want[k]))
+			continue;
+		/* The block's data by the map; its holes hash as zeros. */
+		for (size_t e = ferry_extents_find(m, a);
+		     e < m->n && m->v[e].off < b; e++) {
+			uint64_t x = FERRY_MAX(a, m->v[e].off);
+			uint64_t y = FERRY_MIN(b, m->v[e].off + m->v[e].len);
+
+			err = ferry_source_read(r->fs->src, d->idx, x, y - x,
+						&sink);
+			if (err < 0)
+				return err;
+		}
+	}
+	err = cache_hash(d, m, c, buf, CAND_BUF, &r->h, &have);
+	if (err < 0)
+		return err;
+	return ferry_digest_equal(&have, &r->want[i]);
+}
+
 /* Chunks kept from an earlier generation (fdisk.candidate) among the run:
  * @keep[i] tells whether chunk first+i is one whose cached bytes match the
- * digest the source gives now. Each candidate is taken out of the set here,
- * once, whatever the outcome. */
+ * digest the source gives now, as they were or once mended (run_patch).
+ * Each candidate is taken out of the set here, once, whatever the
+ * outcome. */
 static int
 run_candidates(struct run *r, bool *keep, bool *any)
 {
@@ -618,9 +701,15 @@ run_candidates(struct run *r, bool *keep, bool *any)
 		if (keep[i]) {
 			d->kept++;
 			*any = true;
-		} else {
-			d->changed++;
+			continue;
 		}
+		d->changed++;
+		err = run_patch(r, i, buf);
+		if (err < 0)
+			break;
+		keep[i] = err == 1;	/* mended: only its changed blocks */
+		*any = *any || keep[i];
+		err = 0;
 	}
 	free(buf);
 	return err;

@@ -582,6 +582,8 @@ content_read(struct job *jb, uint64_t c, uint8_t *buf, size_t n)
 	return 0;
 }
 
+#define UPDATE_BLOCK 4096	/* --update compares and writes in these */
+
 /* A device is written only where the disk has data, unless --zero: what
  * became free since is left as it is, as a first conversion leaves what
  * was never data (--verify reads the data ranges alone). */
@@ -611,10 +613,26 @@ update_range(struct job *jb, uint64_t c, size_t n)
 	    fallocate(o->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		      (off_t)c, (off_t)n) == 0)
 		return 0;	/* free now: a hole again, nothing written */
-	r = out_write(o, c, jb->buf, n);
-	if (r == 0)
-		jb->written += n;
-	return r;
+	/* Only the runs of UPDATE_BLOCKs that differ: a server's changes
+	 * are mostly small writes here and there. */
+	for (size_t a = 0; a < n;) {
+		size_t b;
+
+		while (a < n && !memcmp(jb->buf + a, jb->buf2 + a,
+					FERRY_MIN(UPDATE_BLOCK, n - a)))
+			a += FERRY_MIN(UPDATE_BLOCK, n - a);
+		for (b = a; b < n && memcmp(jb->buf + b, jb->buf2 + b,
+					    FERRY_MIN(UPDATE_BLOCK, n - b));)
+			b += FERRY_MIN(UPDATE_BLOCK, n - b);
+		if (b > a) {
+			r = out_write(o, c + a, jb->buf + a, b - a);
+			if (r < 0)
+				return r;
+			jb->written += b - a;
+		}
+		a = b;
+	}
+	return 0;
 }
 
 /* --update: piece @k's content compared with what DST holds, slice by
