@@ -384,11 +384,10 @@ run_progress(struct run *r, uint64_t pos)
 	return e;
 }
 
+/* Received disk bytes into the cache file, counted. */
 static int
-sink_data(void *arg, uint64_t off, const void *buf, size_t len)
+cache_write(struct fdisk *d, uint64_t off, const void *buf, size_t len)
 {
-	struct run *r = arg;
-	struct fdisk *d = r->d;
 	int e = ferry_pwrite_all(d->data_fd, buf, len, off);
 
 	if (e < 0) {
@@ -398,6 +397,18 @@ sink_data(void *arg, uint64_t off, const void *buf, size_t len)
 		return e;
 	}
 	d->received += len;
+	return 0;
+}
+
+static int
+sink_data(void *arg, uint64_t off, const void *buf, size_t len)
+{
+	struct run *r = arg;
+	struct fdisk *d = r->d;
+	int e = cache_write(d, off, buf, len);
+
+	if (e < 0)
+		return e;
 	r->bytes += len;
 	if (d->verify)
 		run_hash(r, off, buf, len);
@@ -602,18 +613,7 @@ run_fetch_tries(struct run *r)
 static int
 patch_data(void *arg, uint64_t off, const void *buf, size_t len)
 {
-	struct run *r = arg;
-	struct fdisk *d = r->d;
-	int e = ferry_pwrite_all(d->data_fd, buf, len, off);
-
-	if (e < 0) {
-		errno = -e;
-		ferry_error("cache %s.data: write at %" PRIu64 ": %m",
-			    d->path, off);
-		return e;
-	}
-	d->received += len;
-	return 0;
+	return cache_write(((struct run *)arg)->d, off, buf, len);
 }
 
 /* Mend candidate @i of @r, which differs from r->want[i]: the digests of

@@ -79,14 +79,7 @@ echo "$marker" > "$T/src/etc/ferry-marker"
 sync
 fsfreeze -f "$T/src" || fail "fsfreeze"
 FROZEN+=("$T/src")
-echo resync >"$mnt/.ferry/control" || fail "resync refused"
-for _ in $(seq 600); do
-	[ "$(jq -r .resync.state "$mnt/.ferry/status.json")" = running ] || break
-	sleep 0.1
-done
-[ "$(jq -r .resync.state "$mnt/.ferry/status.json")" = done ] ||
-	fail "resync: $(jq -c .resync "$mnt/.ferry/status.json")"
-wait_state "$mnt" srv complete 600
+resync_mount "$mnt" srv 600
 fsfreeze -u "$T/src"
 FROZEN=()
 

@@ -86,17 +86,6 @@ stop_writers() {
 written() {	# bytes the writers wrote in their last run
 	echo $(( $(cat "$T/src/p1.bytes") + $(cat "$T/src/p2.bytes") ))
 }
-resync() {
-	echo resync >"$mnt/.ferry/control" || fail "resync refused"
-	for _ in $(seq 600); do
-		[ "$(jq -r .resync.state "$mnt/.ferry/status.json")" = running ] || break
-		sleep 0.1
-	done
-	[ "$(jq -r .resync.state "$mnt/.ferry/status.json")" = done ] ||
-		fail "resync: $(jq -c .resync "$mnt/.ferry/status.json")"
-	wait_state "$mnt" srv complete 300
-}
-
 start_export srv="$dev"
 mnt=$T/mnt
 start_writers 120
@@ -113,7 +102,7 @@ mism=$(status "$mnt" srv digest_mismatches)
 ok "transfer while writing: $((used0 / MiB)) MiB used at mount, converted and hydrated; $mism chunks changed while fetched"
 
 # A resync while the server still writes: the map follows, it completes.
-resync
+resync_mount "$mnt" srv 300
 ok "live resync: map +$(status "$mnt" srv resync.grew) -$(status "$mnt" srv resync.shrank) bytes, $(status "$mnt" srv resync.changed) chunks changed, $(status "$mnt" srv resync.kept) kept"
 
 # The cutover: stop the services, sync, freeze, final resync.
@@ -125,7 +114,7 @@ for p in p1 p2; do
 	FROZEN+=("$T/src/$p")
 done
 got0=$(status "$mnt" srv data_bytes)
-resync
+resync_mount "$mnt" srv 300
 fetched=$(( $(status "$mnt" srv data_bytes) - got0 ))
 used=$(status "$mnt" srv used)
 changed=$(status "$mnt" srv resync.changed)
@@ -164,7 +153,7 @@ for round in 1 2 3; do
 	wait "${WRITERS[@]}"
 	WRITERS=()
 	sync
-	resync
+	resync_mount "$mnt" srv 300
 	timeout 300 "$FERRY_CONVERT" --update --verify -O raw "$mnt/srv.raw" "$T/out.raw" \
 		>"$T/verify.out" 2>"$T/convert.log" || fail "round $round: --update raw: $(cat "$T/convert.log")"
 	wrote=$(sed -n 's/.*updated: \([0-9]*\) MiB written.*/\1/p' "$T/convert.log")

@@ -9,6 +9,7 @@
 requires qemu-img jq cmp python3
 
 M=1048576
+TOOLS=$(dirname "$0")/tools
 make_disk "$T/disk.img"
 start_export disk="$T/disk.img"
 mount_ferry "$URL" "$T/mnt" "cache=$T/cache,compress=0"
@@ -25,13 +26,7 @@ for c in "${changed[@]}"; do
 	head -c 512 /dev/urandom | dd of="$T/disk.img" bs=1 seek=$((c * M + 4096)) conv=notrunc status=none
 done
 wire0=$(status "$T/mnt" disk wire_bytes)
-echo resync >"$T/mnt/.ferry/control" || fail "resync refused"
-for _ in $(seq 100); do
-	[ "$(jq -r .resync.state "$T/mnt/.ferry/status.json")" = running ] || break
-	sleep 0.1
-done
-[ "$(jq -r .resync.state "$T/mnt/.ferry/status.json")" = done ] || fail "resync: $(jq -c .resync "$T/mnt/.ferry/status.json")"
-wait_state "$T/mnt" disk complete 120
+resync_mount "$T/mnt" disk
 [ "$(status "$T/mnt" disk resync.changed)" = ${#changed[@]} ] ||
 	fail "resync saw $(status "$T/mnt" disk resync.changed) changed chunks, not ${#changed[@]}: $(status "$T/mnt" disk resync)"
 kept=$(status "$T/mnt" disk resync.kept)
@@ -55,20 +50,23 @@ ok "received $wire bytes for ${#changed[@]} changed 1 MiB chunks (512 bytes chan
 
 # Data where the mount has a hole: followed live. The map grows, the raw
 # view shows the new data at once, the qcow2 view is laid out afresh.
-resync() {
-	echo resync >"$T/mnt/.ferry/control" || fail "resync refused"
-	for _ in $(seq 100); do
-		[ "$(jq -r .resync.state "$T/mnt/.ferry/status.json")" = running ] || break
-		sleep 0.1
-	done
-	[ "$(jq -r .resync.state "$T/mnt/.ferry/status.json")" = done ] ||
-		fail "resync: $(jq -c .resync "$T/mnt/.ferry/status.json")"
-	wait_state "$T/mnt" disk complete 120
-}
 q0=$(stat -c %s "$T/mnt/disk.qcow2")
 got0=$(status "$T/mnt" disk data_bytes)
+cp "$T/mnt/disk.qcow2" "$T/old.qcow2"
+# A reader holds the qcow2 view open across the resync.
+python3 "$TOOLS/viewreader.py" read "$T/mnt/disk.qcow2" 60 "$T/reads.log" "$T/stop" &
+READER=$!
+PIDS+=("$READER")
+sleep 1
 head -c 4096 /dev/urandom | dd of="$T/disk.img" bs=4096 seek=$((150 * M / 4096)) conv=notrunc status=none
-resync
+resync_mount "$T/mnt" disk
+sleep 1
+touch "$T/stop"
+wait "$READER" || fail "the reader of the qcow2 view failed"
+cp "$T/mnt/disk.qcow2" "$T/new.qcow2"
+reads=$(python3 "$TOOLS/viewreader.py" check "$T/reads.log" "$T/old.qcow2" "$T/new.qcow2") ||
+	fail "a read across the resync mixed layouts: $reads"
+ok "a reader holding the qcow2 view open across the resync: $(wc -l < "$T/reads.log") reads, each the old or the new image ($reads)"
 [ "$(status "$T/mnt" disk resync.grew)" = 4096 ] || fail "map growth: $(status "$T/mnt" disk resync)"
 cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "after a resync that grew the map, the mount differs from the source"
 q1=$(stat -c %s "$T/mnt/disk.qcow2")
@@ -86,7 +84,7 @@ ok "data in a hole: resync grew the map by 4 KiB live ($got bytes fetched), qcow
 # Data that became a hole (punched in the source): a resync shrinks the
 # map, and neither the mount nor a remount shows the old bytes.
 fallocate -p -o $((50 * M)) -l $((2 * M)) "$T/disk.img" || fail "fallocate -p"
-resync
+resync_mount "$T/mnt" disk
 [ "$(status "$T/mnt" disk resync.shrank)" = $((2 * M)) ] || fail "map shrinkage: $(status "$T/mnt" disk resync)"
 cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "after a hole was punched in the source and a resync, the mount shows old data"
 timeout 300 "$FERRY_CONVERT" --update "$T/mnt/disk.raw" "$T/out.raw" 2>"$T/convert.log" || fail "--update after shrinking: $(cat "$T/convert.log")"

@@ -645,25 +645,8 @@ update_piece(struct job *jb, uint64_t k)
 	struct source *s = &jb->src;
 	uint64_t a = piece_off(s, k), end = a + piece_len(s, k);
 
-	if (data_only(jb)) {
-		const struct ferry_extents *m = &s->map;
-
-		for (size_t i = ferry_extents_find(m, a);
-		     i < m->n && m->v[i].off < end; i++) {
-			uint64_t x = FERRY_MAX(a, m->v[i].off);
-			uint64_t y = FERRY_MIN(end, m->v[i].off + m->v[i].len);
-
-			for (; x < y;) {
-				size_t n = (size_t)FERRY_MIN(y - x, IO_MAX);
-				int r = update_range(jb, x, n);
-
-				if (r < 0)
-					return r;
-				x += n;
-			}
-		}
-		return 0;
-	}
+	if (data_only(jb))
+		return piece_data(jb, k, update_range);
 	for (uint64_t c = a; c < end;) {
 		size_t n = (size_t)FERRY_MIN(end - c, IO_MAX);
 		int r = update_range(jb, c, n);
