@@ -535,8 +535,14 @@ run_fetch(struct run *r)
 	uint64_t end = FERRY_MIN((r->first + r->n) * d->chunk, d->info.size);
 	int err = 0;
 
-	if (r->whole)
+	if (r->whole) {
+		/* Each chunk is done once its last byte, not its last data
+		 * byte, has arrived. */
+		for (size_t i = r->next; i < r->n; i++)
+			r->ends[i] = FERRY_MIN((r->first + i + 1) * d->chunk,
+					       d->info.size);
 		err = run_fetch_range(r, start, end);
+	}
 	for (size_t i = ferry_extents_find(m, start);
 	     !r->whole && err == 0 && i < m->n; i++) {
 		const struct ferry_extent *e = &m->v[i];
@@ -570,15 +576,11 @@ run_fetch_tries(struct run *r)
 			break;
 		c = r->first + r->bad;
 		d->mismatches++;
-		if (d->info.live && !r->whole) {
-			/* Blocks a live filesystem took since the map was
-			 * made are in the digest, not in the map's data:
-			 * from here on, whole chunks. */
+		/* Blocks a live filesystem took since the map was made are
+		 * in the digest, not in the map's data: from here on, whole
+		 * chunks. */
+		if (d->info.live)
 			r->whole = true;
-			for (size_t i = r->next; i < r->n; i++)
-				r->ends[i] = FERRY_MIN((r->first + i + 1) *
-						       d->chunk, d->info.size);
-		}
 		ferry_digest_hex(&r->got[r->bad], got);
 		ferry_digest_hex(&r->want[r->bad], want);
 		if (tries == VERIFY_TRIES) {
