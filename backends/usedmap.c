@@ -46,6 +46,11 @@ struct usedmap {
 	bool computing;
 	struct umap *cur;
 	double since;			/* no map computed before serves */
+	/* A volume of the disk (a file) is mounted here: it changes while
+	 * served, so it is live, with a generation of its identity and size
+	 * (its mtime changes at every write). Set by a map, under lock;
+	 * applied by a refresh, which runs under the exporter's disk lock. */
+	bool live, live_applied;
 	struct fsmap_report logged;	/* the last report, as logged */
 };
 
@@ -194,6 +199,8 @@ get_map(struct usedmap *u)
 	m = compute(u);
 	pthread_mutex_lock(&u->lock);
 	if (m) {
+		for (size_t i = 0; i < m->rep.n; i++)
+			u->live = u->live || m->rep.v[i].method == FSMAP_KERNEL;
 		log_changes(u, m);
 		ferry_debug("%s: mapped in %.3f s; %" PRIu64 " bytes used, "
 			    "%" PRIu64 " served", u->inner->disks[0].name,
@@ -273,23 +280,49 @@ usedmap_pread(struct ferry_source *src, unsigned disk, void *buf, size_t len,
 	return 0;
 }
 
-/* A file written since (new generation) or resized: map it again now. */
+/* A live file's generation: its identity (the inner source's) and size. */
+static void
+live_generation(struct usedmap *u, uint64_t size, char *out, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325u;	/* FNV-1a of the identity */
+
+	for (const char *p = u->inner->id; *p; p++)
+		h = (h ^ (uint8_t)*p) * 0x100000001b3u;
+	snprintf(out, len, "live-%016" PRIx64 "-%" PRIu64, h, size);
+}
+
+/* A file written since (new generation) or resized: map it again now. A
+ * live one (mounted here) changes generation only with its size. */
 static int
 usedmap_refresh(struct ferry_source *src, unsigned disk)
 {
 	struct usedmap *u = src->priv;
+	struct ferry_disk_info *d = &src->disks[0];
 	int r;
 
 	if (!u->inner->ops->refresh)
 		return 0;
 	r = u->inner->ops->refresh(u->inner, disk);
-	if (r == 1) {
-		pthread_mutex_lock(&u->lock);
-		if (u->cur)
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&u->lock);
+	if (r == 1 || (u->live && !u->live_applied)) {
+		char old[sizeof d->generation];
+
+		snprintf(old, sizeof old, "%s", d->generation);
+		if (r == 1 && u->cur)
 			u->cur->at = -INFINITY;
-		src->disks[0] = u->inner->disks[0];
-		pthread_mutex_unlock(&u->lock);
+		*d = u->inner->disks[0];
+		if (u->live && !d->live) {
+			/* Its content follows the mounted filesystem. */
+			d->live = true;
+			live_generation(u, d->size, d->generation,
+					sizeof d->generation);
+		}
+		u->live_applied = u->live;
+		r = strcmp(old, d->generation) != 0;
 	}
+	pthread_mutex_unlock(&u->lock);
 	return r;
 }
 

@@ -217,4 +217,34 @@ for round in 1 2 3; do
 	ok "round $round: $(( $(written) / MiB )) MiB written, map +$(status "$mnt" srv resync.grew) -$(status "$mnt" srv resync.shrank), $(status "$mnt" srv resync.changed) chunks changed; --update wrote $wrote MiB of raw; raw ($((n / MiB)) MiB of data) and qcow2 equal the source with free space zeroed"
 done
 unmount_ferry "$mnt"
+
+# The disk's image file exported while its filesystems are mounted (through
+# loop devices on it): live too, with a generation that a write does not
+# change (its mtime does), so a mount hydrates while the server writes.
+start_export srv="$disk"
+api /v1/disks >/dev/null
+jq -e '.disks[0].live == true and (.disks[0].generation | startswith("live-"))' "$T/body" >/dev/null ||
+	fail "an image file with mounted filesystems is not live: $(cat "$T/body")"
+gen=$(jq -r '.disks[0].generation' "$T/body")
+mount_ferry "$URL" "$T/mnt2" "cache=$T/cache2,views=raw,parts,bwlimit=30M"
+start_writers 60
+wait_state "$T/mnt2" srv complete 300
+stop_writers
+api /v1/disks >/dev/null
+[ "$(jq -r '.disks[0].generation' "$T/body")" = "$gen" ] || fail "a write changed the live file's generation"
+for p in p1 p2; do
+	fsfreeze -f "$T/src/$p" || fail "fsfreeze $p"
+	FROZEN+=("$T/src/$p")
+done
+resync_mount "$T/mnt2" srv 300
+e2fsck -fn "$T/mnt2/srv.p1.raw" >"$T/fsck.log" 2>&1 || fail "e2fsck of the file's view: $(cat "$T/fsck.log")"
+dd if="$T/mnt2/srv.raw" of="$T/read2.raw" bs=1M status=none || fail "reading the file's view"
+python3 "$TOOLS/cmpmap.py" "$T/mnt2/.ferry/map.json" srv "$disk" "$T/read2.raw" >/dev/null ||
+	fail "the image file's view is not the source with free space zeroed"
+for p in p1 p2; do
+	fsfreeze -u "$T/src/$p"
+done
+FROZEN=()
+unmount_ferry "$T/mnt2"
+ok "the image file, exported while mounted: live (generation $gen kept across writes), hydrated while writing, resync equal to the source"
 echo "PASS"
