@@ -8,8 +8,9 @@
 #    resync: its wire bytes against what the writer wrote meanwhile.
 # 2. The final sync's downtime for 1%, 5% and 20% of the used data changed
 #    (64 KiB overwrites spread over the files): from the services stopping
-#    (sync) to `ferry-convert --update --verify -O qcow2` done; with the
-#    resync's wire bytes against the bytes written.
+#    (sync) to the final resync and `ferry-convert --update -O qcow2` done,
+#    and what `--verify` adds; with the resync's bytes against the bytes
+#    written.
 # Usage: bench/livesync.sh [DATA_MIB per filesystem, default 400]
 . "$(dirname "$0")/lib.sh" losetup sgdisk mkfs.ext4 mkfs.xfs jq python3
 . tests/serverdisk.sh
@@ -104,10 +105,13 @@ printf '%-44s %8s s  data %7s MiB  wire %7s MiB  written %5s MiB  changed %s chu
 	"$(echo "$t1 - $t0" | bc)" "$(mib $(( $(st data_bytes) - d0 )))" "$(mib $(( $(st wire_bytes) - x0 )))" \
 	"$(mib $((w1 - w0)))" "$(st resync.changed)" "$(mib "$(st resync.grew)")"
 kill "$WPID"; wait "$WPID" 2>/dev/null || true; WPID=
+# What the writer left after that resync, so that each row below measures
+# its own changes alone.
+sync; resync
 "$CONVERT" --update -O qcow2 "$W/mnt/srv.raw" "$W/out.qcow2" 2>"$W/convert.log"
 
-echo "== 2. final sync downtime: services stop (sync) -> --update --verify done"
-printf '%-8s %10s %10s %10s %10s %10s %10s\n' changed written_MiB data_MiB wire_MiB resync_s convert_s downtime_s
+echo "== 2. final sync downtime: services stop (sync) -> final resync -> --update (-> --verify)"
+printf '%-8s %8s %8s %8s %9s %9s %9s %10s %10s  %s\n' changed written data wire resync_s update_s verify_s downtime_s +verify_s qcow2
 for pct in 1 5 20; do
 	wrote=$(overwrite "$pct")
 	d0=$(st data_bytes); x0=$(st wire_bytes)
@@ -115,11 +119,21 @@ for pct in 1 5 20; do
 	sync
 	resync
 	t1=$(now)
-	"$CONVERT" --update --verify -O qcow2 "$W/mnt/srv.raw" "$W/out.qcow2" >/dev/null 2>"$W/convert.log" ||
+	"$CONVERT" --update -O qcow2 "$W/mnt/srv.raw" "$W/out.qcow2" 2>"$W/convert.log" ||
 		{ cat "$W/convert.log"; exit 1; }
 	t2=$(now)
-	printf '%-8s %10s %10s %10s %10s %10s %10s\n' "$pct%" "$(mib "$wrote")" \
+	layout="updated in place"
+	grep -q "writing it whole" "$W/convert.log" && layout="rewritten (new layout)"
+	# The same again with --verify: nothing left to write, so this is
+	# what --verify adds (the disk hashed, the image read back past the
+	# page cache).
+	"$CONVERT" --update --verify -O qcow2 "$W/mnt/srv.raw" "$W/out.qcow2" >/dev/null 2>"$W/convert.log" ||
+		{ cat "$W/convert.log"; exit 1; }
+	t3=$(now)
+	printf '%-8s %8s %8s %8s %9.2f %9.2f %9.2f %10.2f %10.2f  %s\n' "$pct%" "$(mib "$wrote")" \
 		"$(mib $(( $(st data_bytes) - d0 )))" "$(mib $(( $(st wire_bytes) - x0 )))" \
-		"$(echo "$t1 - $t0" | bc)" "$(echo "$t2 - $t1" | bc)" "$(echo "$t2 - $t0" | bc)"
+		"$(echo "$t1 - $t0" | bc)" "$(echo "$t2 - $t1" | bc)" "$(echo "$t3 - $t2" | bc)" \
+		"$(echo "$t2 - $t0" | bc)" "$(echo "$t3 - $t0" | bc)" "$layout"
 done
+echo "(MiB; data: disk bytes the resync fetched, wire: as they travelled)"
 fusermount3 -u "$W/mnt"; wait "$FPID" 2>/dev/null || true; FPID=
