@@ -185,3 +185,52 @@ PY
 	done <<< "$SERVER_PARTS"
 	rmdir "$m"
 }
+
+# A running server's disk, for the live tests: live_disk FILE P1_MIB makes
+# a 512 MiB GPT disk at FILE with ext4 in p1 (P1_MIB) and XFS in p2 (320
+# MiB), attaches it whole (in $dev) and mounts each partition read-write
+# through a loop device at its offset, on $T/src/p1 and $T/src/p2 ($T/view/
+# p1 and p2 are made for copies). Sets p1off p1len p2off p2len. The test's
+# trap calls live_cleanup.
+FROZEN=()
+live_disk() {
+	local p1=$2
+	truncate -s $((512 * MiB)) "$1"
+	sgdisk -n 1:2048:+${p1}M -n 2:0:+320M "$1" >/dev/null || fail "sgdisk"
+	p1off=$((2048 * 512)) p1len=$((p1 * MiB))
+	p2off=$(((2048 + p1 * 2048) * 512)) p2len=$((320 * MiB))
+	loop_at "$1" 0 $((512 * MiB)) || fail "losetup"
+	dev=$LOOP
+	mkdir -p "$T/src/p1" "$T/src/p2" "$T/view/p1" "$T/view/p2"
+	loop_at "$1" $p1off $p1len && mkfs.ext4 -q -F "$LOOP" &&
+		mount "$LOOP" "$T/src/p1" || fail "ext4 on p1"
+	loop_at "$1" $p2off $p2len && mkfs.xfs -q -f "$LOOP" &&
+		mount "$LOOP" "$T/src/p2" || fail "xfs on p2"
+}
+
+# freeze_src / thaw_src: fsfreeze both source filesystems, and back.
+freeze_src() {
+	local p
+	for p in p1 p2; do
+		fsfreeze -f "$T/src/$p" || fail "fsfreeze $p"
+		FROZEN+=("$T/src/$p")
+	done
+}
+thaw_src() {
+	local m
+	for m in "${FROZEN[@]}"; do
+		fsfreeze -u "$m"
+	done
+	FROZEN=()
+}
+
+live_cleanup() {
+	local m
+	for m in "${FROZEN[@]}"; do
+		fsfreeze -u "$m" 2>/dev/null
+	done
+	for m in "$T"/src/p* "$T"/view/p*; do
+		mountpoint -q "$m" 2>/dev/null && umount "$m"
+	done
+	detach_loops
+}

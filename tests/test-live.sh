@@ -19,34 +19,17 @@ requires losetup sgdisk mkfs.ext4 mkfs.xfs fsfreeze e2fsck xfs_repair jq python3
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (loop devices)"; exit 77; }
 TOOLS=$(dirname "$0")/tools
 
-FROZEN=()
 WRITERS=()
 test_cleanup() {
-	local m
-	for m in "${WRITERS[@]}"; do
-		kill "$m" 2>/dev/null
+	local w
+	for w in "${WRITERS[@]}"; do
+		kill "$w" 2>/dev/null
 	done
-	for m in "${FROZEN[@]}"; do
-		fsfreeze -u "$m" 2>/dev/null
-	done
-	for m in "$T"/src/p* "$T"/view/p*; do
-		mountpoint -q "$m" 2>/dev/null && umount "$m"
-	done
-	detach_loops
+	live_cleanup
 }
 
 disk=$T/disk.img
-truncate -s $((512 * MiB)) "$disk"
-sgdisk -n 1:2048:+160M -n 2:0:+320M "$disk" >/dev/null || fail "sgdisk"
-p1off=$((2048 * 512)) p1len=$((160 * MiB))
-p2off=$(((2048 + 160 * 2048) * 512)) p2len=$((320 * MiB))
-loop_at "$disk" 0 $((512 * MiB)) || fail "losetup"
-dev=$LOOP
-mkdir -p "$T/src/p1" "$T/src/p2" "$T/view/p1" "$T/view/p2"
-loop_at "$disk" $p1off $p1len && mkfs.ext4 -q -F "$LOOP" &&
-	mount "$LOOP" "$T/src/p1" || fail "ext4 on p1"
-loop_at "$disk" $p2off $p2len && mkfs.xfs -q -f "$LOOP" &&
-	mount "$LOOP" "$T/src/p2" || fail "xfs on p2"
+live_disk "$disk" 160
 for p in p1 p2; do
 	head -c $((16 * MiB)) /dev/urandom > "$T/src/$p/base.bin"
 	mkdir -p "$T/src/$p/etc" "$T/src/$p/w"
@@ -107,10 +90,7 @@ dd if="$T/mnt0/srv.raw" of=/dev/null bs=1M status=none || fail "a read of the li
 m0=$(status "$T/mnt0" srv digest_mismatches)
 # (Frozen for the comparison: a live XFS and ext4 write back metadata after
 # a sync, on their own schedule.)
-for p in p1 p2; do
-	fsfreeze -f "$T/src/$p" || fail "fsfreeze $p"
-	FROZEN+=("$T/src/$p")
-done
+freeze_src
 echo resync >"$T/mnt0/.ferry/control"
 for _ in $(seq 100); do
 	[ "$(jq -r .resync.state "$T/mnt0/.ferry/status.json")" = running ] || break
@@ -119,10 +99,7 @@ done
 dd if="$T/mnt0/srv.raw" of="$T/read0.raw" bs=1M status=none || fail "a read after the resync failed"
 python3 "$TOOLS/cmpmap.py" "$T/mnt0/.ferry/map.json" srv "$disk" "$T/read0.raw" >/dev/null ||
 	fail "after a resync, the view is not the source with free space zeroed"
-for p in p1 p2; do
-	fsfreeze -u "$T/src/$p"
-done
-FROZEN=()
+thaw_src
 rm -f "$T/read0.raw" "$T"/src/p*/w/t*
 unmount_ferry "$T/mnt0"
 ok "blocks taken since the mount: read without error ($m0 chunks differed from their digests by the map and were fetched whole); after a resync the view equals the source"
@@ -149,9 +126,8 @@ stop_writers
 w=$(written)
 for p in p1 p2; do
 	(cd "$T/src/$p" && find . -type f -print0 | sort -z | xargs -0 sha256sum) > "$T/$p.sha"
-	fsfreeze -f "$T/src/$p" || fail "fsfreeze $p"
-	FROZEN+=("$T/src/$p")
 done
+freeze_src
 got0=$(status "$mnt" srv data_bytes)
 resync_mount "$mnt" srv 300
 fetched=$(( $(status "$mnt" srv data_bytes) - got0 ))
@@ -177,10 +153,7 @@ detach "$LOOP"
 [ "$fetched" -lt $((used / 2)) ] || fail "the final resync fetched $fetched bytes of $used used: a full copy"
 [ "$changed" -gt 0 ] || fail "the final resync found no chunk changed after $w bytes written"
 ok "cutover: writers wrote $((w / MiB)) MiB in all; the final resync fetched $((fetched / MiB)) MiB ($changed chunks) of $((used / MiB)) MiB used; fsck clean, $(cat "$T"/p1.sha "$T"/p2.sha | wc -l) files equal"
-for p in p1 p2; do
-	fsfreeze -u "$T/src/$p"
-done
-FROZEN=()
+thaw_src
 
 # Three rounds: write, sync, resync, --update; the images follow.
 timeout 300 "$FERRY_CONVERT" --update -O raw "$mnt/srv.raw" "$T/out.raw" 2>"$T/convert.log" ||
@@ -194,10 +167,7 @@ for round in 1 2 3; do
 	sync
 	# Frozen while compared: the filesystems' own writeback after a sync
 	# would change the source under the comparison.
-	for p in p1 p2; do
-		fsfreeze -f "$T/src/$p" || fail "fsfreeze $p"
-		FROZEN+=("$T/src/$p")
-	done
+	freeze_src
 	resync_mount "$mnt" srv 300
 	timeout 300 "$FERRY_CONVERT" --update --verify -O raw "$mnt/srv.raw" "$T/out.raw" \
 		>"$T/verify.out" 2>"$T/convert.log" || fail "round $round: --update raw: $(cat "$T/convert.log")"
@@ -210,10 +180,7 @@ for round in 1 2 3; do
 		fail "round $round: the qcow2 image differs"
 	qemu-img compare -q -f qcow2 -F raw "$mnt/srv.qcow2" "$T/out.raw" ||
 		fail "round $round: the qcow2 view differs"
-	for p in p1 p2; do
-		fsfreeze -u "$T/src/$p"
-	done
-	FROZEN=()
+	thaw_src
 	ok "round $round: $(( $(written) / MiB )) MiB written, map +$(status "$mnt" srv resync.grew) -$(status "$mnt" srv resync.shrank), $(status "$mnt" srv resync.changed) chunks changed; --update wrote $wrote MiB of raw; raw ($((n / MiB)) MiB of data) and qcow2 equal the source with free space zeroed"
 done
 unmount_ferry "$mnt"
@@ -232,19 +199,13 @@ wait_state "$T/mnt2" srv complete 300
 stop_writers
 api /v1/disks >/dev/null
 [ "$(jq -r '.disks[0].generation' "$T/body")" = "$gen" ] || fail "a write changed the live file's generation"
-for p in p1 p2; do
-	fsfreeze -f "$T/src/$p" || fail "fsfreeze $p"
-	FROZEN+=("$T/src/$p")
-done
+freeze_src
 resync_mount "$T/mnt2" srv 300
 e2fsck -fn "$T/mnt2/srv.p1.raw" >"$T/fsck.log" 2>&1 || fail "e2fsck of the file's view: $(cat "$T/fsck.log")"
 dd if="$T/mnt2/srv.raw" of="$T/read2.raw" bs=1M status=none || fail "reading the file's view"
 python3 "$TOOLS/cmpmap.py" "$T/mnt2/.ferry/map.json" srv "$disk" "$T/read2.raw" >/dev/null ||
 	fail "the image file's view is not the source with free space zeroed"
-for p in p1 p2; do
-	fsfreeze -u "$T/src/$p"
-done
-FROZEN=()
+thaw_src
 unmount_ferry "$T/mnt2"
 ok "the image file, exported while mounted: live (generation $gen kept across writes), hydrated while writing, resync equal to the source"
 echo "PASS"

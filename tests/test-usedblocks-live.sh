@@ -10,30 +10,12 @@
 requires losetup sgdisk mkfs.ext4 mkfs.xfs fsfreeze e2fsck xfs_repair jq
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (loop devices)"; exit 77; }
 
-FROZEN=()
 test_cleanup() {
-	local m
-	for m in "${FROZEN[@]}"; do
-		fsfreeze -u "$m" 2>/dev/null
-	done
-	for m in "$T"/src/p* "$T"/view/p*; do
-		mountpoint -q "$m" 2>/dev/null && umount "$m"
-	done
-	detach_loops
+	live_cleanup
 }
 
 disk=$T/disk.img
-truncate -s $((512 * MiB)) "$disk"
-sgdisk -n 1:2048:+128M -n 2:0:+320M "$disk" >/dev/null || fail "sgdisk"
-p1off=$((2048 * 512)) p1len=$((128 * MiB))
-p2off=$(((2048 + 128 * 2048) * 512)) p2len=$((320 * MiB))
-loop_at "$disk" 0 $((512 * MiB)) || fail "losetup"
-dev=$LOOP
-mkdir -p "$T/src/p1" "$T/src/p2" "$T/view/p1" "$T/view/p2"
-loop_at "$disk" $p1off $p1len && mkfs.ext4 -q -F "$LOOP" &&
-	mount "$LOOP" "$T/src/p1" || fail "ext4 on p1"
-loop_at "$disk" $p2off $p2len && mkfs.xfs -q -f "$LOOP" &&
-	mount "$LOOP" "$T/src/p2" || fail "xfs on p2"
+live_disk "$disk" 128
 for p in p1 p2; do
 	head -c $((40 * MiB)) /dev/urandom > "$T/src/$p/deleted.bin"
 	sync
@@ -94,9 +76,8 @@ for p in p1 p2; do
 	for i in $(seq 20); do echo "setting $i" > "$T/src/$p/etc/f$i"; done
 	head -c $((5 * MiB)) /dev/urandom > "$T/src/$p/c.bin"
 	(cd "$T/src/$p" && find . -type f -print0 | sort -z | xargs -0 sha256sum) > "$T/$p.sha"
-	fsfreeze -f "$T/src/$p" || fail "fsfreeze $p"
-	FROZEN+=("$T/src/$p")
 done
+freeze_src
 sleep 1.2
 mnt=$T/mnt
 mount_ferry "$URL" "$mnt" "cache=$T/cache,views=raw,parts"
@@ -120,8 +101,5 @@ loop_at "$T/p2.img" 0 $p2len || fail "losetup p2"
 check "$LOOP" p2 nouuid	# the source is still mounted
 xfs_repair -n "$LOOP" >"$T/fsck.log" 2>&1 || fail "xfs_repair: $(head -20 "$T/fsck.log")"
 ok "frozen copy: $((used / MiB)) MiB sent of 512; ext4 fsck clean as it is, xfs after its log replay; files equal"
-for p in p1 p2; do
-	fsfreeze -u "$T/src/$p"
-done
-FROZEN=()
+thaw_src
 echo "PASS"
