@@ -36,6 +36,8 @@ struct fetch_job;
  * files' vfile.slot. */
 struct layout {
 	_Atomic unsigned refs;
+	unsigned seq;			/* resyncs that made it (map.json's
+					 * "layout") */
 	struct ferry_extents map;	/* data ranges; the rest is holes */
 	size_t nviews;
 	struct view views[];

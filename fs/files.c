@@ -127,6 +127,7 @@ relayout(struct ferryfs *fs, struct fdisk *d)
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&fs->sched.lock);
+	l->seq = d->lay->seq;
 	old = layout_swap(fs, d, l);
 	pthread_mutex_unlock(&fs->sched.lock);
 	layout_put(old);

@@ -271,18 +271,23 @@ map_render(struct ferryfs *fs)
 		struct fdisk *d = &fs->disks[i];
 		struct layout *l = layout_get(d);
 		json_t *data = json_array();
+		unsigned seq;
 
+		/* The data ranges and the layout they belong to, from one
+		 * layout: a reader that sees "layout" change knows its map
+		 * is stale. */
 		for (size_t k = 0; data && k < l->map.n; k++)
 			json_array_append_new(data, json_pack("[II]",
 				(json_int_t)l->map.v[k].off,
 				(json_int_t)l->map.v[k].len));
+		seq = l->seq;
 		layout_put(l);
 		json_array_append_new(disks, json_pack(
 			"{sssIsIsssIsbsoso}", "name", d->info.name,
 			"size", (json_int_t)d->info.size,
 			"chunk_size", (json_int_t)d->chunk,
 			"generation", d->info.generation,
-			"layout", (json_int_t)d->resyncs,
+			"layout", (json_int_t)seq,
 			"complete", d->present_chunks >= d->data_chunks,
 			"data", data ? data : json_null(),
 			"present", bit_runs(&d->present, d->nchunks)));
