@@ -18,7 +18,9 @@ requires losetup sgdisk mkfs.ext4 debugfs fsfreeze jq qemu-system-x86_64 deboots
 
 CACHE=${FERRY_BOOT_CACHE:-/var/cache/ferry-tests}
 ROOTFS=$CACHE/rootfs-bookworm-minbase.tar
-MIRROR=${FERRY_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The mirror apt uses here, which CI reaches too.
+mirror=$(sed -n 's|^URIs: *\(http[^ ]*/debian\)/*$|\1|p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
+MIRROR=${FERRY_DEBIAN_MIRROR:-${mirror:-http://deb.debian.org/debian}}
 
 FROZEN=()
 test_cleanup() {
@@ -34,12 +36,16 @@ test_cleanup() {
 
 if [ ! -s "$ROOTFS" ]; then
 	mkdir -p "$CACHE"
-	echo "making $ROOTFS (debootstrap, once)"
-	timeout 1500 debootstrap --variant=minbase --include=linux-image-amd64 \
-		bookworm "$T/rootfs.new" "$MIRROR" >"$T/debootstrap.log" 2>&1 ||
-		fail "debootstrap: $(tail -5 "$T/debootstrap.log")"
-	tar -C "$T/rootfs.new" --one-file-system -cf "$ROOTFS.tmp" . &&
-		mv "$ROOTFS.tmp" "$ROOTFS" || fail "tar of the root filesystem"
+	echo "making $ROOTFS (debootstrap from $MIRROR, once)"
+	for try in 1 2; do
+		rm -rf "$T/rootfs.new"
+		timeout 1200 debootstrap --variant=minbase --include=linux-image-amd64 \
+			bookworm "$T/rootfs.new" "$MIRROR" >"$T/debootstrap.log" 2>&1 && break
+		umount "$T/rootfs.new/proc" "$T/rootfs.new/sys" 2>/dev/null
+		[ "$try" = 2 ] && fail "debootstrap: $(tail -5 "$T/debootstrap.log")"
+	done
+	tar -C "$T/rootfs.new" --one-file-system -cf "$ROOTFS.$$" . &&
+		mv "$ROOTFS.$$" "$ROOTFS" || { rm -f "$ROOTFS.$$"; fail "tar of the root filesystem"; }
 	rm -rf "$T/rootfs.new"
 fi
 
