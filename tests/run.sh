@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: install dependencies, build twice
 # (optimised, and with AddressSanitizer + UBSan), run every unit and
-# integration test under meson in both, then run each libFuzzer target for
+# integration test under meson in both, build a release configuration and
+# run its unit tests, then run each libFuzzer target for
 # FUZZ_SECONDS (default 30) in a clang build, and print "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
@@ -36,6 +37,9 @@ run_suite() {	# run_suite BUILDDIR MESON-OPTIONS...
 }
 
 run_suite build || rc=1
+# A release build (NDEBUG, -O3) must build clean too; its unit tests and
+# fuzz seeds run, so no check depends on assert().
+run_suite build-release --suite unit --buildtype=release || rc=1
 if [ "${FERRY_SANITIZE:-1}" = 1 ]; then
 	run_suite build-asan -Db_sanitize=address,undefined -Db_lundef=false \
 		-Dbuildtype=debug || rc=1

@@ -3,13 +3,13 @@
  * chunk first; the rest is the reply. Whatever the bytes, the parser either
  * refuses them or fills exactly the digests asked for, and the hex of each
  * is what the reply said. */
-#include <assert.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/digest.h"
+#include "tests/fuzz/fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -28,16 +28,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	first = (uint64_t)data[1] | (uint64_t)data[2] << 8;
 	r = ferry_digests_from_json((const char *)data + 4, size - 4, 65536,
 				    first, count, out, why, sizeof why);
-	assert(r == 0 || r == -EPROTO);
+	CHECK(r == 0 || r == -EPROTO);
 	if (r == 0) {
-		assert(count > 0 || memchr(data + 4, '[', size - 4));
+		CHECK(count > 0 || memchr(data + 4, '[', size - 4));
 		for (size_t i = 0; i < count; i++) {
 			ferry_digest_hex(&out[i], hex);
-			assert(strlen(hex) == 32);
-			assert(memmem(data + 4, size - 4, hex, 32));
+			CHECK(strlen(hex) == 32);
+			CHECK(memmem(data + 4, size - 4, hex, 32));
 		}
 	} else {
-		assert(why[0]);
+		CHECK(why[0]);
 	}
 	return 0;
 }

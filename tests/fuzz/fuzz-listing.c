@@ -10,9 +10,8 @@
 
 #include "backends/listing.h"
 #include "common/log.h"
+#include "tests/fuzz/fuzz.h"
 
-#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: %s\n",	\
-	__FILE__, __LINE__, #c); abort(); } } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

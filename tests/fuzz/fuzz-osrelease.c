@@ -7,9 +7,8 @@
 #include <string.h>
 
 #include "common/osrelease.h"
+#include "tests/fuzz/fuzz.h"
 
-#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: %s\n",	\
-	__FILE__, __LINE__, #c); abort(); } } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -2,13 +2,13 @@
  * client, Range, Accept-Encoding and If-Match. The first 8 bytes pick the disk size,
  * the rest is the header value. A parsed range is never empty and never
  * leaves the disk; the coding parser never reads past the string. */
-#include <assert.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/util.h"
+#include "tests/fuzz/fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -30,11 +30,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	(void)ferry_accepts_coding(h, "zstd");
 	(void)ferry_if_match(h, "file-803-1a2b-1048576-1700000000.000000000");
 	r = ferry_parse_range(h, disk, &off, &len);
-	assert(r == 0 || r == -EINVAL || r == -ERANGE);
+	CHECK(r == 0 || r == -EINVAL || r == -ERANGE);
 	if (r == 0) {
-		assert(len > 0);
-		assert(off < disk);
-		assert(len <= disk - off);
+		CHECK(len > 0);
+		CHECK(off < disk);
+		CHECK(len <= disk - off);
 	}
 	free(h);
 	return 0;

@@ -12,9 +12,8 @@
 #include <event2/http.h>
 
 #include "tools/export/route.h"
+#include "tests/fuzz/fuzz.h"
 
-#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: %s\n",	\
-	__FILE__, __LINE__, #c); abort(); } } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

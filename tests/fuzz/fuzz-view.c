@@ -19,9 +19,8 @@
 
 #include "fs/views/view.h"
 #include "tests/unit/imgread.h"
+#include "tests/fuzz/fuzz.h"
 
-#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: %s\n",	\
-	__FILE__, __LINE__, #c); abort(); } } while (0)
 
 #define CAT2(a, b) a##b
 #define CAT(a, b) CAT2(a, b)
