@@ -97,3 +97,21 @@ wait_state "$T/mnt" disk complete 120
 cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "after hydration, the mount shows old data in the new hole"
 unmount_ferry "$T/mnt"
 ok "data punched out of the source reads as zeros after a resync (map -2 MiB) and after a remount"
+
+# A resync under a running conversion: it stops and says so; --update then
+# finishes it equal to the source.
+mount_ferry "$URL" "$T/mnt" "cache=$T/cache3,compress=0,prefetch=0,bwlimit=8M"
+timeout 300 "$FERRY_CONVERT" -O raw "$T/mnt/disk.raw" "$T/out3.raw" 2>"$T/convert.log" &
+CPID=$!
+sleep 2
+head -c 4096 /dev/urandom | dd of="$T/disk.img" bs=4096 seek=$((160 * M / 4096)) conv=notrunc status=none
+echo resync >"$T/mnt/.ferry/control" || fail "resync refused"
+rc=0
+wait "$CPID" || rc=$?
+[ "$rc" = 1 ] && grep -q "changed under the conversion" "$T/convert.log" ||
+	fail "a conversion across a resync did not stop (exit $rc): $(cat "$T/convert.log")"
+timeout 300 "$FERRY_CONVERT" --update "$T/mnt/disk.raw" "$T/out3.raw" 2>"$T/convert.log" ||
+	fail "--update after the stopped conversion: $(cat "$T/convert.log")"
+cmp "$T/out3.raw" "$T/disk.img" || fail "the conversion finished by --update differs from the source"
+unmount_ferry "$T/mnt"
+ok "a resync under a running conversion stops it with a message; --update then finishes it equal to the source"
