@@ -242,8 +242,7 @@ int layout_new(struct ferryfs *fs, struct fdisk *d, struct ferry_extents *map,
 
 /*! layout_swap() : make @l @d's layout (sched.lock held); @return the
  * one it replaces, whose reference the caller now holds. */
-struct layout *layout_swap(struct ferryfs *fs, struct fdisk *d,
-			   struct layout *l);
+struct layout *layout_swap(struct fdisk *d, struct layout *l);
 
 /* cache.c */
 

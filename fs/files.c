@@ -120,7 +120,7 @@ relayout(struct ferryfs *fs, struct fdisk *d)
 
 	ferry_extents_init(&m, d->info.size);
 	ferry_extents_init(&none, d->info.size);
-	r = ferry_extents_unite(disk_map(d), &none, &m);
+	r = ferry_extents_unite(disk_map(d), &none, &m);	/* a copy */
 	if (r == 0)
 		r = layout_new(fs, d, &m, &l);
 	ferry_extents_free(&m);
@@ -128,7 +128,7 @@ relayout(struct ferryfs *fs, struct fdisk *d)
 		return r;
 	pthread_mutex_lock(&fs->sched.lock);
 	l->seq = d->lay->seq;
-	old = layout_swap(fs, d, l);
+	old = layout_swap(d, l);
 	pthread_mutex_unlock(&fs->sched.lock);
 	layout_put(old);
 	return 0;

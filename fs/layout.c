@@ -85,11 +85,10 @@ layout_new(struct ferryfs *fs, struct fdisk *d, struct ferry_extents *map,
 }
 
 struct layout *
-layout_swap(struct ferryfs *fs, struct fdisk *d, struct layout *l)
+layout_swap(struct fdisk *d, struct layout *l)
 {
 	struct layout *old;
 
-	(void)fs;	/* its sched.lock is held */
 	pthread_mutex_lock(&d->lay_lock);
 	old = d->lay;
 	d->lay = l;

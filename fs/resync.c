@@ -74,7 +74,7 @@ take_layout(struct ferryfs *fs, struct fdisk *d, struct layout *l,
 
 	pthread_mutex_lock(&s->lock);
 	l->seq = d->lay->seq + 1;
-	old = layout_swap(fs, d, l);
+	old = layout_swap(d, l);
 	*demoted = 0;
 	for (uint64_t c = 0; c < d->nchunks; c++) {
 		if (!ferry_bitmap_take(&d->present, c))

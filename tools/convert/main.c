@@ -593,10 +593,9 @@ data_only(const struct job *jb)
 	return jb->out.device && !jb->zero;
 }
 
-/* --update of [c, c+n): DST's bytes compared with the content, and the
- * content written where they differ. @whole: the whole range (holes as
- * zeros; a raw file's that became zeros are punched), else the data
- * ranges alone. */
+/* --update of [c, c+n): DST's bytes compared with the content (holes as
+ * zeros), and the content written where they differ; in a raw file, a
+ * range that is all hole now is punched instead. */
 static int
 update_range(struct job *jb, uint64_t c, size_t n)
 {
