@@ -192,6 +192,16 @@ struct ferry_http_opts {
 	double timeout;
 	/* No byte for this many seconds on a transfer: stalled (default 30). */
 	unsigned stall_timeout;
+	/* A source that dialled in (ferryfs --listen): HTTPS over this Unix
+	 * socket through the relay, with bearer @token; @spec is then the
+	 * source's name, for messages and the source id. */
+	const char *unix_socket;
+	const char *token;
+	/* ... the exporter's pin now (a restart changes it), and the PEM
+	 * certificate and key curl shows it (the transit's, which it pins). */
+	void (*pin_now)(void *arg, char pin[128]);
+	void *pin_arg;
+	const char *client_cert, *client_key;
 };
 
 #define FERRY_HTTP_TIMEOUT 300.0	/* default opts.timeout */

@@ -46,6 +46,11 @@ struct http_priv {
 	char base[600];		/* https://host:port */
 	char what[600];		/* for messages: host:port or URL */
 	char pin[128];
+	char unix_path[108];	/* a reverse source: curl's Unix socket to the
+				 * transit's relay (fs/listen.c), or "" */
+	void (*pin_now)(void *arg, char pin[128]);	/* its pin now */
+	void *pin_arg;
+	char *client_cert, *client_key;	/* what curl shows it */
 	char *cacert;
 	char **disk_url;	/* per disk */
 	struct curl_slist *headers;
@@ -287,7 +292,16 @@ handle_get(struct http_priv *p)
 	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress_cb);
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https,http");
-	if (p->ferry) {
+	if (p->unix_path[0]) {
+		/* HTTPS through the relay to the exporter that dialled in:
+		 * its key pinned by the hello (request() sets it, as it is
+		 * now), ours shown as the client certificate it pins. */
+		curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, p->unix_path);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+		curl_easy_setopt(h, CURLOPT_SSLCERT, p->client_cert);
+		curl_easy_setopt(h, CURLOPT_SSLKEY, p->client_key);
+	} else if (p->ferry) {
 		/* Self-signed: trust is the pin, not a CA or a name. */
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -422,6 +436,7 @@ request(struct ferry_source *src, const char *url, struct xfer *x)
 {
 	struct http_priv *p = src->priv;
 	char errbuf[CURL_ERROR_SIZE] = "";
+	char pin[128] = "";
 	char range[64];
 	CURLcode cc;
 	CURL *h;
@@ -437,6 +452,10 @@ request(struct ferry_source *src, const char *url, struct xfer *x)
 	x->cr_start = x->cr_end = x->cr_total = -1;
 	x->range_ok = true;
 	curl_easy_setopt(h, CURLOPT_URL, url);
+	if (p->pin_now) {
+		p->pin_now(p->pin_arg, pin);
+		curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, pin);
+	}
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
@@ -451,6 +470,20 @@ request(struct ferry_source *src, const char *url, struct xfer *x)
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER,
 			 x->ranged && x->headers ? x->headers : p->headers);
 	cc = curl_easy_perform(h);
+	/* A reverse source that came back while this request waited for a
+	 * connection has a new key, announced in its (authenticated) hello
+	 * after the pin above was taken: once more with the pin of now. */
+	for (int k = 0; cc == CURLE_SSL_PINNEDPUBKEYNOTMATCH && p->pin_now &&
+	     x->got == 0 && k < 2; k++) {
+		char now[128];
+
+		p->pin_now(p->pin_arg, now);
+		if (strcmp(now, pin) == 0)
+			break;
+		memcpy(pin, now, sizeof pin);
+		curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, pin);
+		cc = curl_easy_perform(h);
+	}
 	ZSTD_freeDCtx(x->dctx);
 	free(x->zbuf);
 	x->dctx = NULL;
@@ -716,6 +749,8 @@ http_close(struct ferry_source *src)
 		free(p->range_headers);
 		curl_slist_free_all(p->retired);
 		free(p->cacert);
+		free(p->client_cert);
+		free(p->client_key);
 		pthread_mutex_destroy(&p->lock);
 		free(p);
 	}
@@ -1055,7 +1090,38 @@ ferry_http_open(const char *spec, const struct ferry_http_opts *opts,
 		goto fail;
 	}
 
-	if (strncmp(spec, "ferry://", 8) == 0) {
+	if (opts && opts->unix_socket) {
+		char auth[300];
+		struct curl_slist *h;
+
+		p->ferry = true;
+		snprintf(p->unix_path, sizeof p->unix_path, "%s",
+			 opts->unix_socket);
+		p->pin_now = opts->pin_now;
+		p->pin_arg = opts->pin_arg;
+		p->client_cert = strdup(opts->client_cert);
+		p->client_key = strdup(opts->client_key);
+		if (!p->client_cert || !p->client_key) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		snprintf(p->base, sizeof p->base, "https://source");
+		snprintf(p->what, sizeof p->what, "%s", spec);
+		snprintf(auth, sizeof auth, "Authorization: Bearer %s",
+			 opts->token);
+		h = curl_slist_append(p->headers, auth);
+		if (!h) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		p->headers = h;
+		r = list_ferry_disks(src);
+		if (r == 0)
+			r = make_range_headers(src, opts->compress);
+		/* Known by the name the listener gave it, whatever its
+		 * host says. */
+		snprintf(src->id, sizeof src->id, "ferry-source:%s", spec);
+	} else if (strncmp(spec, "ferry://", 8) == 0) {
 		struct ferry_connstr c;
 		char auth[300];
 

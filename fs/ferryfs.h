@@ -195,6 +195,9 @@ struct ferryfs {
 	struct open_file *open_files;
 
 	struct fuse_session *se;	/* for the kernel cache notifications */
+	/* Added to every inode number the kernel sees: 0, or in a fleet
+	 * mount (fleet.c) the member's number << 32. */
+	uint64_t ino_base;
 	char *source_json;		/* the exporter's /v1/info, or NULL */
 	struct {			/* resync.c: "resync" in .ferry/control */
 		pthread_mutex_t lock;
@@ -213,6 +216,26 @@ struct ferryfs {
 		_Atomic uint64_t checked, bad;
 	} reverify;
 };
+
+/* main.c: one ferryfs's life, for the single mount and each member of a
+ * fleet (fleet.c) */
+
+/*! ferryfs_init() : locks and states of a zeroed @fs. */
+void ferryfs_init(struct ferryfs *fs);
+/*! ferryfs_open_disks() : make and lock fs->cache_dir and open each
+ * disk of fs->src in it. @return 0 or -errno, logged. */
+int ferryfs_open_disks(struct ferryfs *fs);
+/*! ferryfs_start() : workers, files, source facts, flusher. */
+int ferryfs_start(struct ferryfs *fs);
+/*! ferryfs_stop() : stop the threads and flush the caches. */
+void ferryfs_stop(struct ferryfs *fs);
+/*! ferryfs_free() : free what @fs holds (after ferryfs_stop). */
+void ferryfs_free(struct ferryfs *fs);
+struct fuse_cmdline_opts;
+/*! ferryfs_loop() : serve FUSE requests until unmounted. */
+int ferryfs_loop(struct fuse_session *se, const struct fuse_cmdline_opts *cmd);
+/*! ferryfs_mkdir_p() : mkdir -p with mode 0700. @return 0 or -errno. */
+int ferryfs_mkdir_p(const char *path);
 
 /* layout.c */
 
@@ -368,9 +391,18 @@ void files_free(struct ferryfs *fs);
 /* ops.c */
 extern const struct fuse_lowlevel_ops ferryfs_ops;
 
+/* Set in a fleet mount: the member an inode number belongs to (the
+ * fleet's ops pass only members' inodes on to ferryfs_ops). */
+extern struct ferryfs *(*ops_member)(void *userdata, uint64_t ino);
+
 /*! ops_free_open_files() : free the handles of files still open when the
  * session ended. */
 void ops_free_open_files(struct ferryfs *fs);
+
+struct stat;
+/*! ops_attr() : the attributes of @fs's inode @ino (its own number).
+ * @return 0 or -ENOENT. */
+int ops_attr(struct ferryfs *fs, uint64_t ino, struct stat *st);
 
 /*! status_render() : .ferry/status.json as a malloc'd string. */
 char *status_render(struct ferryfs *fs);
@@ -383,6 +415,10 @@ char *map_render(struct ferryfs *fs);
 
 /*! control_render() : .ferry/control as a malloc'd string. */
 char *control_render(struct ferryfs *fs);
+
+/*! metrics_render() : .ferry/metrics (Prometheus text format) as a
+ * malloc'd string (metrics.c). */
+char *metrics_render(struct ferryfs *fs);
 
 /*! disk_state() : "syncing", "complete", "reconnecting" (the link is
  * failing and being retried) or "error" (the last fetch failed). */

@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "backends/usedmap.h"
 #include "fs/ferryfs.h"
+#include "fs/fleet.h"
 
 struct options {
 	char *source;
@@ -37,6 +38,12 @@ struct options {
 	unsigned streams;
 	int verbose;
 	int all_blocks;
+	/* ferryfs --listen: a fleet of sources that dial in (fleet.c) */
+	char *listen;
+	char *cert;
+	char *key;
+	char *url_file;
+	char *advertise;
 };
 
 enum { KEY_VIEWS = 1, KEY_VIEW_WORD };
@@ -67,9 +74,17 @@ static const struct fuse_opt ferry_opts[] = {
 	FERRY_OPT("stall_timeout=%s", stall_timeout, 0),
 	FERRY_OPT("all_blocks", all_blocks, 1),
 	FERRY_OPT("verbose", verbose, 1),
-	/* These may come in from /etc/fstab; they mean nothing here. */
-	FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("nofail", FUSE_OPT_KEY_DISCARD),
+	FERRY_OPT("--listen=%s", listen, 0),
+	FERRY_OPT("--listen %s", listen, 0),
+	FERRY_OPT("listen=%s", listen, 0),
+	FERRY_OPT("--cert=%s", cert, 0),
+	FERRY_OPT("--cert %s", cert, 0),
+	FERRY_OPT("--key=%s", key, 0),
+	FERRY_OPT("--key %s", key, 0),
+	FERRY_OPT("--url-file=%s", url_file, 0),
+	FERRY_OPT("--url-file %s", url_file, 0),
+	FERRY_OPT("--advertise=%s", advertise, 0),
+	FERRY_OPT("--advertise %s", advertise, 0),
 	FUSE_OPT_END
 };
 
@@ -78,7 +93,24 @@ usage(const char *prog)
 {
 	printf(
 "Usage: %s [-f] [-o OPTIONS] SOURCE MOUNTPOINT\n"
+"       %s [-f] [-o OPTIONS] --listen HOST:PORT MOUNTPOINT\n"
 "Mount the disks of a ferry-export as read-only files fetched on demand.\n"
+"\n"
+"With --listen, sources dial in instead (a fleet): ferryfs listens on\n"
+"HOST:PORT and prints the command to run on each source server,\n"
+"  ferry-export --connect 'ferry://TOKEN@HOST:PORT/?pin=sha256//...' ...\n"
+"Each source that connects appears as a directory named after it\n"
+"(MOUNTPOINT/web01/disk0.raw, ...) with its own .ferry/; MOUNTPOINT/.ferry/\n"
+"status.json lists every source and its state. The key, certificate and\n"
+"token are kept in the cache directory, so a restarted ferryfs keeps its\n"
+"pin and token and the sources reconnect by themselves.\n"
+"  --listen HOST:PORT   address to listen on (port 0: a free one)\n"
+"  --cert FILE --key FILE  PEM certificate and key to use (default: made\n"
+"                       once, kept in the cache directory)\n"
+"  --url-file FILE      also write the connection string to FILE (0600)\n"
+"  --advertise HOST[:PORT]  the address sources dial, in the printed\n"
+"                       string (default: the listen address, or this\n"
+"                       host's name if that is a wildcard)\n"
 "\n"
 "SOURCE is a connection string printed by ferry-export\n"
 "  (ferry://TOKEN@HOST:PORT/?pin=sha256//BASE64), an https:// URL of one\n"
@@ -135,7 +167,27 @@ usage(const char *prog)
 "                       the free space of its filesystems reads as zeros\n"
 "                       and is not cached, as ferry-export serves it\n"
 "  -o verbose           log more\n"
-"\n", prog);
+"\n"
+"In /etc/fstab (mount.fuse3's PROGRAM#SOURCE form; the options fstab and\n"
+"systemd add, _netdev, nofail, noauto, user, x-systemd.*, comment=, rw,\n"
+"are accepted and dropped):\n"
+"  /usr/local/bin/ferryfs#ferry://TOKEN@HOST:PORT/?pin=sha256//... /mnt/src \\\n"
+"      fuse _netdev,nofail,cache=/var/cache/ferry/src 0 0\n"
+"\n", prog, prog);
+}
+
+static bool
+fstab_word(const char *arg)
+{
+	static const char *const words[] = {
+		"_netdev", "nofail", "auto", "noauto", "user", "nouser",
+		"users", "owner", "group", "defaults", "rw", "nobootwait",
+	};
+
+	for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+		if (strcmp(arg, words[i]) == 0)
+			return true;
+	return strncmp(arg, "x-", 2) == 0 || strncmp(arg, "comment=", 8) == 0;
 }
 
 static int
@@ -162,11 +214,17 @@ opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 		o->source = strdup(arg);
 		return 0;
 	}
+	/* What /etc/fstab and systemd add, meaningless to a FUSE mount, as
+	 * sshfs takes them: accepted and dropped. (mount.fuse3 drops most of
+	 * them already; ferryfs run by hand with an fstab line's options
+	 * gets them all.) "rw" is dropped too: the mount is read-only. */
+	if (key == FUSE_OPT_KEY_OPT && fstab_word(arg))
+		return 0;
 	return 1;
 }
 
-static int
-mkdir_p(const char *path)
+int
+ferryfs_mkdir_p(const char *path)
 {
 	char buf[PATH_MAX];
 
@@ -422,13 +480,33 @@ check_options(const struct options *o, struct ferryfs *fs,
 	return 0;
 }
 
+int
+ferryfs_open_disks(struct ferryfs *fs)
+{
+	char real[PATH_MAX];
+	int r = ferryfs_mkdir_p(fs->cache_dir);
+
+	if (r < 0) {
+		errno = -r;
+		ferry_error("cache %s: %m", fs->cache_dir);
+		return -EINVAL;
+	}
+	/* fuse_daemonize() moves to /: keep the cache path whole. */
+	if (!realpath(fs->cache_dir, real)) {
+		ferry_error("cache %s: %m", fs->cache_dir);
+		return -EINVAL;
+	}
+	snprintf(fs->cache_dir, sizeof fs->cache_dir, "%s", real);
+	if (cache_lock_dir(fs) < 0 || setup_disks(fs) < 0)
+		return -EIO;
+	return 0;
+}
+
 /* The cache directory (-o cache=, none, or the default), locked, and the
  * disks set up in it. @return 0 or -errno, logged. */
 static int
 open_cache(struct ferryfs *fs, const struct options *o)
 {
-	int r;
-
 	fs->nocache = o->cache && strcmp(o->cache, "none") == 0;
 	if (fs->nocache && strncmp(o->source, "file://", 7) != 0) {
 		ferry_error("-o cache=none is for file:// sources (a remote "
@@ -440,39 +518,101 @@ open_cache(struct ferryfs *fs, const struct options *o)
 		 * nothing to keep. */
 		snprintf(fs->cache_dir, sizeof fs->cache_dir, "none");
 		fs->prefetch = false;
-		if (setup_disks(fs) < 0)
-			return -EIO;
-	} else if (o->cache) {
+		return setup_disks(fs) < 0 ? -EIO : 0;
+	}
+	if (o->cache) {
 		snprintf(fs->cache_dir, sizeof fs->cache_dir, "%s", o->cache);
 	} else if (default_cache_dir(fs, fs->cache_dir,
 				     sizeof fs->cache_dir) < 0) {
 		ferry_error("no HOME for the default cache; give -o cache=DIR");
 		return -EINVAL;
 	}
-	if (!fs->nocache && (r = mkdir_p(fs->cache_dir)) < 0) {
-		errno = -r;
-		ferry_error("cache %s: %m", fs->cache_dir);
-		return -EINVAL;
-	}
-	if (!fs->nocache) {
-		char real[PATH_MAX];
+	return ferryfs_open_disks(fs);
+}
 
-		/* fuse_daemonize() moves to /: keep the cache path whole. */
-		if (!realpath(fs->cache_dir, real)) {
-			ferry_error("cache %s: %m", fs->cache_dir);
-			return -EINVAL;
-		}
-		snprintf(fs->cache_dir, sizeof fs->cache_dir, "%s", real);
-		if (cache_lock_dir(fs) < 0 || setup_disks(fs) < 0)
-			return -EIO;
-	}
+void
+ferryfs_init(struct ferryfs *fs)
+{
+	fs->lock_fd = -1;
+	fs->mount_time = time(NULL);
+	ferry_adapt_init(&fs->adapt);
+	pthread_mutex_init(&fs->flush_lock, NULL);
+	pthread_mutex_init(&fs->open_lock, NULL);
+	pthread_mutex_init(&fs->reverify.lock, NULL);
+	fs->reverify.state = "idle";
+	pthread_mutex_init(&fs->resync.lock, NULL);
+	fs->resync.state = "idle";
+	pthread_cond_init(&fs->flush_cond, NULL);
+}
 
+int
+ferryfs_start(struct ferryfs *fs)
+{
+	if (fetch_start(fs) < 0)
+		return -EIO;
+	/* The files, before the first request is served: partition views
+	 * need each disk's first chunk. */
+	if (files_setup(fs) < 0) {
+		ferry_error("out of memory setting up the views");
+		return -ENOMEM;
+	}
+	/* .ferry/source.json: what the exporter says of its host, asked
+	 * once (an older exporter without it: the mount's own facts). */
+	if (fs->src->ops->info && fs->src->ops->info(fs->src,
+						     &fs->source_json) < 0)
+		fs->source_json = NULL;
+	if (pthread_create(&fs->flusher, NULL, flusher_main, fs) == 0)
+		fs->flusher_started = true;
 	return 0;
 }
 
+void
+ferryfs_stop(struct ferryfs *fs)
+{
+	fs->stop = true;	/* a re-verify stops between chunks */
+	verify_stop(fs);
+	resync_stop(fs);
+	fetch_stop(fs);
+	pthread_mutex_lock(&fs->flush_lock);
+	fs->stop = true;
+	pthread_cond_broadcast(&fs->flush_cond);
+	pthread_mutex_unlock(&fs->flush_lock);
+	if (fs->flusher_started)
+		pthread_join(fs->flusher, NULL);
+	fs->flusher_started = false;
+	for (size_t i = 0; i < fs->ndisks; i++)
+		cache_flush(&fs->disks[i]);
+}
+
+void
+ferryfs_free(struct ferryfs *fs)
+{
+	ops_free_open_files(fs);
+	files_free(fs);
+	for (size_t i = 0; i < fs->ndisks; i++) {
+		cache_close(&fs->disks[i]);
+		layout_put(fs->disks[i].lay);
+		ferry_bitmap_free(&fs->disks[i].present);
+		ferry_bitmap_free(&fs->disks[i].busy);
+		ferry_bitmap_free(&fs->disks[i].candidate);
+	}
+	free(fs->disks);
+	fs->disks = NULL;
+	fs->ndisks = 0;
+	if (fs->lock_fd >= 0)
+		close(fs->lock_fd);
+	fs->lock_fd = -1;
+	if (fs->src)
+		ferry_source_close(fs->src);
+	fs->src = NULL;
+	ferry_bucket_destroy(&fs->bucket);
+	free(fs->source_json);
+	fs->source_json = NULL;
+}
+
 /* Serve requests until unmounted. @return fuse's result. */
-static int
-run_loop(struct fuse_session *se, const struct fuse_cmdline_opts *cmd)
+int
+ferryfs_loop(struct fuse_session *se, const struct fuse_cmdline_opts *cmd)
 {
 	struct fuse_loop_config *cfg;
 	int r;
@@ -520,6 +660,53 @@ main(int argc, char **argv)
 		goto out_args;
 	}
 	ferry_log_verbose(o.verbose);
+	if (o.listen) {
+		/* The one word left is the mountpoint: no SOURCE, they
+		 * dial in. */
+		if (cmd.mountpoint || !o.source) {
+			ferry_error("usage: ferryfs [-f] [-o OPTIONS] --listen "
+				    "HOST:PORT MOUNTPOINT (no SOURCE: sources "
+				    "dial in)");
+			rc = 2;
+			goto out_args;
+		}
+		cmd.mountpoint = o.source;
+		o.source = NULL;
+	} else if (o.cert || o.key || o.url_file || o.advertise) {
+		ferry_error("--cert, --key, --url-file and --advertise go "
+			    "with --listen");
+		rc = 2;
+		goto out_args;
+	}
+	if (o.listen) {
+		struct fleet_opts fo = {
+			.listen = o.listen, .cert = o.cert, .key = o.key,
+			.url_file = o.url_file, .advertise = o.advertise,
+			.cache = o.cache, .mountpoint = cmd.mountpoint,
+		};
+
+		if (!o.cert != !o.key) {
+			ferry_error("--cert and --key go together");
+			rc = 2;
+			goto out_args;
+		}
+		if (o.cache && strcmp(o.cache, "none") == 0) {
+			ferry_error("-o cache=none is for file:// sources");
+			rc = 2;
+			goto out_args;
+		}
+		if (check_options(&o, &fs, &hopts) < 0) {
+			rc = 2;
+			goto out_args;
+		}
+		hopts.verbose = o.verbose > 1;
+		hopts.compress = fs.compress;
+		rc = fleet_run(&fo, &args, &cmd, &fs, &hopts);
+		if (fs.lock_fd >= 0)
+			close(fs.lock_fd);
+		ferry_bucket_destroy(&fs.bucket);
+		goto out_args;
+	}
 	if (!o.source || !cmd.mountpoint) {
 		ferry_error("usage: ferryfs [-f] [-o OPTIONS] SOURCE MOUNTPOINT "
 			    "(--help for more)");
@@ -530,16 +717,7 @@ main(int argc, char **argv)
 		rc = 2;
 		goto out_args;
 	}
-	ferry_adapt_init(&fs.adapt);
-	fs.mount_time = time(NULL);
-	pthread_mutex_init(&fs.flush_lock, NULL);
-	pthread_mutex_init(&fs.open_lock, NULL);
-	pthread_mutex_init(&fs.reverify.lock, NULL);
-	fs.reverify.state = "idle";
-	pthread_mutex_init(&fs.resync.lock, NULL);
-	fs.resync.state = "idle";
-	pthread_cond_init(&fs.flush_cond, NULL);
-
+	ferryfs_init(&fs);
 	hopts.verbose = o.verbose > 1;
 	hopts.compress = fs.compress;
 	hopts.cacert = o.cacert;
@@ -570,65 +748,32 @@ main(int argc, char **argv)
 	fuse_daemonize(cmd.foreground);
 
 	/* Threads start after daemonizing: fork() keeps only its caller. */
-	if (fetch_start(&fs) < 0)
+	if (ferryfs_start(&fs) < 0)
 		goto out_unmount;
-	/* The files, before the first request is served: partition views
-	 * need each disk's first chunk. */
-	if (files_setup(&fs) < 0) {
-		ferry_error("out of memory setting up the views");
-		goto out_unmount;
-	}
-	/* .ferry/source.json: what the exporter says of its host, asked
-	 * once (an older exporter without it: the mount's own facts). */
-	if (fs.src->ops->info && fs.src->ops->info(fs.src, &fs.source_json) < 0)
-		fs.source_json = NULL;
-	if (pthread_create(&fs.flusher, NULL, flusher_main, &fs) == 0)
-		fs.flusher_started = true;
-
-	r = run_loop(se, &cmd);
+	r = ferryfs_loop(se, &cmd);
 	rc = r == 0 ? 0 : 1;
 
 out_unmount:
-	fs.stop = true;		/* a re-verify stops between chunks */
-	verify_stop(&fs);
-	resync_stop(&fs);
-	fetch_stop(&fs);
-	pthread_mutex_lock(&fs.flush_lock);
-	fs.stop = true;
-	pthread_cond_broadcast(&fs.flush_cond);
-	pthread_mutex_unlock(&fs.flush_lock);
-	if (fs.flusher_started)
-		pthread_join(fs.flusher, NULL);
-	for (size_t i = 0; i < fs.ndisks; i++)
-		cache_flush(&fs.disks[i]);
+	ferryfs_stop(&fs);
 	fuse_session_unmount(se);
-	ops_free_open_files(&fs);
-	files_free(&fs);
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_session:
 	fuse_session_destroy(se);
 out_disks:
-	for (size_t i = 0; i < fs.ndisks; i++) {
-		cache_close(&fs.disks[i]);
-		layout_put(fs.disks[i].lay);
-		ferry_bitmap_free(&fs.disks[i].present);
-		ferry_bitmap_free(&fs.disks[i].busy);
-		ferry_bitmap_free(&fs.disks[i].candidate);
-	}
-	free(fs.disks);
-	if (fs.lock_fd >= 0)
-		close(fs.lock_fd);
-	ferry_source_close(fs.src);
-	ferry_bucket_destroy(&fs.bucket);
+	ferryfs_free(&fs);
 out_args:
 	free(o.source);
 	free(o.chunk);
 	free(o.cache);
 	free(o.cacert);
 	free(o.format);
-	free(fs.source_json);
 	free(o.views);
+	free(o.listen);
+	free(o.cert);
+	free(o.key);
+	free(o.url_file);
+	free(o.advertise);
 	free(o.qcow2_cluster);
 	free(o.readahead);
 	free(o.bwlimit);

@@ -46,6 +46,7 @@ enum {
 	INO_CONTROL = 4,	/* .ferry/control */
 	INO_MAP = 5,		/* .ferry/map.json */
 	INO_SOURCE = 6,		/* .ferry/source.json */
+	INO_METRICS = 7,	/* .ferry/metrics */
 	INO_FILE0 = FERRY_INO_FILE0,	/* fs->files[i] is INO_FILE0 + i */
 };
 
@@ -53,10 +54,20 @@ enum {
  * would is refused); their content after a resync is invalidated. */
 #define DISK_TIMEOUT 86400.0
 
+struct ferryfs *(*ops_member)(void *userdata, uint64_t ino);
+
+/* The filesystem a request is for, and *@ino made its own: in a fleet
+ * mount (fleet.c) an inode number carries its member in the high bits. */
 static struct ferryfs *
-fs_of(fuse_req_t req)
+fs_ino(fuse_req_t req, fuse_ino_t *ino)
 {
-	return fuse_req_userdata(req);
+	struct ferryfs *fs;
+
+	if (!ops_member)
+		return fuse_req_userdata(req);
+	fs = ops_member(fuse_req_userdata(req), *ino);
+	*ino -= fs->ino_base;
+	return fs;
 }
 
 static struct vfile *
@@ -146,7 +157,7 @@ used_now(struct fdisk *d)
 char *
 status_render(struct ferryfs *fs)
 {
-	json_t *arr = json_array(), *root, *link;
+	json_t *arr = json_array(), *root, *link, *dj;
 	char link_error[256];
 	unsigned retrying = fs->src->health.retrying;
 
@@ -188,7 +199,7 @@ status_render(struct ferryfs *fs)
 			json_decref(err);
 			err = json_string(link_error);
 		}
-		json_array_append_new(arr, json_pack(
+		dj = json_pack(
 			"{sssIsIsIsIsIsIsssosIsIsIsfsososbsIsbso}",
 			"name", d->info.name,
 			"size", (json_int_t)d->info.size,
@@ -216,7 +227,11 @@ status_render(struct ferryfs *fs)
 				"changed", (json_int_t)d->changed,
 				"grew", (json_int_t)d->grew,
 				"shrank", (json_int_t)d->shrank,
-				"resyncs", (json_int_t)d->resyncs)));
+				"resyncs", (json_int_t)d->resyncs));
+		/* The first format's name of data_bytes, kept. */
+		json_object_set_new(dj, "bytes_received",
+				    json_integer((json_int_t)d->received));
+		json_array_append_new(arr, dj);
 	}
 	root = json_pack("{sssssbsosIsIsIsosososo}", "source", fs->src->id,
 			 "cache", fs->cache_dir, "prefetch", fs->prefetch,
@@ -231,6 +246,8 @@ status_render(struct ferryfs *fs)
 				"differed", (json_int_t)fs->reverify.bad),
 			 "resync", resync_json(fs),
 			 "disks", arr);
+	/* Format 1 (doc/mount.md): fields are only ever added. */
+	json_object_set_new(root, "version", json_integer(1));
 	return json_text(root, JSON_INDENT(2));
 }
 
@@ -353,14 +370,15 @@ text_render(struct ferryfs *fs, fuse_ino_t ino)
 {
 	return ino == INO_STATUS ? status_render(fs) :
 	       ino == INO_MAP ? map_render(fs) :
-	       ino == INO_SOURCE ? source_render(fs) : control_render(fs);
+	       ino == INO_SOURCE ? source_render(fs) :
+	       ino == INO_METRICS ? metrics_render(fs) : control_render(fs);
 }
 
 static bool
 is_text(fuse_ino_t ino)
 {
 	return ino == INO_STATUS || ino == INO_CONTROL || ino == INO_MAP ||
-	       ino == INO_SOURCE;
+	       ino == INO_SOURCE || ino == INO_METRICS;
 }
 
 static int
@@ -370,7 +388,7 @@ fill_attr(struct ferryfs *fs, fuse_ino_t ino, struct stat *st)
 	struct vfile *f;
 
 	memset(st, 0, sizeof *st);
-	st->st_ino = ino;
+	st->st_ino = fs->ino_base + ino;
 	st->st_uid = getuid();
 	st->st_gid = getgid();
 	st->st_atime = st->st_mtime = st->st_ctime = fs->mount_time;
@@ -384,6 +402,7 @@ fill_attr(struct ferryfs *fs, fuse_ino_t ino, struct stat *st)
 	case INO_STATUS:
 	case INO_MAP:
 	case INO_SOURCE:
+	case INO_METRICS:
 	case INO_CONTROL: {
 		char *text = text_render(fs, ino);
 
@@ -407,11 +426,18 @@ fill_attr(struct ferryfs *fs, fuse_ino_t ino, struct stat *st)
 	return 0;
 }
 
+int
+ops_attr(struct ferryfs *fs, uint64_t ino, struct stat *st)
+{
+	return fill_attr(fs, ino, st);
+}
+
 static void
 ferry_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct stat st;
-	int r = fill_attr(fs_of(req), ino, &st);
+	struct ferryfs *fs = fs_ino(req, &ino);
+	int r = fill_attr(fs, ino, &st);
 
 	(void)fi;
 	if (r < 0)
@@ -423,7 +449,7 @@ ferry_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void
 ferry_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct ferryfs *fs = fs_of(req);
+	struct ferryfs *fs = fs_ino(req, &parent);
 	struct fuse_entry_param e = { 0 };
 	fuse_ino_t ino = 0;
 
@@ -437,6 +463,8 @@ ferry_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ino = INO_MAP;
 	} else if (parent == INO_CTL && strcmp(name, "source.json") == 0) {
 		ino = INO_SOURCE;
+	} else if (parent == INO_CTL && strcmp(name, "metrics") == 0) {
+		ino = INO_METRICS;
 	} else if (parent == INO_ROOT) {
 		for (size_t i = 0; i < fs->nfiles; i++)
 			if (strcmp(name, fs->files[i].name) == 0) {
@@ -448,7 +476,7 @@ ferry_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	e.ino = ino;
+	e.ino = fs->ino_base + ino;
 	fill_attr(fs, ino, &e.attr);
 	e.attr_timeout = ino >= INO_FILE0 ? DISK_TIMEOUT : 0;
 	e.entry_timeout = DISK_TIMEOUT;	/* names never change */
@@ -483,7 +511,7 @@ static void
 ferry_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	      struct fuse_file_info *fi)
 {
-	struct ferryfs *fs = fs_of(req);
+	struct ferryfs *fs = fs_ino(req, &ino);
 	struct dirbuf b = { 0 };
 
 	(void)fi;
@@ -491,18 +519,22 @@ ferry_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	dirbuf_add(req, &b, ".", ino, S_IFDIR);
-	dirbuf_add(req, &b, "..", INO_ROOT, S_IFDIR);
+	fuse_ino_t base = fs->ino_base;
+
+	dirbuf_add(req, &b, ".", base + ino, S_IFDIR);
+	dirbuf_add(req, &b, "..", ino == INO_ROOT && base ? FUSE_ROOT_ID :
+		   base + INO_ROOT, S_IFDIR);
 	if (ino == INO_ROOT) {
-		dirbuf_add(req, &b, ".ferry", INO_CTL, S_IFDIR);
+		dirbuf_add(req, &b, ".ferry", base + INO_CTL, S_IFDIR);
 		for (size_t i = 0; i < fs->nfiles; i++)
-			dirbuf_add(req, &b, fs->files[i].name, INO_FILE0 + i,
-				   S_IFREG);
+			dirbuf_add(req, &b, fs->files[i].name,
+				   base + INO_FILE0 + i, S_IFREG);
 	} else {
-		dirbuf_add(req, &b, "status.json", INO_STATUS, S_IFREG);
-		dirbuf_add(req, &b, "control", INO_CONTROL, S_IFREG);
-		dirbuf_add(req, &b, "map.json", INO_MAP, S_IFREG);
-		dirbuf_add(req, &b, "source.json", INO_SOURCE, S_IFREG);
+		dirbuf_add(req, &b, "status.json", base + INO_STATUS, S_IFREG);
+		dirbuf_add(req, &b, "control", base + INO_CONTROL, S_IFREG);
+		dirbuf_add(req, &b, "map.json", base + INO_MAP, S_IFREG);
+		dirbuf_add(req, &b, "source.json", base + INO_SOURCE, S_IFREG);
+		dirbuf_add(req, &b, "metrics", base + INO_METRICS, S_IFREG);
 	}
 	if ((size_t)off < b.size)
 		fuse_reply_buf(req, b.p + off,
@@ -603,6 +635,7 @@ static void
 ferry_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	    off_t off, struct fuse_file_info *fi)
 {
+	struct ferryfs *fs = fs_ino(req, &ino);
 	int r;
 
 	(void)off;
@@ -611,7 +644,7 @@ ferry_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	r = control_apply(fs_of(req), buf, size);
+	r = control_apply(fs, buf, size);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -625,6 +658,7 @@ ferry_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	      struct fuse_file_info *fi)
 {
 	struct stat st;
+	struct ferryfs *fs = fs_ino(req, &ino);
 
 	(void)attr;
 	(void)to_set;
@@ -633,14 +667,14 @@ ferry_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	fill_attr(fs_of(req), ino, &st);
+	fill_attr(fs, ino, &st);
 	fuse_reply_attr(req, &st, 0);
 }
 
 static void
 ferry_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct ferryfs *fs = fs_of(req);
+	struct ferryfs *fs = fs_ino(req, &ino);
 	struct open_file *of;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY && ino != INO_CONTROL) {
@@ -681,8 +715,7 @@ ferry_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void
 ferry_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)ino;
-	of_free(fs_of(req), of_of(fi));
+	of_free(fs_ino(req, &ino), of_of(fi));
 	fuse_reply_err(req, 0);
 }
 
@@ -865,7 +898,7 @@ static void
 ferry_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	   struct fuse_file_info *fi)
 {
-	struct ferryfs *fs = fs_of(req);
+	struct ferryfs *fs = fs_ino(req, &ino);
 	struct layout *l;
 	struct vfile *f;
 	uint64_t vsize;
@@ -922,7 +955,8 @@ static void
 ferry_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 	    struct fuse_file_info *fi)
 {
-	struct vfile *f = file_of(fs_of(req), ino);
+	struct ferryfs *fs = fs_ino(req, &ino);
+	struct vfile *f = file_of(fs, ino);
 	struct layout *l;
 	int64_t r;
 
@@ -951,7 +985,7 @@ ferry_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 static void
 ferry_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	struct ferryfs *fs = fs_of(req);
+	struct ferryfs *fs = fs_ino(req, &ino);
 	struct statvfs sv = { .f_bsize = 4096, .f_frsize = 4096,
 			      .f_namemax = 255 };
 

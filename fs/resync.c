@@ -45,6 +45,7 @@ drop_page_cache(struct ferryfs *fs, struct fdisk *d)
 	for (size_t k = 0; k < fs->nfiles && fs->se; k++)
 		if (fs->files[k].d == d)
 			fuse_lowlevel_notify_inval_inode(fs->se,
+							 fs->ino_base +
 							 FERRY_INO_FILE0 + k,
 							 0, 0);
 }

@@ -196,3 +196,57 @@ api() {
 	curl -sk --path-as-is -o "$T/body" -w '%{http_code}' \
 		-H "Authorization: Bearer $TOKEN" "$@" "https://$HOSTPORT$path"
 }
+
+# start_listen MNT [OPTIONS]: ferryfs -f --listen 127.0.0.1:PORT (PORT:
+# $LISTEN_PORT, default a free one) in the background; sets FS_PID,
+# CONNECT (the connection string sources dial), CONNECT_FILE and
+# LISTEN_PORT.
+start_listen() {
+	local mnt=$1 opts=${2:-}
+	CONNECT_FILE="$T/connect.$RANDOM"
+	mkdir -p "$mnt"
+	MOUNTS+=("$mnt")
+	"$FERRYFS" -f ${opts:+-o "$opts"} --listen "127.0.0.1:${LISTEN_PORT:-0}" \
+		--url-file "$CONNECT_FILE" "$mnt" >"$T/listen.out" 2>>"$T/ferryfs.log" &
+	FS_PID=$!
+	PIDS+=("$FS_PID")
+	for _ in $(seq 100); do
+		[ -s "$CONNECT_FILE" ] && [ -f "$mnt/.ferry/status.json" ] && break
+		kill -0 "$FS_PID" 2>/dev/null || fail "ferryfs --listen exited"
+		sleep 0.1
+	done
+	[ -s "$CONNECT_FILE" ] || fail "ferryfs --listen wrote no connection string"
+	CONNECT=$(cat "$CONNECT_FILE")
+	LISTEN_PORT=${CONNECT#*@}; LISTEN_PORT=${LISTEN_PORT%%/*}; LISTEN_PORT=${LISTEN_PORT##*:}
+}
+
+# start_source NAME DISK=PATH... [-- EXTRA OPTIONS]: ferry-export
+# --connect @CONNECT_FILE --name NAME in the background, logging to
+# $T/export-NAME.log; sets SRC_PID.
+start_source() {
+	local name=$1
+	shift
+	"$FERRY_EXPORT" --connect "@$CONNECT_FILE" --name "$name" "$@" \
+		>>"$T/export-$name.out" 2>>"$T/export-$name.log" &
+	SRC_PID=$!
+	PIDS+=("$SRC_PID")
+}
+
+# source_field MNT NAME FIELD: one field of a source in MNT/.ferry/status.json.
+source_field() {
+	jq -r --arg n "$2" ".sources[] | select(.name == \$n) | .$3" "$1/.ferry/status.json"
+}
+
+# wait_source MNT NAME STATE [SECONDS]
+wait_source() {
+	for _ in $(seq $((${4:-120} * 10))); do
+		[ "$(source_field "$1" "$2" state 2>/dev/null)" = "$3" ] && return 0
+		sleep 0.1
+	done
+	fail "source $2 did not reach $3: $(cat "$1/.ferry/status.json")"
+}
+
+# tcp_listening PID: the TCP sockets PID listens on, one per line.
+tcp_listening() {
+	ss -Hltnp | grep "pid=$1," || true
+}

@@ -43,5 +43,12 @@ done
 for j in "${readers[@]}"; do wait "$j" || fail "concurrent reader"; done
 ok "concurrent readers"
 
+# status.json's format: versioned, and the first format's name of
+# data_bytes kept beside it.
+jq -e '.version == 1 and (.disks | length) > 0 and
+	all(.disks[]; .bytes_received == .data_bytes and .data_bytes > 0)' "$T/mnt/.ferry/status.json" >/dev/null ||
+	fail "status.json version/bytes_received: $(jq -c '{version, disks: [.disks[] | {data_bytes, bytes_received}]}' "$T/mnt/.ferry/status.json")"
+ok "status.json: version 1, bytes_received = data_bytes"
+
 unmount_ferry "$T/mnt"
 ok "clean unmount"

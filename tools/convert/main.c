@@ -27,11 +27,14 @@
 #include "common/util.h"
 #include "fs/views/view.h"
 #include "tools/convert/convert.h"
+#include "tools/convert/s3put.h"
 
 #define IO_MAX (4u << 20)
 #define FLUSH_EVERY 1.0		/* s between journal saves and reports */
 #define POLL_EVERY 0.1		/* s between map reads while waiting */
 #define WAIT_DIRECT 2.0		/* s without arrivals before reading */
+#define S3_PART_DEFAULT (8ull << 20)	/* bench/s3.sh: the fastest of 8-64M */
+#define S3_PARALLEL_DEFAULT 4
 
 static volatile sig_atomic_t stop;
 
@@ -54,13 +57,15 @@ struct out {
 	struct view view;
 	struct dseg *segs;	/* sorted by content offset */
 	size_t nsegs;
+	struct s3 *s3;		/* s3://: read back by ranged GETs */
+	CURL *h;
 };
 
 struct progress {
 	int mode;		/* 0 none, 1 a terminal line, 2 JSON lines */
 	double t0, last;
-	uint64_t conv_last, xfer_last;
-	double conv_rate, xfer_rate;
+	uint64_t conv_last, xfer_last, up_last;
+	double conv_rate, xfer_rate, up_rate;
 };
 
 struct job {
@@ -87,6 +92,9 @@ usage(FILE *f)
 "usage: ferry-convert [-O raw|qcow2|vhd|fixedvhd] [-p] [--progress=json]\n"
 "                     [--verify] [--zero] [--update] [--journal PATH]\n"
 "                     SRC DST\n"
+"       ferry-convert [-O FORMAT] [-p] [--parallel N] [--part-size SIZE]\n"
+"                     [--s3-endpoint URL] [--s3-region R] [--s3-ca FILE]\n"
+"                     SRC s3://BUCKET/KEY\n"
 "\n"
 "Writes the disk that SRC shows into DST as an image of the -O format\n"
 "(default raw). SRC is a file of a ferry mount (any view: the disk behind\n"
@@ -107,7 +115,25 @@ usage(FILE *f)
 "                    place, a qcow2 or VHD whose layout changed is\n"
 "                    written whole\n"
 "  --journal PATH    where progress is kept for a rerun (default\n"
-"                    DST.ferry-convert; for a device, under /var/tmp)\n"
+"                    DST.ferry-convert; for a device or s3://, under\n"
+"                    /var/tmp)\n"
+"\n"
+"DST s3://BUCKET/KEY: the image goes straight into S3-compatible storage\n"
+"as a multipart upload, each part as soon as the mount holds its bytes.\n"
+"Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN)\n"
+"or ~/.aws/credentials (profile AWS_PROFILE, default \"default\").\n"
+"  --s3-endpoint URL  the S3 server (default AWS_ENDPOINT_URL, else AWS's\n"
+"                    https://s3.REGION.amazonaws.com); path-style\n"
+"  --s3-region R     signing region (default AWS_REGION,\n"
+"                    AWS_DEFAULT_REGION, ~/.aws/config, us-east-1)\n"
+"  --s3-ca FILE      CA certificates for a private CA (TLS is verified)\n"
+"  --parallel N      parts uploaded at once (default 4; memory: N x part)\n"
+"  --part-size SIZE  5M-5G (default 8M; raised to stay within 10000\n"
+"                    parts)\n"
+"With s3://, --verify reads the object back by ranged GETs and hashes its\n"
+"content; --update makes a new upload in which parts equal to the earlier\n"
+"upload's (per its manifest JOURNAL.parts, kept while the object's ETag\n"
+"is unchanged) are copied inside S3, and only the others are sent.\n"
 "  -h, --help        this help\n"
 "\n"
 "Interrupted (Ctrl-C, kill, reboot), the same command continues where it\n"
@@ -192,8 +218,10 @@ meta_same(struct job *jb)
 
 /* The output's layout; with @fresh, its size set (a file emptied first, so
  * that its holes are zeros) and its metadata written. */
+/* The output's layout: the view of the source in format @ops, and its
+ * runs of content sorted by content offset. */
 static int
-out_setup(struct job *jb, const struct view_ops *ops, bool fresh)
+out_layout(struct job *jb, const struct view_ops *ops)
 {
 	struct out *o = &jb->out;
 	struct source *s = &jb->src;
@@ -204,7 +232,6 @@ out_setup(struct job *jb, const struct view_ops *ops, bool fresh)
 	};
 	unsigned char md[32];
 	size_t cap = 0;
-	struct stat st;
 	int r;
 
 	/* VHD unique id: the same disk always gives the same one, across
@@ -241,6 +268,18 @@ out_setup(struct job *jb, const struct view_ops *ops, bool fresh)
 		off += seg.len;
 	}
 	qsort(o->segs, o->nsegs, sizeof *o->segs, seg_cmp);
+	return 0;
+}
+
+static int
+out_setup(struct job *jb, const struct view_ops *ops, bool fresh)
+{
+	struct out *o = &jb->out;
+	struct stat st;
+	int r = out_layout(jb, ops);
+
+	if (r < 0)
+		return r;
 	if (jb->update && fresh) {
 		/* An update writes only what differs, into the same layout;
 		 * another layout (the allocation changed) means all of it. */
@@ -342,7 +381,12 @@ out_io(struct out *o, uint64_t c, uint8_t *buf, size_t n, bool back)
 			break;
 		if (a >= b)
 			continue;
-		if (back) {
+		if (back && o->s3) {
+			r = s3_get(o->s3, o->h, at, buf + (a - c),
+				   (size_t)(b - a));
+			if (r < 0)
+				return r;	/* logged */
+		} else if (back) {
 			ssize_t k = pread(o->fd, buf + (a - c),
 					  (size_t)(b - a), (off_t)at);
 
@@ -788,6 +832,214 @@ default_journal(const char *dst, bool device, char *out, size_t len)
 	return 0;
 }
 
+/* --- s3://: the image uploaded as it is made (s3put.c) --- */
+
+/* The piece that holds content offset @c. */
+static uint64_t
+piece_at(const struct source *s, uint64_t c)
+{
+	return (c + s->disk_off % s->piece) / s->piece;
+}
+
+static bool
+s3_ready(void *arg, uint64_t off, uint64_t len)
+{
+	struct job *jb = arg;
+	struct source *s = &jb->src;
+
+	for (uint64_t end = off + len; off < end;) {
+		struct view_seg seg;
+
+		view_map(&jb->out.view, off, end - off, &seg);
+		if (seg.kind == VIEW_DISK && seg.len > 0) {
+			uint64_t k1 = piece_at(s, seg.disk_off + seg.len - 1);
+
+			for (uint64_t k = piece_at(s, seg.disk_off); k <= k1;
+			     k++)
+				if (!source_ready(s, k) &&
+				    piece_data_bytes(s, k) > 0)
+					return false;
+		}
+		off += seg.len;
+	}
+	return true;
+}
+
+/* Image bytes [off, off+len): metadata, zeros and the disk's content
+ * (read from the mount: called from the upload threads, which share
+ * only the source's fd and its map, both read-only here). */
+static int
+s3_render(void *arg, uint64_t off, uint8_t *buf, size_t len)
+{
+	struct job *jb = arg;
+
+	for (size_t at = 0; at < len;) {
+		struct view_seg seg;
+		int r = 0;
+
+		view_map(&jb->out.view, off + at, len - at, &seg);
+		if (seg.kind == VIEW_META)
+			jb->out.view.ops->meta(&jb->out.view, off + at,
+					       buf + at, (size_t)seg.len);
+		else if (seg.kind == VIEW_DISK)
+			r = content_read(jb, seg.disk_off, buf + at,
+					 (size_t)seg.len);
+		else
+			memset(buf + at, 0, (size_t)seg.len);
+		if (r < 0)
+			return r;
+		at += (size_t)seg.len;
+	}
+	return 0;
+}
+
+static int
+s3_poll(void *arg)
+{
+	struct job *jb = arg;
+
+	return source_poll(&jb->src);
+}
+
+static bool
+s3_arrives(void *arg)
+{
+	struct job *jb = arg;
+
+	return !jb->src.mount || jb->src.mm.prefetch;
+}
+
+/* Progress: what has arrived (transfer), what is rendered into parts
+ * (convert) and what is uploaded, each with its rate. */
+static void
+s3_report(void *arg, uint64_t converted, uint64_t uploaded, bool last)
+{
+	struct job *jb = arg;
+	struct progress *p = &jb->prog;
+	struct source *s = &jb->src;
+	uint64_t xfer = 0, size = jb->out.view.size;
+	double now = ferry_now(), dt = now - p->last;
+
+	if (!p->mode)
+		return;
+	for (uint64_t k = 0; k < s->npieces; k++)
+		if (source_ready(s, k))
+			xfer += piece_data_bytes(s, k);
+	if (dt > 0.2) {
+		p->conv_rate = (double)(converted - p->conv_last) / dt;
+		p->xfer_rate = (double)(xfer - p->xfer_last) / dt;
+		p->up_rate = (double)(uploaded - p->up_last) / dt;
+		p->conv_last = converted;
+		p->xfer_last = xfer;
+		p->up_last = uploaded;
+		p->last = now;
+	}
+	if (p->mode == 2) {
+		fprintf(stderr, "{\"time\":%.1f,\"state\":\"%s\",\"transfer\":"
+			"{\"done\":%" PRIu64 ",\"total\":%" PRIu64 ",\"rate\":"
+			"%.0f},\"convert\":{\"done\":%" PRIu64 ",\"total\":%"
+			PRIu64 ",\"rate\":%.0f},\"upload\":{\"done\":%" PRIu64
+			",\"total\":%" PRIu64 ",\"rate\":%.0f}}\n",
+			now - p->t0, last ? (uploaded == size ? "done" :
+					     "stopped") : "uploading",
+			xfer, s->data_bytes, p->xfer_rate, converted, size,
+			p->conv_rate, uploaded, size, p->up_rate);
+		return;
+	}
+	fprintf(stderr, "%s%5.1f%%  %" PRIu64 "/%" PRIu64 " MiB uploaded  "
+		"transfer %.0f MB/s  convert %.0f MB/s  upload %.0f MB/s%s",
+		isatty(2) ? "\r" : "",
+		size ? 100.0 * (double)uploaded / (double)size : 100.0,
+		uploaded >> 20, size >> 20, p->xfer_rate / 1e6,
+		p->conv_rate / 1e6, p->up_rate / 1e6,
+		isatty(2) ? (last ? "\033[K\n" : "\033[K") : "\n");
+}
+
+/* --verify: the disk's SHA-256 from the mount, then the object read back
+ * by ranged GETs, its content hashed the same way. */
+static int
+s3_verify(struct job *jb, struct s3 *s3)
+{
+	char hex[65];
+	int r = 0;
+
+	jb->sha = EVP_MD_CTX_new();
+	jb->out.h = curl_easy_init();
+	if (!jb->sha || !jb->out.h)
+		return 1;
+	EVP_DigestInit_ex(jb->sha, EVP_sha256(), NULL);
+	for (uint64_t k = 0; r == 0 && k < jb->src.npieces; k++)
+		r = hash_piece(jb, jb->sha, k, false);
+	if (r < 0)
+		return 1;
+	jb->out.s3 = s3;
+	r = verify(jb, hex);
+	curl_easy_cleanup(jb->out.h);
+	jb->out.h = NULL;
+	jb->out.s3 = NULL;
+	if (r == -EBADMSG) {
+		ferry_error("%s: the object differs from the source (SHA-256 of "
+			    "the source %s)", s3->name, hex);
+		return 3;
+	}
+	if (r < 0)
+		return 1;
+	printf("%s  %s\n", hex, jb->src.path);
+	return 0;
+}
+
+struct s3_opts {
+	const char *endpoint, *region, *ca;
+	uint64_t part;
+	unsigned parallel;
+};
+
+static int
+s3_main(struct job *jb, const struct view_ops *ops, const char *dst,
+	const struct s3_opts *so, const char *journal)
+{
+	struct s3 s3;
+	struct s3put_src src = {
+		.arg = jb, .ready = s3_ready, .render = s3_render,
+		.poll = s3_poll, .arrives = s3_arrives, .report = s3_report,
+	};
+	char id[sizeof jb->src.id + 200], jpath[PATH_MAX];
+	uint64_t part = so->part, need;
+	int r;
+
+	if (s3_open(&s3, dst, so->endpoint, so->region, so->ca) < 0)
+		return 1;
+	if (out_layout(jb, ops) < 0)
+		return 1;
+	/* At most 10000 parts: larger ones for a large image. */
+	need = (jb->out.view.size + S3_PARTS_MAX - 1) / S3_PARTS_MAX;
+	if (part < need)
+		part = (need + (1u << 20) - 1) & ~(uint64_t)((1u << 20) - 1);
+	if (!journal) {
+		if (default_journal(dst, true, jpath, sizeof jpath) < 0) {
+			ferry_error("%s: path too long", dst);
+			return 1;
+		}
+		journal = jpath;
+	}
+	snprintf(id, sizeof id, "%s; %s; piece %" PRIu64 "; data %" PRIu64
+		 " in %zu ranges", jb->src.id, ops->format, jb->src.piece,
+		 jb->src.data_bytes, jb->src.map.n);
+	src.id = id;
+	src.update = jb->update;
+	src.size = jb->out.view.size;
+	src.part = part;
+	jb->prog.t0 = jb->prog.last = ferry_now();
+	r = s3put_run(&s3, &src, so->parallel, journal, &stop);
+	if (r == -EINTR)
+		return 130;
+	if (r < 0)
+		return 1;
+	ferry_info("%s: complete, %" PRIu64 " bytes (%s image of %s)", s3.name,
+		   src.size, ops->format, jb->src.path);
+	return jb->verify ? s3_verify(jb, &s3) : 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -797,9 +1049,17 @@ main(int argc, char **argv)
 		{ "zero", no_argument, NULL, 'Z' },
 		{ "journal", required_argument, NULL, 'J' },
 		{ "update", no_argument, NULL, 'U' },
+		{ "s3-endpoint", required_argument, NULL, 'E' },
+		{ "s3-region", required_argument, NULL, 'R' },
+		{ "s3-ca", required_argument, NULL, 'C' },
+		{ "parallel", required_argument, NULL, 'N' },
+		{ "part-size", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
+	struct s3_opts so = { .part = S3_PART_DEFAULT,
+			      .parallel = S3_PARALLEL_DEFAULT };
+	char *end;
 	const struct view_ops *ops = &view_raw_ops;
 	struct job jb = { .out.fd = -1, .j.fd = -1, .src.fd = -1 };
 	const char *journal = NULL;
@@ -844,6 +1104,31 @@ main(int argc, char **argv)
 		case 'U':
 			jb.update = true;
 			break;
+		case 'E':
+			so.endpoint = optarg;
+			break;
+		case 'R':
+			so.region = optarg;
+			break;
+		case 'C':
+			so.ca = optarg;
+			break;
+		case 'N':
+			so.parallel = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || so.parallel < 1 || so.parallel > 64) {
+				fprintf(stderr, "ferry-convert: --parallel "
+					"takes 1-64\n");
+				return 2;
+			}
+			break;
+		case 'S':
+			if (ferry_parse_size(optarg, &so.part) < 0 ||
+			    so.part < S3_PART_MIN || so.part > (5ull << 30)) {
+				fprintf(stderr, "ferry-convert: --part-size "
+					"takes 5M to 5G\n");
+				return 2;
+			}
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -868,6 +1153,16 @@ main(int argc, char **argv)
 		goto out;
 	}
 	jb.out.path = argv[optind + 1];
+	if (strncmp(jb.out.path, "s3://", 5) == 0) {
+		if (jb.zero) {
+			ferry_error("%s: --zero is for block devices",
+				    jb.out.path);
+			rc = 2;
+			goto out;
+		}
+		rc = s3_main(&jb, ops, jb.out.path, &so, journal);
+		goto out;
+	}
 	jb.out.fd = open(jb.out.path, O_RDWR | O_CLOEXEC |
 			 (jb.update ? 0 : O_CREAT), 0644);
 	if (jb.out.fd < 0 && errno == ENOENT && jb.update) {

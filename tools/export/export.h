@@ -13,6 +13,8 @@
 
 #include "backends/backend.h"
 #include "common/bitmap.h"
+#include "common/connstr.h"
+#include "common/reverse.h"
 #include "common/rate.h"
 
 /* Zero detection granularity: a block of the disk found all zeros (by
@@ -31,6 +33,8 @@ struct export_disk {
 	pthread_mutex_t lock;
 	unsigned epoch;			/* generations seen, under lock */
 	bool learn_zeros;		/* zeros_note() marks blocks */
+	_Atomic uint64_t served;	/* disk bytes sent (before zstd) */
+	_Atomic uint64_t requests;	/* data requests */
 };
 
 struct exporter {
@@ -44,15 +48,52 @@ struct exporter {
 	unsigned max_conns;		/* --max-connections */
 	double header_timeout;		/* --header-timeout: the first request */
 	_Atomic unsigned conns;		/* open connections, all threads */
+	_Atomic uint64_t conns_total;	/* connections accepted */
 };
 
-/*! tls_server_ctx() :
- * A TLS 1.3 server context with the certificate and key from files, or, if
- * both are NULL, a fresh P-256 key and self-signed certificate made in
- * memory. Writes curl's pin of the public key ("sha256//BASE64") to @pin.
- * @return 0 or -errno after logging. */
-int tls_server_ctx(const char *certfile, const char *keyfile, SSL_CTX **out,
-		   char pin[128]);
+/* dial.c: ferry-export --connect */
+struct conn;
+struct event_base;
+struct dialer {
+	struct ferry_connstr cs;	/* the transit */
+	char proxy_host[256];		/* HTTP CONNECT proxy, or "" */
+	unsigned proxy_port;
+	char proxy_auth[400];		/* base64 of USER:PASS, or "" */
+	char sock_name[96];		/* the local HTTPS server's sockets: */
+	unsigned nsocks;		/* abstract NAME-0 .. NAME-(N-1) */
+	unsigned load[64];		/* relays to each, under lock */
+	struct event_base *bases[64];	/* the thread serving each */
+	struct conn *relays;		/* connections relayed, under lock */
+	SSL_CTX *ctx;
+	struct ferry_hello hello;
+	unsigned pool;			/* idle connections to keep */
+	unsigned max;			/* connections at most */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* idle or total changed; stop */
+	unsigned idle, total;		/* under lock */
+	unsigned long long taken;	/* connections the transit used */
+	int state;			/* for a log line per change */
+	char dir[FERRY_SOURCE_NAME_MAX + 1];	/* the transit's name for us */
+	volatile bool stop;
+	bool failed;			/* refused: main() exits 1 */
+	bool started;
+	pthread_t tid;
+};
+
+/*! dial_start() : parse @url (a connection string from ferryfs --listen)
+ * and @proxy (NULL: $https_proxy; "none": none), and start dialling as
+ * source @name of host @host_id whose HTTPS server's key has @pin, relaying
+ * to that server's abstract Unix sockets @sock_name-K, K < @nsocks, the
+ * least loaded first, each relay run by @bases[K], the loop that serves
+ * that socket. @return 0 or -errno after logging. */
+int dial_start(struct dialer *dl, const char *url, const char *proxy,
+	       const char *name, const char *host_id, const char *pin,
+	       const char *sock_name, struct event_base **bases,
+	       unsigned nsocks);
+
+/*! dial_stop() : close every connection and stop dialling. */
+void dial_stop(struct dialer *dl);
+
 
 /* info.c */
 

@@ -8,6 +8,7 @@
  * streams uses every core.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -27,9 +29,11 @@
 #include <event2/http.h>
 #include <event2/thread.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <zstd.h>
 
 #include "common/connstr.h"
+#include "common/tls.h"
 #include "common/log.h"
 #include "backends/usedmap.h"
 #include "common/util.h"
@@ -39,14 +43,27 @@
 
 enum { OPT_ZSTD = 256, OPT_BWLIMIT, OPT_SCAN, OPT_DISK_ID, OPT_FORMAT,
        OPT_MAX_CONNS,
-       OPT_HEADER_TIMEOUT, OPT_ALL_BLOCKS, OPT_PRINT_MAP };
+       OPT_HEADER_TIMEOUT, OPT_ALL_BLOCKS, OPT_PRINT_MAP, OPT_CONNECT,
+       OPT_NAME, OPT_PROXY, OPT_POOL };
 #define MAX_IDS 64
 
 struct worker {
 	pthread_t tid;
 	struct event_base *base;
 	struct evhttp *http;
+	struct event *stop;	/* made active to end the loop */
 };
+
+/* On the worker's own loop: end it. (event_base_loopbreak() from another
+ * thread is lost if the loop has not started yet: it clears the flag as
+ * it starts. An active event is not: it runs once the loop does.) */
+static void
+worker_stop(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	event_base_loopbreak(arg);
+}
 
 static void
 usage(FILE *f)
@@ -62,6 +79,22 @@ usage(FILE *f)
 "  -u, --url-file FILE     also write the connection string to FILE (0600)\n"
 "                          once listening\n"
 "  -t, --token TOKEN       bearer token (default: 256 random bits)\n"
+"      --connect URL       listen nowhere: dial out to a transit host\n"
+"                          (ferryfs --listen) at the connection string it\n"
+"                          printed, ferry://TOKEN@HOST:PORT/?pin=..., and\n"
+"                          serve its requests on the connections dialled;\n"
+"                          its key must match the pin. \"@FILE\" reads URL\n"
+"                          from FILE (the command line is visible to every\n"
+"                          local user). Dropped connections are dialled\n"
+"                          again with backoff, forever\n"
+"      --name NAME         --connect: this source's name on the transit, its\n"
+"                          directory there (default: the hostname). Give\n"
+"                          each exporter on one machine its own\n"
+"      --proxy URL         --connect through this HTTP CONNECT proxy,\n"
+"                          http://[USER:PASS@]HOST:PORT (default:\n"
+"                          $https_proxy; none: no proxy)\n"
+"      --pool N            --connect: idle connections kept ready for the\n"
+"                          transit's readers (default 4)\n"
 "  -c, --cert FILE         PEM certificate (chain); needs --key\n"
 "  -k, --key FILE          PEM private key\n"
 "  -T, --threads N         event-loop threads (default: number of CPUs)\n"
@@ -298,6 +331,9 @@ worker_main(void *arg)
 /* What the command line asks, besides @ex's settings. */
 struct args {
 	const char *listen, *url_file, *token, *cert, *key, *format;
+	const char *connect, *name, *proxy;
+	unsigned pool;
+	bool listen_given;
 	long nthreads;
 	uint64_t bwlimit;
 	bool scan, all_blocks, print_map;
@@ -327,6 +363,10 @@ parse_args(int argc, char **argv, struct args *a, struct exporter *ex)
 		  OPT_HEADER_TIMEOUT },
 		{ "all-blocks", no_argument, NULL, OPT_ALL_BLOCKS },
 		{ "print-map", no_argument, NULL, OPT_PRINT_MAP },
+		{ "connect", required_argument, NULL, OPT_CONNECT },
+		{ "name", required_argument, NULL, OPT_NAME },
+		{ "proxy", required_argument, NULL, OPT_PROXY },
+		{ "pool", required_argument, NULL, OPT_POOL },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -338,7 +378,26 @@ parse_args(int argc, char **argv, struct args *a, struct exporter *ex)
 	while ((opt = getopt_long(argc, argv, "l:u:t:c:k:T:vhV", longopts,
 				  NULL)) != -1) {
 		switch (opt) {
-		case 'l': a->listen = optarg; break;
+		case 'l': a->listen = optarg; a->listen_given = true; break;
+		case OPT_CONNECT: a->connect = optarg; break;
+		case OPT_NAME:
+			if (!ferry_source_name_ok(optarg)) {
+				ferry_error("--name %s: 1-%d letters, digits, "
+					    "'.', '_' or '-', not starting "
+					    "with '.' or '-'", optarg,
+					    FERRY_SOURCE_NAME_MAX);
+				return 2;
+			}
+			a->name = optarg;
+			break;
+		case OPT_PROXY: a->proxy = optarg; break;
+		case OPT_POOL:
+			a->pool = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || a->pool < 1 || a->pool > 32) {
+				ferry_error("--pool %s: 1 to 32", optarg);
+				return 2;
+			}
+			break;
 		case 'u': a->url_file = optarg; break;
 		case 't': a->token = optarg; break;
 		case 'c': a->cert = optarg; break;
@@ -425,6 +484,16 @@ parse_args(int argc, char **argv, struct args *a, struct exporter *ex)
 		ferry_error("--cert and --key go together");
 		return 2;
 	}
+	if (a->connect && (a->listen_given || a->url_file || a->token ||
+			   a->cert)) {
+		ferry_error("--connect listens nowhere: --listen, --url-file, "
+			    "--token, --cert and --key do not go with it");
+		return 2;
+	}
+	if (!a->connect && (a->name || a->proxy || a->pool)) {
+		ferry_error("--name, --proxy and --pool go with --connect");
+		return 2;
+	}
 	return -1;
 }
 
@@ -501,6 +570,92 @@ open_disks(struct exporter *ex, int count, char **specs, const struct args *a)
 	return 0;
 }
 
+/* --connect URL or @FILE into @out, parsed into @cs. @return 0, or -1
+ * after saying why. */
+static int
+read_connect_url(const struct args *a, char *out, size_t len,
+		 struct ferry_connstr *cs)
+{
+	char why[200];
+
+	if (a->connect[0] == '@') {
+		FILE *f = fopen(a->connect + 1, "re");
+
+		if (!f || !fgets(out, (int)len, f)) {
+			ferry_error("--connect %s: %m", a->connect);
+			if (f)
+				fclose(f);
+			return -1;
+		}
+		fclose(f);
+		out[strcspn(out, "\r\n")] = '\0';
+	} else {
+		snprintf(out, len, "%s", a->connect);
+	}
+	if (ferry_connstr_parse(out, cs, why, sizeof why) < 0) {
+		ferry_error("--connect: %s", why);
+		return -1;
+	}
+	return 0;
+}
+
+/* The source's name on the transit: --name, or the hostname made fit. */
+static void
+source_name(const char *given, char out[FERRY_SOURCE_NAME_MAX + 1])
+{
+	char h[256] = "";
+	size_t n = 0;
+
+	if (given) {
+		snprintf(out, FERRY_SOURCE_NAME_MAX + 1, "%s", given);
+		return;
+	}
+	gethostname(h, sizeof h - 1);
+	for (const char *c = h; *c && n < FERRY_SOURCE_NAME_MAX; c++)
+		out[n++] = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"
+				  "OPQRSTUVWXYZ0123456789_.-", *c) ? *c : '_';
+	out[n] = '\0';
+	if (!ferry_source_name_ok(out))
+		snprintf(out, FERRY_SOURCE_NAME_MAX + 1, "source");
+}
+
+/* --connect: the HTTPS server listens on abstract Unix sockets, one per
+ * event-loop thread (the relay deals its connections out in turn, so that
+ * each thread encrypts its share), named NAME-K for a random NAME. They
+ * are reached by the relay, and by any local process that finds the name:
+ * like any socket of the exporter, they take only the pinned client key
+ * and the token. @return the socket, or -errno after logging. */
+static int
+listen_private(char name[96], long k)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, n;
+
+	if (!name[0]) {
+		unsigned char rnd[12];
+		char hex[25];
+
+		if (RAND_bytes(rnd, sizeof rnd) != 1)
+			return -EIO;
+		ferry_hex(rnd, sizeof rnd, hex);
+		snprintf(name, 96, "ferry-export-%d-%s", (int)getpid(), hex);
+	}
+	/* Abstract: a leading NUL, no file to leave behind. */
+	n = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "%s-%ld", name,
+		     k);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa,
+			   (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+				       1 + (size_t)n)) < 0 ||
+	    listen(fd, 128) < 0) {
+		ferry_error("the local HTTPS socket: %m");
+		if (fd >= 0)
+			close(fd);
+		return -EIO;
+	}
+	return fd;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -510,8 +665,10 @@ main(int argc, char **argv)
 			       .header_timeout = 10 };
 	struct worker workers[MAX_THREADS] = { 0 };
 	struct ferry_connstr cs = { 0 };
-	char host[256], port[16], line[1024];
-	unsigned bound;
+	char host[256], port[16], line[1024], curl[1024];
+	char sock_name[96] = "", own_pin[128];
+	struct dialer dl = { 0 };
+	unsigned bound = 0;
 	sigset_t sigs;
 	int fd = -1, sig, rc;
 
@@ -520,12 +677,18 @@ main(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	rc = 1;
-	if (split_hostport(a.listen, host, sizeof host, port,
+	if (a.connect && read_connect_url(&a, curl, sizeof curl, &cs) < 0)
+		return 2;
+	if (a.connect)
+		snprintf(host, sizeof host, "?");
+	else if (split_hostport(a.listen, host, sizeof host, port,
 			   sizeof port) < 0) {
 		ferry_error("--listen %s: expected HOST:PORT", a.listen);
 		return 2;
 	}
-	if (a.token) {
+	if (a.connect) {
+		/* The transit's token: its requests carry it too. */
+	} else if (a.token) {
 		if (strlen(a.token) < 16 || strlen(a.token) >= sizeof cs.token ||
 		    strspn(a.token, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"
 			   "KLMNOPQRSTUVWXYZ0123456789-._~") !=
@@ -550,7 +713,13 @@ main(int argc, char **argv)
 	}
 	host_id(ex.host_id);
 	ferry_bucket_init(&ex.bucket, a.bwlimit);
-	if (tls_server_ctx(a.cert, a.key, &ex.ssl, cs.pin) < 0)
+	/* --connect: the key is made here, in memory, and its pin goes to
+	 * the transit in the hello; only the transit's key may be a client's.
+	 * The transit's own pin stays in @cs. */
+	if (ferry_tls_server_ctx(a.cert, a.key, &ex.ssl,
+				 a.connect ? own_pin : cs.pin) < 0)
+		goto out;
+	if (a.connect && ferry_tls_require_client_pin(ex.ssl, cs.pin) < 0)
 		goto out;
 
 	/* Signals are taken by sigwait() below, in no thread's handler. */
@@ -561,17 +730,21 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	fd = listen_on(host, port, &bound);
+	fd = a.connect ? listen_private(sock_name, 0) :
+	     listen_on(host, port, &bound);
 	if (fd < 0)
 		goto out;
 	evthread_use_pthreads();
 	for (long i = 0; i < a.nthreads; i++) {
 		struct worker *w = &workers[i];
-		int wfd = dup(fd);
+		int wfd = !a.connect ? dup(fd) : i == 0 ? dup(fd) :
+			  listen_private(sock_name, i);
 
 		w->base = event_base_new();
 		w->http = w->base ? evhttp_new(w->base) : NULL;
-		if (!w->http || wfd < 0 ||
+		w->stop = w->base ? event_new(w->base, -1, 0, worker_stop,
+					      w->base) : NULL;
+		if (!w->http || !w->stop || wfd < 0 ||
 		    !evhttp_accept_socket_with_handle(w->http, wfd)) {
 			ferry_error("cannot start event loop %ld", i);
 			if (wfd >= 0)
@@ -585,6 +758,27 @@ main(int argc, char **argv)
 		}
 	}
 
+	if (a.connect) {
+		char name[FERRY_SOURCE_NAME_MAX + 1];
+
+		struct event_base *bases[MAX_THREADS];
+
+		for (long i = 0; i < a.nthreads; i++)
+			bases[i] = workers[i].base;
+		source_name(a.name, name);
+		dl.pool = a.pool;
+		if (dial_start(&dl, curl, a.proxy, name, ex.host_id, own_pin,
+			       sock_name, bases, (unsigned)a.nthreads) < 0)
+			goto stop;
+		ferry_info("serving %zu disk%s to the transit, no listening "
+			   "socket, %ld thread%s", ex.ndisks,
+			   ex.ndisks == 1 ? "" : "s", a.nthreads,
+			   a.nthreads == 1 ? "" : "s");
+		if (sigwait(&sigs, &sig) == 0 && !dl.failed)
+			ferry_info("%s: stopping", strsignal(sig));
+		rc = dl.failed ? 1 : 0;
+		goto stop;
+	}
 	/* Print the host clients should use: a wildcard listen address
 	 * means "this machine", so name it. */
 	if (!host[0] || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
@@ -605,8 +799,11 @@ main(int argc, char **argv)
 		ferry_info("%s: stopping", strsignal(sig));
 	rc = 0;
 stop:
+	dial_stop(&dl);
 	for (long i = 0; i < a.nthreads; i++)
-		if (workers[i].base)
+		if (workers[i].stop)
+			event_active(workers[i].stop, EV_TIMEOUT, 0);
+		else if (workers[i].base)
 			event_base_loopbreak(workers[i].base);
 	for (long i = 0; i < a.nthreads; i++) {
 		struct worker *w = &workers[i];
@@ -615,6 +812,8 @@ stop:
 			pthread_join(w->tid, NULL);
 		if (w->http)
 			evhttp_free(w->http);
+		if (w->stop)
+			event_free(w->stop);
 		if (w->base)
 			event_base_free(w->base);
 	}

@@ -106,6 +106,10 @@ export_route(const char *path, const char *query, struct route *rt,
 		rt->kind = ROUTE_INFO;
 		return 0;
 	}
+	if (strcmp(path, "/metrics") == 0) {
+		rt->kind = ROUTE_METRICS;
+		return 0;
+	}
 	if (strncmp(path, "/v1/disks/", 10) != 0) {
 		snprintf(why, whylen, "no such endpoint");
 		return 404;

@@ -22,6 +22,7 @@ enum route_kind {
 	ROUTE_DATA,	/* /v1/disks/NAME */
 	ROUTE_EXTENTS,	/* /v1/disks/NAME/extents[?fresh=1] */
 	ROUTE_DIGESTS,	/* /v1/disks/NAME/digests?chunk=&first=&count= */
+	ROUTE_METRICS,	/* /metrics (Prometheus text format) */
 };
 
 struct route {

@@ -10,6 +10,8 @@
  *   GET /v1/disks/NAME/digests?chunk=C&first=F&count=N
  *                               XXH3-128 of N chunks of C bytes from chunk
  *                               F, read now (common/digest.h)
+ *   GET /metrics                Prometheus text format: bytes served and
+ *                               requests per disk, connections, refusals
  *
  * Every request needs "Authorization: Bearer TOKEN". Only names given on
  * the command line are looked up, by exact match after percent-decoding,
@@ -97,6 +99,9 @@ peer_of(struct evhttp_request *req, char *out, size_t len)
 
 /* Reply with a one-line text body and log it: the one log line for every
  * refused request, with the peer address. */
+/* Requests refused, by cause, for GET /metrics. */
+static _Atomic uint64_t refused_token, refused_busy, refused_other;
+
 static void __attribute__((format(printf, 4, 5)))
 refuse(struct evhttp_request *req, int code, const char *reason,
        const char *fmt, ...)
@@ -110,6 +115,12 @@ refuse(struct evhttp_request *req, int code, const char *reason,
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	peer_of(req, peer, sizeof peer);
+	if (code == 401)
+		refused_token++;
+	else if (code == 503)
+		refused_busy++;
+	else
+		refused_other++;
 	if (code == 401 || code == 503) {
 		/* Refusals that a flood repeats: a line a second at most. */
 		static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -353,6 +364,7 @@ stream_next(struct evhttp_connection *evcon, void *arg)
 	}
 	st->off += n;
 	st->left -= n;
+	st->d->served += n;
 	/* --bwlimit: a piece beyond the tokens waits until they are due. */
 	wait = ferry_bucket_take(&st->ex->bucket, evbuffer_get_length(buf),
 				 ferry_now());
@@ -454,6 +466,7 @@ serve_data(struct evhttp_request *req, struct exporter *ex,
 			       d->name, off);
 			return;
 		}
+		d->served += len;
 		evhttp_send_reply(req, code, reason, buf);
 		evbuffer_free(buf);
 		return;
@@ -710,6 +723,7 @@ make_bev(struct event_base *base, void *arg)
 	}
 	c->ex = ex;
 	c->over = ++ex->conns > ex->max_conns;
+	ex->conns_total++;
 	bev = bufferevent_openssl_socket_new(base, -1, ssl,
 					     BUFFEREVENT_SSL_ACCEPTING,
 					     BEV_OPT_CLOSE_ON_FREE);
@@ -730,6 +744,65 @@ make_bev(struct event_base *base, void *arg)
 		evtimer_add(c->deadline, &tv);
 	}
 	return bev;
+}
+
+/* GET /metrics: Prometheus text format (0.0.4). */
+static void
+serve_metrics(struct evhttp_request *req, struct exporter *ex)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (!b) {
+		refuse(req, 503, "Service Unavailable", "out of memory");
+		return;
+	}
+	evbuffer_add_printf(b,
+		"# HELP ferry_export_disk_size_bytes Size of the exported disk.\n"
+		"# TYPE ferry_export_disk_size_bytes gauge\n");
+	for (size_t i = 0; i < ex->ndisks; i++) {
+		char gen[160];
+		uint64_t size = 0;
+
+		export_look(&ex->disks[i], gen, sizeof gen, &size);
+		evbuffer_add_printf(b, "ferry_export_disk_size_bytes{disk=\"%s\"}"
+				    " %" PRIu64 "\n", ex->disks[i].name, size);
+	}
+	evbuffer_add_printf(b,
+		"# HELP ferry_export_disk_served_bytes_total Disk bytes sent "
+		"(before compression).\n"
+		"# TYPE ferry_export_disk_served_bytes_total counter\n");
+	for (size_t i = 0; i < ex->ndisks; i++)
+		evbuffer_add_printf(b, "ferry_export_disk_served_bytes_total"
+				    "{disk=\"%s\"} %" PRIu64 "\n",
+				    ex->disks[i].name,
+				    (uint64_t)ex->disks[i].served);
+	evbuffer_add_printf(b,
+		"# HELP ferry_export_disk_requests_total Data requests.\n"
+		"# TYPE ferry_export_disk_requests_total counter\n");
+	for (size_t i = 0; i < ex->ndisks; i++)
+		evbuffer_add_printf(b, "ferry_export_disk_requests_total"
+				    "{disk=\"%s\"} %" PRIu64 "\n",
+				    ex->disks[i].name,
+				    (uint64_t)ex->disks[i].requests);
+	evbuffer_add_printf(b,
+		"# HELP ferry_export_connections Open connections.\n"
+		"# TYPE ferry_export_connections gauge\n"
+		"ferry_export_connections %u\n"
+		"# HELP ferry_export_connections_total Connections accepted.\n"
+		"# TYPE ferry_export_connections_total counter\n"
+		"ferry_export_connections_total %" PRIu64 "\n"
+		"# HELP ferry_export_refused_total Requests refused, by cause.\n"
+		"# TYPE ferry_export_refused_total counter\n"
+		"ferry_export_refused_total{cause=\"token\"} %" PRIu64 "\n"
+		"ferry_export_refused_total{cause=\"busy\"} %" PRIu64 "\n"
+		"ferry_export_refused_total{cause=\"request\"} %" PRIu64 "\n",
+		(unsigned)ex->conns, (uint64_t)ex->conns_total,
+		(uint64_t)refused_token, (uint64_t)refused_busy,
+		(uint64_t)refused_other);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+			  "Content-Type", "text/plain; version=0.0.4");
+	evhttp_send_reply(req, 200, "OK", b);
+	evbuffer_free(b);
 }
 
 static void
@@ -781,11 +854,17 @@ handle(struct evhttp_request *req, void *arg)
 		send_json(req, info_json(ex));
 		return;
 	}
+	if (rt.kind == ROUTE_METRICS) {
+		serve_metrics(req, ex);
+		return;
+	}
 	d = find_disk(ex, rt.name);
 	if (!d) {
 		refuse(req, 404, "Not Found", "no such disk");
 		return;
 	}
+	if (rt.kind == ROUTE_DATA)
+		d->requests++;
 	if (rt.kind == ROUTE_DATA)
 		serve_data(req, ex, d);
 	else if (rt.kind == ROUTE_EXTENTS)
