@@ -168,10 +168,13 @@ usage(const char *prog)
 "                       and is not cached, as ferry-export serves it\n"
 "  -o verbose           log more\n"
 "\n"
-"In /etc/fstab (mount.fuse3's PROGRAM#SOURCE form; the options fstab and\n"
-"systemd add, _netdev, nofail, noauto, user, x-systemd.*, comment=, rw,\n"
-"are accepted and dropped):\n"
-"  /usr/local/bin/ferryfs#ferry://TOKEN@HOST:PORT/?pin=sha256//... /mnt/src \\\n"
+"In /etc/fstab (type fuse.ferryfs, with ferryfs in /usr/sbin or\n"
+"/usr/local/sbin; or type fuse and mount.fuse3's PROGRAM#SOURCE form for\n"
+"one elsewhere). The options fstab and systemd add, _netdev, nofail,\n"
+"noauto, user, x-systemd.*, comment=, rw, are accepted and dropped:\n"
+"  ferry://TOKEN@HOST:PORT/?pin=sha256//... /mnt/src fuse.ferryfs \\\n"
+"      _netdev,nofail,cache=/var/cache/ferry/src 0 0\n"
+"  /opt/ferry/ferryfs#ferry://TOKEN@HOST:PORT/?pin=sha256//... /mnt/src \\\n"
 "      fuse _netdev,nofail,cache=/var/cache/ferry/src 0 0\n"
 "\n", prog, prog);
 }

@@ -39,3 +39,26 @@ timeout 30 "$FERRYFS" -f -o "cache=$T/cache,no_such_option" "$URL" "$T/mnt" 2>"$
 [ "$rc" != 0 ] && ! is_mounted "$T/mnt" || fail "an unknown option was accepted"
 grep -qi "unknown option" "$T/bad.log" || fail "no word of the unknown option: $(cat "$T/bad.log")"
 ok "an unknown option is refused: $(grep -i -m1 "unknown option" "$T/bad.log")"
+
+# mount -t fuse.ferryfs, as an fstab line with type fuse.ferryfs runs it:
+# mount.fuse3 runs "ferryfs" by name, through a shell whose PATH mount(8)
+# has cleared (dash's default then: /usr/local/sbin first). So in a
+# private mount namespace of its own, this build's ferryfs is bound over
+# /usr/local/sbin; nothing outside the namespace sees it.
+if command -v unshare >/dev/null && [ -d /usr/local/sbin ]; then
+	FSDIR=$(dirname "$FS")
+	rc=0
+	timeout 90 unshare -m --propagation private bash -c '
+		set -u
+		mount --bind "$1" /usr/local/sbin || exit 10
+		trap "umount -l \"$3\" 2>/dev/null" EXIT
+		mount -t fuse.ferryfs -o "$4" "$2" "$3" || exit 11
+		grep -q " $3 .* - fuse.ferry" /proc/self/mountinfo || exit 12
+		cmp "$3/disk.raw" "$5" || exit 13
+		umount "$3" || exit 14
+		' sh "$FSDIR" "$URL" "$T/mnt" "$OPTS,cache=$T/cache" "$T/disk.img" 2>"$T/mount-t.log" || rc=$?
+	[ "$rc" = 0 ] || fail "mount -t fuse.ferryfs: step $rc failed: $(cat "$T/mount-t.log")"
+	ok "mount -t fuse.ferryfs -o $OPTS: mounted by mount.fuse3, cmp equal, umount"
+else
+	echo "note: no unshare or /usr/local/sbin: mount -t fuse.ferryfs not tried"
+fi
