@@ -51,7 +51,7 @@ s3_open(struct s3 *s, const char *url, const char *endpoint,
 	const char *profile = getenv("AWS_PROFILE");
 	char why[300], path[PATH_MAX], section[200], key[S3_KEY_MAX * 3 + 1];
 	static char text[65536];
-	size_t len;
+	size_t len = 0;
 	const char *e;
 
 	memset(s, 0, sizeof *s);
