@@ -36,6 +36,14 @@ run_suite() {	# run_suite BUILDDIR MESON-OPTIONS...
 	return $r
 }
 
+# The portable exporter (-Dstatic_export=true), built once for test-static
+# in every suite; if it fails to build, test-static builds it and says why.
+if static=$(bash contrib/build-static-export.sh build-static 2>build-static.log | tail -1) &&
+	[ -x "$static" ]; then
+	export FERRY_STATIC_EXPORT=$static
+else
+	cat build-static.log
+fi
 run_suite build || rc=1
 # A release build (NDEBUG, -O3) must build clean too; its unit tests and
 # fuzz seeds run, so no check depends on assert().

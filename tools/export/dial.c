@@ -65,17 +65,14 @@ static int
 tcp_connect(const char *host, unsigned port, double deadline, char *why,
 	    size_t whylen)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_NUMERICSERV }, *res, *ai;
+	struct addrinfo *res, *ai;
 	char ps[16];
 	int fd = -1, r, err = ECONNREFUSED;
 
 	snprintf(ps, sizeof ps, "%u", port);
-	r = getaddrinfo(host, ps, &hints, &res);
-	if (r) {
-		snprintf(why, whylen, "%s: %s", host, gai_strerror(r));
-		return -EHOSTUNREACH;
-	}
+	r = export_resolve(host, ps, false, &res, why, whylen);
+	if (r < 0)
+		return r == -EINVAL ? -EHOSTUNREACH : r;
 	for (ai = res; ai; ai = ai->ai_next) {
 		struct pollfd p;
 		socklen_t sl = sizeof err;
@@ -104,7 +101,7 @@ tcp_connect(const char *host, unsigned port, double deadline, char *why,
 		close(fd);
 		fd = -1;
 	}
-	freeaddrinfo(res);
+	export_freeaddrinfo(res);
 	if (fd < 0) {
 		snprintf(why, whylen, "connect to %s:%u: %s", host, port,
 			 strerror(err));

@@ -103,6 +103,17 @@ json_t *info_json(struct exporter *ex);
 /* zeros.c */
 
 /*! zeros_init() : no block of @d known to be zeros yet. @return 0/-ENOMEM */
+struct addrinfo;
+/*! export_resolve() : the TCP addresses of @host:@port (numeric port;
+ * @host NULL or "" with @passive: every local address). A numeric host is
+ * parsed without a resolver; a name goes to getaddrinfo(), or in a static
+ * build to libevent's evdns (/etc/hosts, /etc/resolv.conf), glibc's NSS
+ * modules being out of a static binary's reach. @return 0 with *@res to
+ * free by export_freeaddrinfo(), or -errno with the reason in @why. */
+int export_resolve(const char *host, const char *port, bool passive,
+		   struct addrinfo **res, char *why, size_t whylen);
+void export_freeaddrinfo(struct addrinfo *res);
+
 int zeros_init(struct export_disk *d);
 void zeros_free(struct export_disk *d);
 

@@ -228,18 +228,14 @@ split_hostport(const char *s, char *host, size_t hostlen, char *port,
 static int
 listen_on(const char *host, const char *port, unsigned *bound)
 {
-	struct addrinfo hints = {
-		.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-		.ai_flags = AI_PASSIVE | AI_NUMERICSERV,
-	}, *res, *ai;
+	struct addrinfo *res, *ai;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
 	int fd = -1, one = 1, r;
+	char why[256];
 
-	r = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
-	if (r) {
-		ferry_error("listen address %s:%s: %s", host, port,
-			    gai_strerror(r));
+	if (export_resolve(host, port, true, &res, why, sizeof why) < 0) {
+		ferry_error("listen address %s:%s: %s", host, port, why);
 		return -EINVAL;
 	}
 	for (ai = res; ai; ai = ai->ai_next) {
@@ -260,7 +256,7 @@ listen_on(const char *host, const char *port, unsigned *bound)
 		fd = -1;
 		errno = r;
 	}
-	freeaddrinfo(res);
+	export_freeaddrinfo(res);
 	if (fd < 0) {
 		ferry_error("listen on %s:%s: %m", host, port);
 		return -EADDRINUSE;
