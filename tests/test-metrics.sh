@@ -8,7 +8,14 @@ requires promtool prometheus jq python3 curl
 
 truncate -s 64M "$T/disk.img"
 head -c $((9 << 20)) /dev/urandom | dd of="$T/disk.img" bs=1M seek=5 conv=notrunc status=none
-start_export disk="$T/disk.img"
+start_export --metrics-listen 127.0.0.1:0 disk="$T/disk.img"
+mport=
+for _ in $(seq 50); do
+	mport=$(sed -n 's|.*metrics on http://127\.0\.0\.1:\([0-9]*\)/metrics.*|\1|p' "$T/export.log" | tail -1)
+	[ -n "$mport" ] && break
+	sleep 0.1
+done
+[ -n "$mport" ] || fail "ferry-export logged no --metrics-listen address: $(cat "$T/export.log")"
 mount_ferry "$URL" "$T/mnt" "cache=$T/cache"
 wait_state "$T/mnt" disk complete 60
 promtool check metrics <"$T/mnt/.ferry/metrics" >"$T/promtool.log" 2>&1 ||
@@ -61,6 +68,9 @@ scrape_configs:
       credentials: '$TOKEN'
     static_configs:
       - targets: ['$HOSTPORT']
+  - job_name: ferry-export-plain
+    static_configs:
+      - targets: ['127.0.0.1:$mport']
 YML
 promtool check config "$T/prometheus.yml" >/dev/null 2>&1 || fail "promtool check config: $(promtool check config "$T/prometheus.yml" 2>&1)"
 prometheus --config.file="$T/prometheus.yml" --storage.tsdb.path="$T/prom" \
@@ -83,9 +93,13 @@ for _ in $(seq 300); do
 	sleep 0.1
 done
 [ -n "$served" ] && [ "$served" -ge "$want" ] || fail "Prometheus has ferry_export_disk_served_bytes_total=${served:-nothing}"
-up=$(curl -s "http://127.0.0.1:$pport/api/v1/query?query=min(up)" | jq -r '.data.result[0].value[1]')
-[ "$up" = 1 ] || fail "Prometheus's up for the targets is $up"
-ok "Prometheus scraped .ferry/metrics (ferry_disk_bytes_received_total = $got) and the exporter over HTTPS with the token (ferry_export_disk_served_bytes_total = $served); up = 1"
+for _ in $(seq 100); do
+	n=$(curl -s "http://127.0.0.1:$pport/api/v1/query?query=count(up==1)" | jq -r '.data.result[0].value[1] // 0')
+	[ "$n" = 3 ] && break
+	sleep 0.1
+done
+[ "$n" = 3 ] || fail "Prometheus has $n of 3 targets up: $(curl -s "http://127.0.0.1:$pport/api/v1/query?query=up")"
+ok "Prometheus scraped .ferry/metrics (ferry_disk_bytes_received_total = $got) and the exporter over HTTPS with the token (ferry_export_disk_served_bytes_total = $served) and over --metrics-listen; 3 targets up"
 
 # The exporter's GET /metrics, behind the token.
 [ "$(api /metrics)" = 200 ] || fail "GET /metrics: $(cat "$T/body")"
@@ -100,3 +114,13 @@ code=$(curl -sk -o /dev/null -w '%{http_code}' "https://$HOSTPORT/metrics")
 refused=$(awk '$1 == "ferry_export_refused_total{cause=\"token\"}" {print $2}' "$T/body")
 [ "$refused" -ge 1 ] || fail "the refusal without a token is not counted: $(grep refused "$T/body")"
 ok "ferry-export GET /metrics: promtool passes, $served bytes served >= $want received; 401 without the token, counted"
+
+# --metrics-listen: plain HTTP, no token, /metrics only.
+code=$(curl -s -o "$T/plain.metrics" -w '%{http_code}' "http://127.0.0.1:$mport/metrics")
+[ "$code" = 200 ] || fail "GET /metrics on --metrics-listen: $code"
+promtool check metrics <"$T/plain.metrics" >"$T/promtool3.log" 2>&1 && [ ! -s "$T/promtool3.log" ] ||
+	fail "promtool on --metrics-listen's: $(cat "$T/promtool3.log")"
+grep -q '^ferry_export_disk_served_bytes_total{disk="disk"} ' "$T/plain.metrics" || fail "no served bytes on --metrics-listen"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$mport/v1/disks")" = 404 ] || fail "--metrics-listen serves more than /metrics"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$mport/metrics")" = 405 ] || fail "POST on --metrics-listen not refused"
+ok "--metrics-listen: GET /metrics in plain HTTP without a token (promtool passes); /v1/disks 404, POST 405"

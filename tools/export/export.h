@@ -144,6 +144,9 @@ int zeros_map(struct export_disk *d, struct ferry_extents *out);
 
 /*! serve_setup() : route @ex's endpoints on @http (one per thread) and set
  * its limits and TLS. */
+/*! serve_metrics_setup() : @http answers GET /metrics only, in plain
+ * HTTP without a token (--metrics-listen). */
+void serve_metrics_setup(struct exporter *ex, struct evhttp *http);
 void serve_setup(struct exporter *ex, struct evhttp *http);
 
 #endif

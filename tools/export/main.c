@@ -44,7 +44,7 @@
 enum { OPT_ZSTD = 256, OPT_BWLIMIT, OPT_SCAN, OPT_DISK_ID, OPT_FORMAT,
        OPT_MAX_CONNS,
        OPT_HEADER_TIMEOUT, OPT_ALL_BLOCKS, OPT_PRINT_MAP, OPT_CONNECT,
-       OPT_NAME, OPT_PROXY, OPT_POOL };
+       OPT_NAME, OPT_PROXY, OPT_POOL, OPT_METRICS };
 #define MAX_IDS 64
 
 struct worker {
@@ -52,6 +52,7 @@ struct worker {
 	struct event_base *base;
 	struct evhttp *http;
 	struct event *stop;	/* made active to end the loop */
+	struct evhttp *metrics;	/* --metrics-listen, on the first loop */
 };
 
 /* On the worker's own loop: end it. (event_base_loopbreak() from another
@@ -94,7 +95,11 @@ usage(FILE *f)
 "                          http://[USER:PASS@]HOST:PORT (default:\n"
 "                          $https_proxy; none: no proxy)\n"
 "      --pool N            --connect: idle connections kept ready for the\n"
-"                          transit's readers (default 4)\n"
+"                          transit's readers (default 4, at most 32)\n"
+"      --metrics-listen HOST:PORT  also serve GET /metrics (Prometheus text)\n"
+"                          in plain HTTP with no token on this address,\n"
+"                          for a scraper (port 0: a free one, logged);\n"
+"                          /metrics on the main address needs the token\n"
 "  -c, --cert FILE         PEM certificate (chain); needs --key\n"
 "  -k, --key FILE          PEM private key\n"
 "  -T, --threads N         event-loop threads (default: number of CPUs)\n"
@@ -268,6 +273,34 @@ listen_on(const char *host, const char *port, unsigned *bound)
 	return fd;
 }
 
+/* --metrics-listen HOST:PORT: plain HTTP for Prometheus on @w's loop.
+ * @return 0 or -errno after a message. */
+static int
+metrics_start(struct worker *w, struct exporter *ex, const char *addr)
+{
+	char host[256], port[16];
+	unsigned bound;
+	int fd;
+
+	if (split_hostport(addr, host, sizeof host, port, sizeof port) < 0) {
+		ferry_error("--metrics-listen %s: expected HOST:PORT", addr);
+		return -EINVAL;
+	}
+	fd = listen_on(host, port, &bound);
+	if (fd < 0)
+		return fd;
+	w->metrics = evhttp_new(w->base);
+	if (!w->metrics || !evhttp_accept_socket_with_handle(w->metrics, fd)) {
+		ferry_error("--metrics-listen %s: cannot serve", addr);
+		close(fd);
+		return -ENOMEM;
+	}
+	serve_metrics_setup(ex, w->metrics);
+	ferry_info("metrics on http://%s:%u/metrics (no token)",
+		   host[0] ? host : "0.0.0.0", bound);
+	return 0;
+}
+
 static int
 write_url_file(const char *path, const char *line)
 {
@@ -327,7 +360,7 @@ worker_main(void *arg)
 /* What the command line asks, besides @ex's settings. */
 struct args {
 	const char *listen, *url_file, *token, *cert, *key, *format;
-	const char *connect, *name, *proxy;
+	const char *connect, *name, *proxy, *metrics_listen;
 	unsigned pool;
 	bool listen_given;
 	long nthreads;
@@ -363,6 +396,7 @@ parse_args(int argc, char **argv, struct args *a, struct exporter *ex)
 		{ "name", required_argument, NULL, OPT_NAME },
 		{ "proxy", required_argument, NULL, OPT_PROXY },
 		{ "pool", required_argument, NULL, OPT_POOL },
+		{ "metrics-listen", required_argument, NULL, OPT_METRICS },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -387,6 +421,7 @@ parse_args(int argc, char **argv, struct args *a, struct exporter *ex)
 			a->name = optarg;
 			break;
 		case OPT_PROXY: a->proxy = optarg; break;
+		case OPT_METRICS: a->metrics_listen = optarg; break;
 		case OPT_POOL:
 			a->pool = (unsigned)strtoul(optarg, &end, 10);
 			if (*end || a->pool < 1 || a->pool > 32) {
@@ -748,6 +783,9 @@ main(int argc, char **argv)
 			goto stop;
 		}
 		serve_setup(&ex, w->http);
+		if (i == 0 && a.metrics_listen &&
+		    metrics_start(w, &ex, a.metrics_listen) < 0)
+			goto stop;
 		if (pthread_create(&w->tid, NULL, worker_main, w) != 0) {
 			ferry_error("cannot start thread %ld", i);
 			goto stop;
@@ -808,6 +846,8 @@ stop:
 			pthread_join(w->tid, NULL);
 		if (w->http)
 			evhttp_free(w->http);
+		if (w->metrics)
+			evhttp_free(w->metrics);
 		if (w->stop)
 			event_free(w->stop);
 		if (w->base)

@@ -805,6 +805,43 @@ serve_metrics(struct evhttp_request *req, struct exporter *ex)
 	evbuffer_free(b);
 }
 
+/* --metrics-listen: plain HTTP, GET /metrics and nothing else, no token
+ * (what Prometheus scrapes by default; bind it to an address only the
+ * monitoring network reaches). */
+static void
+handle_metrics_only(struct evhttp_request *req, void *arg)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+
+	if (!path || strcmp(path, "/metrics") != 0) {
+		evhttp_send_error(req, 404, "only /metrics here");
+		return;
+	}
+	if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+				  "Allow", "GET, HEAD");
+		evhttp_send_error(req, 405, "Method Not Allowed");
+		return;
+	}
+	serve_metrics(req, arg);
+}
+
+void
+serve_metrics_setup(struct exporter *ex, struct evhttp *http)
+{
+	/* Others are answered 405 by the handler, not 501 by libevent. */
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
+				   EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+				   EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS);
+	evhttp_set_max_headers_size(http, 16384);
+	evhttp_set_max_body_size(http, 0);
+	evhttp_set_timeout(http, 10);
+	evhttp_set_gencb(http, handle_metrics_only, ex);
+}
+
 static void
 handle(struct evhttp_request *req, void *arg)
 {
@@ -879,7 +916,10 @@ serve_setup(struct exporter *ex, struct evhttp *http)
 {
 	evhttp_set_bevcb(http, make_bev, ex);
 	evhttp_set_gencb(http, handle, ex);
-	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	/* Others are answered 405 by the handler, not 501 by libevent. */
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
+				   EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+				   EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS);
 	evhttp_set_max_headers_size(http, 16384);
 	evhttp_set_max_body_size(http, 0);
 	evhttp_set_timeout(http, 120);
