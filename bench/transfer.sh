@@ -27,9 +27,15 @@ SHAPED_MIB=${SHAPED_MIB:-512}
 COLD_RUNS=${COLD_RUNS:-3}
 OUT=${OUT:-/dev/shm}
 peers="httpdirfs nbdkit nbdcopy nbdfuse fio nginx"
-if [ "$(id -u)" = 0 ] && ! command -v $peers >/dev/null 2>&1; then
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q httpdirfs nbdkit \
-		libnbd-bin fio nginx-light >/dev/null 2>&1 || true
+# Each peer is looked for (command -v with several names is true when any
+# one is found, which skipped the install when nginx alone was there).
+missing=
+for p in $peers; do command -v "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ "$(id -u)" = 0 ] && [ -n "$missing" ]; then
+	echo "bench/transfer.sh: installing peers (missing:$missing)" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	{ apt-get update -q && apt-get install -y -q httpdirfs nbdkit \
+		libnbd-bin fio nginx-light; } >/dev/null 2>&1 || true
 fi
 . "$(dirname "$0")/lib.sh" curl jq dd python3 bc qemu-img nginx openssl fio
 O=$(mktemp -d "$OUT/ferry-bench-out.XXXXXX")
