@@ -18,7 +18,7 @@ cleanup() {
 	[ -n "$FPID" ] && wait "$FPID" 2>/dev/null || true
 	[ -n "$EPID" ] && kill "$EPID" 2>/dev/null && wait "$EPID" 2>/dev/null || true
 	declare -F bench_cleanup >/dev/null && bench_cleanup
-	rm -rf "$W" 2>/dev/null || true
+	[ -n "${KEEP_W:-}" ] || rm -rf "$W" 2>/dev/null || true
 }
 trap cleanup EXIT
 M=1048576

@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# A whole migration over the links users have (root): the source in a
+# network namespace behind a veth pair, MTU 1500, shaped by tc tbf both
+# ways, at each RATE (Mbit/s). The source disk is tests/serverdisk.sh's
+# server disk (GPT: FAT, ext4 4K and 1K, XFS, NTFS, swap, an LVM2 PV with
+# an ext4 LV; deleted random files in each). Per rate, in one run, the
+# time from start to a finished qcow2 on the transit host, bytes on the
+# wire and CPU seconds on each side (cgroup cpuacct), for:
+#   1. ferry: ferry-export in the namespace, ferryfs mount plus
+#      ferry-convert -O qcow2 on the transit (convert while data arrives)
+#   2. the same with -o compress=0
+#   3. dd of the whole disk through ssh, then qemu-img convert
+#   4. partclone -c of each filesystem through ssh (used blocks only; the
+#      LVM PV and swap are left out, to partclone's advantage), restored
+#      into a sparse disk of the same GPT layout, then qemu-img convert
+#   5. nginx in the namespace serving the image over HTTPS; nbdkit's curl
+#      plugin and nbdcopy to a raw file, then qemu-img convert
+# and the ratio of each to ferry's time, and ferry's time against the
+# floor: bytes that must cross (the disk's used bytes) over the link rate.
+# Usage: bench/link.sh [RATES="1000 200"]   Env: ROWS (default: all five,
+#   ferry_default ferry_plain dd_ssh partclone_ssh nbd_https; ferry_default
+#   always first), KEEP_W=1 keeps the work directory
+RATES=${1:-1000 200}
+need="sshd nbdkit nbdcopy nginx partclone.extfs qemu-img"
+missing=
+for p in $need; do command -v "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ "$(id -u)" = 0 ] && [ -n "$missing" ]; then
+	echo "bench/link.sh: installing (missing:$missing)" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	{ apt-get update -q && apt-get install -y -q --no-install-recommends \
+		openssh-server openssh-client nbdkit libnbd-bin nginx-light \
+		partclone qemu-utils; } >/dev/null 2>&1 || true
+fi
+bash "$(dirname "$0")/../contrib/install-deps.sh" >&2	# mkfs tools, mtools, lvm2
+. "$(dirname "$0")/lib.sh" ip tc ssh ssh-keygen /usr/sbin/sshd nbdkit nbdcopy \
+	nginx openssl qemu-img jq bc losetup sgdisk partclone.extfs partclone.xfs \
+	partclone.ntfs partclone.fat
+. tests/serverdisk.sh
+[ "$(id -u)" = 0 ] || { echo "needs root (namespaces, tc, loop devices)" >&2; exit 1; }
+CONVERT=$B/tools/convert/ferry-convert
+NS=ferrylink$$
+VH=flh$$ VS=fls$$
+HOSTIP=169.254.201.1 SRCIP=169.254.201.2
+CG=/sys/fs/cgroup/cpuacct
+SPIDS=()
+bench_cleanup() {	# (under set -e: every step may fail, none stops the rest)
+	local p g t
+	for p in "${SPIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${SPIDS[@]}"; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -9 "$p" 2>/dev/null || true; done
+	mountpoint -q "$W/mnt" 2>/dev/null && fusermount3 -u "$W/mnt" || true
+	detach_loops || true
+	ip netns del "$NS" 2>/dev/null || true	# (takes the veth pair with it)
+	ip link del "$VH" 2>/dev/null || true
+	for g in src transit; do
+		[ -d "$CG/$NS-$g" ] || continue
+		while read -r t; do echo "$t" >"$CG/tasks" 2>/dev/null || true; done <"$CG/$NS-$g/tasks"
+		rmdir "$CG/$NS-$g" 2>/dev/null || true
+	done
+}
+
+# --- the disk, the namespace, the link ---
+server_disk "$W/disk0.img" "$W/src" >/dev/null
+# Copied sparse: mkfs leaves unwritten extents, which SEEK_DATA reports as
+# data once their pages are in the page cache, so the disk's allocation
+# (and what ferry-export maps) would grow as the rows read it (dd reads it
+# all). A copy has plain holes, the same at every row.
+cp --sparse=always "$W/disk0.img" "$W/disk.img"
+rm -f "$W/disk0.img"
+ip netns add "$NS"
+ip link add "$VH" type veth peer name "$VS"
+ip link set "$VS" netns "$NS"
+ip addr add "$HOSTIP/30" dev "$VH"
+ip link set "$VH" mtu 1500 up
+ip netns exec "$NS" ip addr add "$SRCIP/30" dev "$VS"
+ip netns exec "$NS" ip link set "$VS" mtu 1500 up
+ip netns exec "$NS" ip link set lo up
+shape() {	# shape MBIT: tbf both ways
+	local burst=$(( $1 * 1000000 / 8 / 250 ))	# 4 ms of the rate
+	[ "$burst" -ge 16000 ] || burst=16000
+	tc qdisc replace dev "$VH" root tbf rate "${1}mbit" burst "$burst" latency 50ms
+	ip netns exec "$NS" tc qdisc replace dev "$VS" root tbf rate "${1}mbit" burst "$burst" latency 50ms
+}
+wire() { cat "/sys/class/net/$VH/statistics/rx_bytes" "/sys/class/net/$VH/statistics/tx_bytes" | paste -sd+ | bc; }
+
+# CPU per side: every process of a side is started in its cpuacct group.
+mkdir -p "$CG/$NS-src" "$CG/$NS-transit"
+in_src() { sh -c 'echo $$ >"$1/tasks"; shift; exec "$@"' sh "$CG/$NS-src" ip netns exec "$NS" "$@"; }
+in_transit() { sh -c 'echo $$ >"$1/tasks"; shift; exec "$@"' sh "$CG/$NS-transit" "$@"; }
+# For "cmd &" only: exec, so that $! is the program's own PID (a backgrounded
+# function is a subshell; without exec, kill $! would leave the program).
+src_bg() { exec sh -c 'echo $$ >"$1/tasks"; shift; exec "$@"' sh "$CG/$NS-src" ip netns exec "$NS" "$@"; }
+transit_bg() { exec sh -c 'echo $$ >"$1/tasks"; shift; exec "$@"' sh "$CG/$NS-transit" "$@"; }
+cpu() { echo "scale=2; $(cat "$CG/$NS-$1/cpuacct.usage") / 1000000000" | bc; }
+
+# The source's services: sshd (a key made now), nginx over HTTPS.
+ssh-keygen -q -t ed25519 -N '' -f "$W/hostkey"
+ssh-keygen -q -t ed25519 -N '' -f "$W/id"
+cp "$W/id.pub" "$W/authorized_keys"
+chmod 600 "$W/authorized_keys"
+mkdir -p /run/sshd
+cat >"$W/sshd_config" <<EOF
+ListenAddress $SRCIP
+Port 22
+HostKey $W/hostkey
+AuthorizedKeysFile $W/authorized_keys
+PermitRootLogin prohibit-password
+StrictModes no
+UsePAM no
+PidFile $W/sshd.pid
+EOF
+src_bg /usr/sbin/sshd -D -f "$W/sshd_config" 2>"$W/sshd.log" &
+SPIDS+=($!)
+SSH=(ssh -q -i "$W/id" -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o BatchMode=yes "root@$SRCIP")
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$W/nginx.key" -out "$W/nginx.crt" \
+	-days 2 -subj "/CN=$SRCIP" >/dev/null 2>&1
+mkdir -p "$W/www" "$W/nginx-tmp"
+ln "$W/disk.img" "$W/www/disk.img"
+cat >"$W/nginx.conf" <<EOF
+daemon off;
+user root;
+worker_processes 1;
+pid $W/nginx.pid;
+error_log $W/nginx.err;
+events { worker_connections 64; }
+http {
+	access_log off;
+	client_body_temp_path $W/nginx-tmp;
+	proxy_temp_path $W/nginx-tmp;
+	fastcgi_temp_path $W/nginx-tmp;
+	uwsgi_temp_path $W/nginx-tmp;
+	scgi_temp_path $W/nginx-tmp;
+	sendfile on;
+	server {
+		listen $SRCIP:8443 ssl;
+		ssl_certificate $W/nginx.crt;
+		ssl_certificate_key $W/nginx.key;
+		root $W/www;
+	}
+}
+EOF
+src_bg nginx -p "$W" -c "$W/nginx.conf" &
+SPIDS+=($!)
+for _ in $(seq 50); do "${SSH[@]}" true 2>/dev/null && break; sleep 0.2; done
+"${SSH[@]}" true || { echo "sshd in the namespace did not answer: $(cat "$W/sshd.log")" >&2; exit 1; }
+
+# The source's filesystems, for partclone: loop devices on each range.
+PC=()	# "tool srcloop start size"
+while read -r num start size kind; do
+	case $kind in
+	vfat) tool=partclone.fat ;; ext4*) tool=partclone.extfs ;;
+	xfs) tool=partclone.xfs ;; ntfs) tool=partclone.ntfs ;; *) continue ;;
+	esac
+	loop_at "$W/disk.img" $((start * M)) $((size * M))
+	PC+=("$tool $LOOP $start $size")
+done <<< "$SERVER_PARTS"
+
+# --- the rows ---
+now() { date +%s.%N; }
+# measure LABEL FUNCTION: runs it; sets SECS WIRE SRC_CPU TR_CPU.
+measure() {
+	local w0 s0 t0 c0 t1
+	w0=$(wire); s0=$(cpu src); c0=$(cpu transit); t0=$(now)
+	"$2" || { echo "bench/link.sh: $1 failed" >&2; exit 1; }
+	t1=$(now)
+	SECS=$(echo "$t1 - $t0" | bc); WIRE=$(( $(wire) - w0 ))
+	SRC_CPU=$(echo "$(cpu src) - $s0" | bc); TR_CPU=$(echo "$(cpu transit) - $c0" | bc)
+}
+
+ferry_run() {	# uses MOPTS
+	local url epid fpid
+	rm -rf "$W/cache" "$W/url" "$W/out.qcow2" "$W/out.qcow2.ferry-convert"
+	src_bg "$EXPORT" --listen "$SRCIP:8703" --url-file "$W/url" disk="$W/disk.img" \
+		>/dev/null 2>>"$W/export.log" &
+	epid=$!
+	for _ in $(seq 100); do [ -s "$W/url" ] && break; sleep 0.05; done
+	url=$(cat "$W/url")
+	mkdir -p "$W/mnt"
+	transit_bg "$FERRYFS" -f -o "cache=$W/cache${MOPTS:+,$MOPTS}" "$url" "$W/mnt" 2>>"$W/ferryfs.log" &
+	fpid=$!
+	for _ in $(seq 100); do [ -f "$W/mnt/disk.raw" ] && break; sleep 0.05; done
+	in_transit "$CONVERT" -O qcow2 "$W/mnt/disk.raw" "$W/out.qcow2" 2>>"$W/convert.log" || return 1
+	USED=$(jq '.disks[0].used' "$W/mnt/.ferry/status.json")
+	fusermount3 -u "$W/mnt"
+	wait "$fpid"
+	kill "$epid"; wait "$epid" 2>/dev/null
+	true
+}
+ferry_default() { MOPTS= ferry_run; }
+ferry_plain() { MOPTS=compress=0 ferry_run; }
+
+dd_ssh() {
+	rm -f "$W/dd.raw" "$W/out.qcow2"
+	in_transit "${SSH[@]}" "dd if=$W/disk.img bs=1M status=none" >"$W/dd.raw" || return 1
+	in_transit qemu-img convert -O qcow2 "$W/dd.raw" "$W/out.qcow2"
+	rm -f "$W/dd.raw"
+}
+
+partclone_ssh() {
+	local tool src start size l
+	rm -f "$W/pc.raw" "$W/out.qcow2"
+	truncate -s $((SERVER_DISK_MIB * M)) "$W/pc.raw"
+	# The partition table: the first and last MiB (GPT and its backup).
+	in_transit "${SSH[@]}" "dd if=$W/disk.img bs=1M count=1 status=none" |
+		dd of="$W/pc.raw" conv=notrunc status=none || return 1
+	in_transit "${SSH[@]}" "dd if=$W/disk.img bs=1M skip=$((SERVER_DISK_MIB - 1)) status=none" |
+		dd of="$W/pc.raw" bs=1M seek=$((SERVER_DISK_MIB - 1)) conv=notrunc status=none || return 1
+	for p in "${PC[@]}"; do
+		read -r tool src start size <<<"$p"
+		loop_at "$W/pc.raw" $((start * M)) $((size * M))
+		l=$LOOP
+		in_transit "${SSH[@]}" "$tool -c -q -s $src -o -" 2>/dev/null |
+			in_transit "$tool" -r -q -s - -o "$l" >/dev/null 2>&1 || { detach "$l"; return 1; }
+		detach "$l"
+	done
+	in_transit qemu-img convert -O qcow2 "$W/pc.raw" "$W/out.qcow2"
+	rm -f "$W/pc.raw"
+}
+
+nbd_https() {
+	rm -f "$W/nbd.raw" "$W/out.qcow2"
+	in_transit nbdkit -U - curl "url=https://$SRCIP:8443/disk.img" sslverify=false \
+		--run "nbdcopy \"\$uri\" $W/nbd.raw" || return 1
+	in_transit qemu-img convert -O qcow2 "$W/nbd.raw" "$W/out.qcow2"
+	rm -f "$W/nbd.raw"
+}
+
+printf 'bench/link.sh: server disk %d MiB (tests/serverdisk.sh), veth MTU 1500, tbf both ways, %d CPUs\n' \
+	"$SERVER_DISK_MIB" "$(nproc)"
+for rate in $RATES; do
+	shape "$rate"
+	echo
+	printf '%s Mbit/s  %-40s %8s %8s %9s %9s %8s\n' "$rate" "to a finished qcow2" "time s" "wire MB" "src CPU s" "trn CPU s" "x ferry"
+	declare -A T=()
+	for row in ${ROWS:-ferry_default ferry_plain dd_ssh partclone_ssh nbd_https}; do
+		measure "$row" "$row"
+		T[$row]=$SECS
+		case $row in
+		ferry_default) label="ferry (mount + ferry-convert -O qcow2)" ;;
+		ferry_plain) label="ferry, compress=0" ;;
+		dd_ssh) label="dd through ssh, qemu-img convert" ;;
+		partclone_ssh) label="partclone -c through ssh, restore, convert" ;;
+		nbd_https) label="nginx, nbdkit curl + nbdcopy, convert" ;;
+		esac
+		printf '%*s  %-40s %8.2f %8.1f %9.2f %9.2f %8.2f\n' "${#rate}" "" "$label" "$SECS" \
+			"$(echo "$WIRE / 1000000" | bc -l)" "$SRC_CPU" "$TR_CPU" \
+			"$(echo "$SECS / ${T[ferry_default]}" | bc -l)"
+		[ "$row" = ferry_default ] && FLOOR=$(echo "$USED * 8 / ($rate * 1000000)" | bc -l)
+	done
+	printf '%*s  floor: %.1f MB used / link rate = %.2f s; ferry %.2f x the floor\n' "${#rate}" "" \
+		"$(echo "$USED / 1000000" | bc -l)" "$FLOOR" "$(echo "${T[ferry_default]} / $FLOOR" | bc -l)"
+	unset T
+done
