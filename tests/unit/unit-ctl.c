@@ -45,7 +45,7 @@ main(void)
 	CHECK(strcmp(ctl_size(1023, b, sizeof b), "1023B") == 0);
 	CHECK(strcmp(ctl_size(1024, b, sizeof b), "1.0KiB") == 0);
 	CHECK(strcmp(ctl_size(83 << 20, b, sizeof b), "83.0MiB") == 0);
-	CHECK(strcmp(ctl_size(UINT64_MAX, b, sizeof b), "16.0EiB") == 0);
+	CHECK(strcmp(ctl_size(UINT64_MAX, b, sizeof b), "16384.0PiB") == 0);
 
 	CHECK(strcmp(ctl_eta(0, 0, b, sizeof b), "0s") == 0);
 	CHECK(strcmp(ctl_eta(1, 0, b, sizeof b), "-") == 0);

@@ -15,19 +15,12 @@
 char *
 ctl_size(uint64_t n, char *buf, size_t len)
 {
-	static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB",
-				       "EiB" };
-	double v = (double)n;
-	unsigned u = 0;
+	char *sp;
 
-	while (v >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
-		v /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, len, "%" PRIu64 "B", n);
-	else
-		snprintf(buf, len, "%.1f%s", v, units[u]);
+	/* ferry_format_size()'s "8.0 MiB", without its space. */
+	ferry_format_size(n, buf, len);
+	if ((sp = strchr(buf, ' ')))
+		memmove(sp, sp + 1, strlen(sp));
 	return buf;
 }
 
