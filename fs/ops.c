@@ -174,6 +174,9 @@ status_render(struct ferryfs *fs)
 		const char *state = disk_state(fs, d);
 		struct layout *l = layout_get(d);
 		uint64_t used = l->map.data_bytes;
+		/* Read once: data_bytes and its alias bytes_received are one
+		 * figure, even while data arrives. */
+		uint64_t received = d->received;
 		json_t *err, *views = json_array();
 		double rate;
 
@@ -207,7 +210,7 @@ status_render(struct ferryfs *fs)
 							   used),
 			"used", (json_int_t)used,
 			"cached", (json_int_t)d->cached,
-			"data_bytes", (json_int_t)d->received,
+			"data_bytes", (json_int_t)received,
 			"wire_bytes", (json_int_t)d->wire,
 			"state", state,
 			"error", err,
@@ -230,7 +233,7 @@ status_render(struct ferryfs *fs)
 				"resyncs", (json_int_t)d->resyncs));
 		/* The first format's name of data_bytes, kept. */
 		json_object_set_new(dj, "bytes_received",
-				    json_integer((json_int_t)d->received));
+				    json_integer((json_int_t)received));
 		json_array_append_new(arr, dj);
 	}
 	root = json_pack("{sssssbsosIsIsIsosososo}", "source", fs->src->id,
