@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# CPU seconds per GiB moved, in one run over loopback TLS, on one disk of
+# random data (every byte crosses; zstd would only cost here):
+#   receiving: curl -o FILE from nginx (the peer); ferryfs hydrating a cold
+#     mount into its cache (compress=0), nobody reading; ferryfs and a
+#     reader (cat of disk.raw, prefetch=0), each's share apart
+#   serving: nginx for that curl; ferry-export for that hydration
+# and the ratios the issue sets goals for: ferryfs / curl (goal <= 1.3) and
+# ferry-export / nginx (goal <= 1.2). CPU is utime + stime of each process
+# (/proc/PID/stat), median of RUNS.
+# Usage: bench/cpu.sh [SIZE_MIB=2048]   Env: RUNS (3)
+SIZE_MIB=${1:-2048}
+RUNS=${RUNS:-3}
+. "$(dirname "$0")/lib.sh" curl nginx openssl jq bc
+NGINX_PID=
+bench_cleanup() { [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null; true; }
+TCK=$(getconf CLK_TCK)
+cpu_of() { awk -v t="$TCK" '{printf "%.3f\n", ($14 + $15) / t}' "/proc/$1/stat"; }
+per_gib() { echo "scale=3; $1 * 1024 / $SIZE_MIB" | bc; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+head -c $((SIZE_MIB * M)) /dev/urandom >"$W/disk.img"
+mkdir -p "$W/www" && ln "$W/disk.img" "$W/www/disk.img"
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+	-subj /CN=127.0.0.1 -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
+NP=$(free_port)
+cat >"$W/nginx.conf" <<EOF
+user root;
+worker_processes 1;
+daemon off;
+pid $W/nginx.pid;
+error_log $W/nginx.err;
+events {}
+http {
+	access_log off;
+	sendfile on;
+	server {
+		listen 127.0.0.1:$NP ssl;
+		ssl_certificate $W/cert.pem;
+		ssl_certificate_key $W/key.pem;
+		root $W/www;
+	}
+}
+EOF
+nginx -p "$W" -c "$W/nginx.conf" &
+NGINX_PID=$!
+for _ in $(seq 50); do curl -sk -o /dev/null -r 0-0 "https://127.0.0.1:$NP/disk.img" && break; sleep 0.1; done
+nginx_worker() { pgrep -P "$NGINX_PID" | head -1; }
+
+"$EXPORT" --listen 127.0.0.1:0 --url-file "$W/url" disk="$W/disk.img" >/dev/null 2>>"$W/export.log" &
+EPID=$!
+for _ in $(seq 100); do [ -s "$W/url" ] && break; sleep 0.1; done
+URL=$(cat "$W/url")
+
+curl_row() {	# prints "CURL_CPU NGINX_CPU"
+	local w n0 c
+	w=$(nginx_worker); n0=$(cpu_of "$w")
+	/usr/bin/time -f "%U %S" -o "$W/curl.time" curl -sk -o "$W/out.img" "https://127.0.0.1:$NP/disk.img"
+	rm -f "$W/out.img"
+	c=$(awk '{print $1 + $2}' "$W/curl.time")
+	echo "$c $(echo "$(cpu_of "$w") - $n0" | bc)"
+}
+
+ferry_row() {	# ferry_row OPTS READER: prints "FERRYFS_CPU READER_CPU EXPORT_CPU"
+	local opts=$1 reader=$2 e0 f r=0
+	rm -rf "$W/cache"; mkdir -p "$W/mnt"
+	e0=$(cpu_of "$EPID")
+	"$FERRYFS" -f -o "cache=$W/cache,compress=0,$opts" "$URL" "$W/mnt" 2>>"$W/ferryfs.log" &
+	FPID=$!
+	for _ in $(seq 100); do [ -f "$W/mnt/disk.raw" ] && break; sleep 0.05; done
+	if [ "$reader" = cat ]; then
+		/usr/bin/time -f "%U %S" -o "$W/cat.time" cat "$W/mnt/disk.raw" >/dev/null
+		r=$(awk '{print $1 + $2}' "$W/cat.time")
+	else
+		until [ "$(jq -r '.disks[0].state' "$W/mnt/.ferry/status.json")" = complete ]; do sleep 0.05; done
+	fi
+	f=$(cpu_of "$FPID")
+	fusermount3 -u "$W/mnt"; wait "$FPID" 2>/dev/null || true; FPID=
+	echo "$f $r $(echo "$(cpu_of "$EPID") - $e0" | bc)"
+}
+
+median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+for i in $(seq "$RUNS"); do
+	curl_row >>"$W/curl.rows"
+	ferry_row prefetch=1 none >>"$W/hyd.rows"
+	ferry_row prefetch=0 cat >>"$W/read.rows"
+done
+col() { awk -v c="$2" '{print $c}' "$W/$1.rows" | median; }
+curl_c=$(col curl 1) nginx_c=$(col curl 2)
+hyd_f=$(col hyd 1) hyd_e=$(col hyd 3)
+read_f=$(col read 1) read_r=$(col read 2) read_e=$(col read 3)
+
+echo "bench/cpu.sh: $SIZE_MIB MiB of random data over loopback TLS, $(nproc) CPUs, median of $RUNS; CPU s per GiB"
+printf '%-52s %8s %8s\n' "receiving" "CPU/GiB" "x curl"
+printf '%-52s %8.3f %8s\n' "curl -o FILE from nginx" "$(per_gib "$curl_c")" 1.00
+printf '%-52s %8.3f %8.2f\n' "ferryfs hydrating its cache (compress=0)" "$(per_gib "$hyd_f")" "$(echo "$hyd_f / $curl_c" | bc -l)"
+printf '%-52s %8.3f %8.2f\n' "ferryfs under cat disk.raw (prefetch=0)" "$(per_gib "$read_f")" "$(echo "$read_f / $curl_c" | bc -l)"
+printf '%-52s %8.3f %8s\n' "  the reader, cat, apart" "$(per_gib "$read_r")" -
+printf '%-52s %8s %8s\n' "serving" "CPU/GiB" "x nginx"
+printf '%-52s %8.3f %8s\n' "nginx (sendfile, TLS) for curl" "$(per_gib "$nginx_c")" 1.00
+printf '%-52s %8.3f %8.2f\n' "ferry-export for the hydration" "$(per_gib "$hyd_e")" "$(echo "$hyd_e / $nginx_c" | bc -l)"
+printf '%-52s %8.3f %8.2f\n' "ferry-export for cat" "$(per_gib "$read_e")" "$(echo "$read_e / $nginx_c" | bc -l)"
