@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -302,4 +303,40 @@ ferry_relay_pump(int a, int b, const volatile bool *stop)
 	moved = r.moved_ba;
 	ferry_relay_close(&r);
 	return moved;
+}
+
+int
+ferry_listen_tcp(const struct addrinfo *res, bool nodelay, unsigned *bound)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	int fd = -1, one = 1, err = EADDRNOTAVAIL;
+
+	for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
+			    SOCK_NONBLOCK, ai->ai_protocol);
+		if (fd < 0) {
+			err = errno;
+			continue;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		if (nodelay)
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+				   sizeof one);
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+		    listen(fd, 1024) == 0)
+			break;
+		err = errno;
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0) {
+		errno = err;
+		return -err;
+	}
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	*bound = ntohs(ss.ss_family == AF_INET6 ?
+		       ((struct sockaddr_in6 *)&ss)->sin6_port :
+		       ((struct sockaddr_in *)&ss)->sin_port);
+	return fd;
 }

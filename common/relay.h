@@ -70,6 +70,14 @@ unsigned long long ferry_relay_pump(int a, int b, const volatile bool *stop);
 
 /*! ferry_set_nonblock() / ferry_keepalive() : socket settings used on
  * both ends (keepalive: probes after 30 s idle, dead after 75 s more). */
+struct addrinfo;
+/*! ferry_listen_tcp() : a non-blocking, close-on-exec listening socket on
+ * the first of @res that binds (SO_REUSEADDR, backlog 1024; TCP_NODELAY
+ * with @nodelay, which accepted sockets inherit). Its port in *@bound.
+ * @return the socket, or -errno of the last failure (errno set too). */
+int ferry_listen_tcp(const struct addrinfo *res, bool nodelay,
+		     unsigned *bound);
+
 int ferry_set_nonblock(int fd);
 void ferry_keepalive(int fd);
 

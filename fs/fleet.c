@@ -34,6 +34,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "fs/dirbuf.h"
 #include "fs/fleet.h"
 
 enum { FL_ROOT = FUSE_ROOT_ID, FL_CTL = 2, FL_STATUS = 3 };
@@ -530,30 +531,6 @@ fl_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_attr(req, &st, 0);
 }
 
-struct dirbuf {
-	char *p;
-	size_t size;
-};
-
-static void
-dirbuf_add(fuse_req_t req, struct dirbuf *b, const char *name, fuse_ino_t ino,
-	   mode_t mode)
-{
-	struct stat st = { .st_ino = ino, .st_mode = mode };
-	size_t old = b->size;
-	char *p;
-
-	b->size += fuse_add_direntry(req, NULL, 0, name, NULL, 0);
-	p = realloc(b->p, b->size);
-	if (!p) {
-		b->size = old;
-		return;
-	}
-	b->p = p;
-	fuse_add_direntry(req, b->p + old, b->size - old, name, &st,
-			  (off_t)b->size);
-}
-
 static void
 fl_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	   struct fuse_file_info *fi)
@@ -584,12 +561,7 @@ fl_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 					   f->m[i]->fs.ino_base + FUSE_ROOT_ID,
 					   S_IFDIR);
 	}
-	if ((size_t)off < b.size)
-		fuse_reply_buf(req, b.p + off,
-			       FERRY_MIN(b.size - (size_t)off, size));
-	else
-		fuse_reply_buf(req, NULL, 0);
-	free(b.p);
+	dirbuf_reply(req, &b, size, off);
 }
 
 static void

@@ -495,14 +495,12 @@ listen_open(struct listener *l, const char *addr, const char *cert,
 	struct addrinfo hints = { .ai_family = AF_UNSPEC,
 				  .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV },
-			*res, *ai;
+			*res;
 	struct ferry_connstr cs = { 0 };
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof ss;
 	char host[256], port[16], kc[PATH_MAX], kk[PATH_MAX];
 	const char *colon = strrchr(addr, ':');
 	unsigned bound;
-	int fd = -1, one = 1, r;
+	int fd, r;
 
 	l->fd = -1;
 	l->hello_timeout = 10;
@@ -543,29 +541,12 @@ listen_open(struct listener *l, const char *addr, const char *cert,
 		ferry_error("--listen %s: %s", addr, gai_strerror(r));
 		return -EINVAL;
 	}
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
-			    SOCK_NONBLOCK, ai->ai_protocol);
-		if (fd < 0)
-			continue;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-		    listen(fd, 1024) == 0)
-			break;
-		r = errno;
-		close(fd);
-		fd = -1;
-		errno = r;
-	}
+	fd = ferry_listen_tcp(res, false, &bound);
 	freeaddrinfo(res);
 	if (fd < 0) {
 		ferry_error("listen on %s: %m", addr);
 		return -EADDRINUSE;
 	}
-	getsockname(fd, (struct sockaddr *)&ss, &sl);
-	bound = ntohs(ss.ss_family == AF_INET6 ?
-		      ((struct sockaddr_in6 *)&ss)->sin6_port :
-		      ((struct sockaddr_in *)&ss)->sin_port);
 	l->fd = fd;
 	snprintf(l->addr, sizeof l->addr, "%s%s%s:%u",
 		 strchr(host, ':') ? "[" : "", host,

@@ -37,6 +37,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "backends/usedmap.h"
+#include "fs/dirbuf.h"
 #include "fs/ferryfs.h"
 
 enum {
@@ -486,12 +487,7 @@ ferry_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_entry(req, &e);
 }
 
-struct dirbuf {
-	char *p;
-	size_t size;
-};
-
-static void
+void
 dirbuf_add(fuse_req_t req, struct dirbuf *b, const char *name, fuse_ino_t ino,
 	   mode_t mode)
 {
@@ -508,6 +504,19 @@ dirbuf_add(fuse_req_t req, struct dirbuf *b, const char *name, fuse_ino_t ino,
 	b->p = p;
 	fuse_add_direntry(req, b->p + old, b->size - old, name, &st,
 			  (off_t)b->size);
+}
+
+void
+dirbuf_reply(fuse_req_t req, struct dirbuf *b, size_t size, off_t off)
+{
+	if ((size_t)off < b->size)
+		fuse_reply_buf(req, b->p + off,
+			       FERRY_MIN(b->size - (size_t)off, size));
+	else
+		fuse_reply_buf(req, NULL, 0);
+	free(b->p);
+	b->p = NULL;
+	b->size = 0;
 }
 
 static void
@@ -539,12 +548,7 @@ ferry_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		dirbuf_add(req, &b, "source.json", base + INO_SOURCE, S_IFREG);
 		dirbuf_add(req, &b, "metrics", base + INO_METRICS, S_IFREG);
 	}
-	if ((size_t)off < b.size)
-		fuse_reply_buf(req, b.p + off,
-			       FERRY_MIN(b.size - (size_t)off, size));
-	else
-		fuse_reply_buf(req, NULL, 0);
-	free(b.p);
+	dirbuf_reply(req, &b, size, off);
 }
 
 static struct open_file *

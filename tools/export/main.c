@@ -33,6 +33,7 @@
 #include <zstd.h>
 
 #include "common/connstr.h"
+#include "common/relay.h"
 #include "common/tls.h"
 #include "common/log.h"
 #include "backends/usedmap.h"
@@ -233,43 +234,23 @@ split_hostport(const char *s, char *host, size_t hostlen, char *port,
 static int
 listen_on(const char *host, const char *port, unsigned *bound)
 {
-	struct addrinfo *res, *ai;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof ss;
-	int fd = -1, one = 1, r;
+	struct addrinfo *res;
 	char why[256];
+	int fd;
 
 	if (export_resolve(host, port, true, &res, why, sizeof why) < 0) {
 		ferry_error("listen address %s:%s: %s", host, port, why);
 		return -EINVAL;
 	}
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
-			    SOCK_NONBLOCK, ai->ai_protocol);
-		if (fd < 0)
-			continue;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-		/* Replies end in a small TLS record; with Nagle it waits for
-		 * the client's delayed ACK, a stall on every request (137 vs
-		 * 578 MB/s on one stream). Accepted sockets inherit this. */
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-		    listen(fd, 1024) == 0)
-			break;
-		r = errno;
-		close(fd);
-		fd = -1;
-		errno = r;
-	}
+	/* Replies end in a small TLS record; with Nagle it waits for the
+	 * client's delayed ACK, a stall on every request (137 vs 578 MB/s on
+	 * one stream): TCP_NODELAY, which accepted sockets inherit. */
+	fd = ferry_listen_tcp(res, true, bound);
 	export_freeaddrinfo(res);
 	if (fd < 0) {
 		ferry_error("listen on %s:%s: %m", host, port);
 		return -EADDRINUSE;
 	}
-	getsockname(fd, (struct sockaddr *)&ss, &sl);
-	*bound = ntohs(ss.ss_family == AF_INET6 ?
-		       ((struct sockaddr_in6 *)&ss)->sin6_port :
-		       ((struct sockaddr_in *)&ss)->sin_port);
 	return fd;
 }
 
