@@ -52,6 +52,14 @@ struct ferry_sink {
 	/* Ask for the bytes as they are, even where the source was opened
 	 * to ask for compression (the transfer engine's choice, fetch.c). */
 	bool plain;
+	/* Optional: ask for the source's digests of the @digest_block-byte
+	 * blocks the range touches along with the data (a ferry-export's
+	 * in-band digests, doc/protocol.md), given to @digests before the
+	 * data: @n blocks from block @first. A source that does not send
+	 * them never calls it. */
+	uint32_t digest_block;
+	void (*digests)(void *arg, uint64_t first,
+			const struct ferry_digest *dg, size_t n);
 };
 
 struct ferry_source;

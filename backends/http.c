@@ -104,6 +104,30 @@ curl_init_once(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* "Ferry-Digests:" of a reply to a request that asked for them: handed to
+ * the sink if they are exactly the blocks of the range; anything else is
+ * dropped (the sink then asks for digests itself). */
+static void
+inband_digests(struct xfer *x, const char *v, size_t len)
+{
+	struct ferry_digest dg[FERRY_DIGESTS_INBAND_MAX];
+	uint64_t b = x->ranged && x->sink ? x->sink->digest_block : 0;
+	uint64_t first, count;
+	char why[120];
+
+	if (b == 0 || !x->sink->digests || x->status != 206 || x->want == 0)
+		return;
+	while (len && *v == ' ')
+		v++, len--;
+	first = x->off / b;
+	count = (x->off + x->want + b - 1) / b - first;
+	if (count > FERRY_DIGESTS_INBAND_MAX ||
+	    ferry_digests_from_header(v, len, b, first, (size_t)count, dg, why,
+				      sizeof why) < 0)
+		return;
+	x->sink->digests(x->sink->arg, first, dg, (size_t)count);
+}
+
 static size_t
 header_cb(char *line, size_t size, size_t n, void *arg)
 {
@@ -111,6 +135,10 @@ header_cb(char *line, size_t size, size_t n, void *arg)
 	size_t len = size * n;
 	char buf[256];
 
+	if (len > 14 && strncasecmp(line, "Ferry-Digests:", 14) == 0) {
+		inband_digests(x, line + 14, len - 14);
+		return len;
+	}
 	if (len >= sizeof buf)
 		return len;
 	memcpy(buf, line, len);
@@ -612,6 +640,17 @@ range_headers_of(struct ferry_source *src, unsigned disk, bool plain)
 	return l;
 }
 
+/* curl_slist_append that frees the list when it fails. */
+static struct curl_slist *
+slist_add(struct curl_slist *l, const char *s)
+{
+	struct curl_slist *n = curl_slist_append(l, s);
+
+	if (!n)
+		curl_slist_free_all(l);
+	return n;
+}
+
 static int
 http_fetch(struct ferry_source *src, unsigned disk, uint64_t off,
 	   uint64_t len, const struct ferry_sink *sink)
@@ -626,8 +665,23 @@ http_fetch(struct ferry_source *src, unsigned disk, uint64_t off,
 			.headers = range_headers_of(src, disk, sink->plain),
 			.disk_size = src->disks[disk].size,
 		};
+		struct curl_slist *dh = NULL;
 
+		if (sink->digest_block && p->ferry) {
+			/* This request's headers: the disk's, plus the ask. */
+			char ask[40];
+
+			for (const struct curl_slist *l = x.headers ? x.headers :
+			     p->headers; l; l = l->next)
+				if (!(dh = slist_add(dh, l->data)))
+					break;
+			snprintf(ask, sizeof ask, "Ferry-Digests: %u",
+				 sink->digest_block);
+			if (dh && (dh = slist_add(dh, ask)))
+				x.headers = dh;
+		}
 		r = request(src, p->disk_url[disk], &x);
+		curl_slist_free_all(dh);
 		/* Keep what arrived (in order, each chunk checked by the
 		 * sink as it completes); ask again only for the rest. */
 		off += x.got;

@@ -1,5 +1,6 @@
 /* ferry — per-chunk digests. See digest.h. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -144,4 +145,107 @@ ferry_digests_from_json(const char *text, size_t len, uint64_t chunk,
 out:
 	json_decref(root);
 	return r;
+}
+
+int
+ferry_digests_header(char *out, size_t cap, uint64_t block, uint64_t first,
+		     const struct ferry_digest *dg, size_t n)
+{
+	int k = snprintf(out, cap, FERRY_DIGEST_NAME " %" PRIu64 " %" PRIu64
+			 " ", block, first);
+	size_t len;
+
+	if (k < 0 || (size_t)k + n * (FERRY_DIGEST_HEX + 1) + 1 > cap)
+		return -ENOSPC;
+	len = (size_t)k;
+	for (size_t i = 0; i < n; i++) {
+		char hex[33];
+
+		ferry_digest_hex(&dg[i], hex);
+		memcpy(out + len, hex, FERRY_DIGEST_HEX);
+		len += FERRY_DIGEST_HEX;
+		if (i + 1 < n)
+			out[len++] = ',';
+	}
+	out[len] = '\0';
+	return (int)len;
+}
+
+/* A decimal number at *@p (advanced past it) up to @end. */
+static bool
+take_number(const char **p, const char *end, uint64_t *out)
+{
+	const char *s = *p;
+	uint64_t v = 0;
+
+	if (s == end || *s < '0' || *s > '9')
+		return false;
+	for (; s < end && *s >= '0' && *s <= '9'; s++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*p = s;
+	*out = v;
+	return true;
+}
+
+int
+ferry_digests_from_header(const char *v, size_t len, uint64_t block,
+			  uint64_t first, size_t count,
+			  struct ferry_digest *out, char *why, size_t whylen)
+{
+	const char *p = v, *end = v + len;
+	size_t alen = strlen(FERRY_DIGEST_NAME);
+	uint64_t b, f;
+
+	if (count == 0) {
+		snprintf(why, whylen, "no digests asked for");
+		return -EPROTO;
+	}
+	while (end > p && (end[-1] == ' ' || end[-1] == '\t' ||
+			   end[-1] == '\r' || end[-1] == '\n'))
+		end--;
+	if ((size_t)(end - p) < alen + 1 ||
+	    memcmp(p, FERRY_DIGEST_NAME " ", alen + 1) != 0) {
+		snprintf(why, whylen, "not " FERRY_DIGEST_NAME " digests");
+		return -EPROTO;
+	}
+	p += alen + 1;
+	if (!take_number(&p, end, &b) || p == end || *p++ != ' ' ||
+	    !take_number(&p, end, &f) || p == end || *p++ != ' ') {
+		snprintf(why, whylen, "no block size and first block");
+		return -EPROTO;
+	}
+	if (b != block || f != first) {
+		snprintf(why, whylen, "answers other blocks than asked");
+		return -EPROTO;
+	}
+	for (size_t i = 0; i < count; i++) {
+		if (i > 0 && (p == end || *p++ != ',')) {
+			snprintf(why, whylen, "%zu digests, not %zu", i, count);
+			return -EPROTO;
+		}
+		if ((size_t)(end - p) < FERRY_DIGEST_HEX) {
+			snprintf(why, whylen, "digest %zu is not %d hex digits",
+				 i, FERRY_DIGEST_HEX);
+			return -EPROTO;
+		}
+		for (size_t k = 0; k < sizeof out[i].b; k++) {
+			int hi = unhex(p[2 * k]), lo = unhex(p[2 * k + 1]);
+
+			if (hi < 0 || lo < 0) {
+				snprintf(why, whylen, "digest %zu is not %d "
+					 "hex digits", i, FERRY_DIGEST_HEX);
+				return -EPROTO;
+			}
+			out[i].b[k] = (uint8_t)(hi << 4 | lo);
+		}
+		p += FERRY_DIGEST_HEX;
+	}
+	if (p != end) {
+		snprintf(why, whylen, "more than %zu digests", count);
+		return -EPROTO;
+	}
+	return 0;
 }

@@ -53,4 +53,25 @@ int ferry_digests_from_json(const char *text, size_t len, uint64_t chunk,
 			    uint64_t first, size_t count,
 			    struct ferry_digest *out, char *why, size_t whylen);
 
+/* In-band digests (doc/protocol.md): a data request with "Ferry-Digests:
+ * BLOCK" gets, in the reply's headers, the digests of the BLOCK-byte
+ * blocks its range touches, as "Ferry-Digests: xxh3-128 BLOCK FIRST
+ * HEX,HEX,..." (FIRST: the first block's number). At most this many. */
+#define FERRY_DIGESTS_INBAND_MAX 64
+
+/*! ferry_digests_header() : that header's value for @n digests of @block
+ * bytes from block @first, into @out of @cap bytes.
+ * @return its length, or -ENOSPC. */
+int ferry_digests_header(char *out, size_t cap, uint64_t block, uint64_t first,
+			 const struct ferry_digest *dg, size_t n);
+
+/*! ferry_digests_from_header() : parse such a value (@len bytes, maybe
+ * ending in white space), which must give exactly @count digests of
+ * @block-byte blocks from block @first, into @out.
+ * @return 0, or -EPROTO with the reason in @why. */
+int ferry_digests_from_header(const char *v, size_t len, uint64_t block,
+			      uint64_t first, size_t count,
+			      struct ferry_digest *out, char *why,
+			      size_t whylen);
+
 #endif

@@ -87,10 +87,48 @@ test_parse(void)
 				      sizeof why) == -EPROTO);
 }
 
+/* The in-band header: what the exporter writes, the client reads back;
+ * anything but exactly the blocks asked for is refused. */
+static void
+test_header(void)
+{
+	struct ferry_digest d[3], back[3];
+	char why[200], v[300], w[320];
+	int n;
+
+	for (int i = 0; i < 3; i++)
+		for (int k = 0; k < 16; k++)
+			d[i].b[k] = (uint8_t)(i * 16 + k);
+	n = ferry_digests_header(v, sizeof v, 4096, 12, d, 3);
+	CHECK(n == (int)strlen(v));
+	CHECK(strncmp(v, "xxh3-128 4096 12 000102", 23) == 0);
+	CHECK(ferry_digests_from_header(v, (size_t)n, 4096, 12, 3, back, why,
+					sizeof why) == 0);
+	CHECK(memcmp(back, d, sizeof d) == 0);
+	snprintf(w, sizeof w, "%s\r\n", v);	/* as the header line ends */
+	CHECK(ferry_digests_from_header(w, strlen(w), 4096, 12, 3, back, why,
+					sizeof why) == 0);
+	CHECK(ferry_digests_from_header(v, (size_t)n, 4096, 13, 3, back, why,
+					sizeof why) == -EPROTO);
+	CHECK(ferry_digests_from_header(v, (size_t)n, 8192, 12, 3, back, why,
+					sizeof why) == -EPROTO);
+	CHECK(ferry_digests_from_header(v, (size_t)n, 4096, 12, 2, back, why,
+					sizeof why) == -EPROTO);
+	CHECK(strstr(why, "more than") != NULL);
+	CHECK(ferry_digests_from_header(v, (size_t)n, 4096, 12, 4, back, why,
+					sizeof why) == -EPROTO);
+	CHECK(ferry_digests_from_header(v, (size_t)n - 1, 4096, 12, 3, back,
+					why, sizeof why) == -EPROTO);
+	CHECK(ferry_digests_from_header(v, 0, 4096, 12, 3, back, why,
+					sizeof why) == -EPROTO);
+	CHECK(ferry_digests_header(v, 40, 4096, 12, d, 3) == -ENOSPC);
+}
+
 int
 main(void)
 {
 	test_hasher();
 	test_parse();
+	test_header();
 	return check_result("unit-digest");
 }

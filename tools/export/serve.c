@@ -4,7 +4,9 @@
  *                               tables (info.c)
  *   GET /v1/disks               JSON list of the exported disks
  *   GET /v1/disks/NAME          the bytes; Range: bytes=A-B gives 206;
- *                               Accept-Encoding: zstd compresses them
+ *                               Accept-Encoding: zstd compresses them;
+ *                               Ferry-Digests: BLOCK adds the digests of
+ *                               a small range's blocks to the headers
  *   GET /v1/disks/NAME/extents  allocation map (data / zero ranges), less
  *                               the blocks found to be zeros
  *   GET /v1/disks/NAME/digests?chunk=C&first=F&count=N
@@ -386,6 +388,34 @@ stream_next(struct evhttp_connection *evcon, void *arg)
 	stream_send(st, buf);
 }
 
+/* "Ferry-Digests: BLOCK" on a small range request: the digests of the
+ * BLOCK-byte blocks it touches, read now, in a header of the same name, so
+ * that a small read is checked without a request of its own (fs/direct.c).
+ * Anything else asked is ignored: the client then asks .../digests. */
+static void
+add_digests(struct evkeyvalq *out, struct export_disk *d, const char *want,
+	    uint64_t off, uint64_t len)
+{
+	struct ferry_digest dg[FERRY_DIGESTS_INBAND_MAX];
+	char v[64 + FERRY_DIGESTS_INBAND_MAX * (FERRY_DIGEST_HEX + 1)];
+	uint64_t block, first, n;
+	char *end;
+
+	if (!want || len == 0)
+		return;
+	block = strtoull(want, &end, 10);
+	if (end == want || *end || block < 4096 || block > (1u << 20) ||
+	    block % 4096)
+		return;
+	first = off / block;
+	n = (off + len + block - 1) / block - first;
+	if (n > FERRY_DIGESTS_INBAND_MAX ||
+	    ferry_source_digests(d->src, 0, block, first, (size_t)n, dg) < 0 ||
+	    ferry_digests_header(v, sizeof v, block, first, dg, (size_t)n) < 0)
+		return;
+	evhttp_add_header(out, "Ferry-Digests", v);
+}
+
 static void
 serve_data(struct evhttp_request *req, struct exporter *ex,
 	   struct export_disk *d)
@@ -436,6 +466,9 @@ serve_data(struct evhttp_request *req, struct exporter *ex,
 			 "/%" PRIu64, off, off + len - 1, size);
 		evhttp_add_header(out, "Content-Range", hdr);
 	}
+	if (range && !head)
+		add_digests(out, d, evhttp_find_header(in, "Ferry-Digests"),
+			    off, len);
 	evhttp_add_header(out, "Content-Type", "application/octet-stream");
 	evhttp_add_header(out, "Accept-Ranges", "bytes");
 	evhttp_add_header(out, "Vary", "Accept-Encoding");
