@@ -50,3 +50,26 @@ with open(path, "wb") as f:
             f.seek(off - 5 * 1024); f.write(os.urandom(3 * 1024))
 PY
 }
+
+# netns_up NS VETH_HOST VETH_NS HOST_IP NS_IP MBIT: a network namespace NS
+# joined to this one by a veth pair, MTU 1500, HOST_IP/30 here and NS_IP/30
+# there, shaped by tbf to MBIT both ways (a burst of 4 ms of the rate, a
+# queue of 50 ms). netns_down NS VETH_HOST takes both away.
+netns_up() {
+	local burst=$(($6 * 1000000 / 8 / 250))
+	[ "$burst" -ge 16000 ] || burst=16000
+	ip netns add "$1"
+	ip link add "$2" type veth peer name "$3"
+	ip link set "$3" netns "$1"
+	ip addr add "$4/30" dev "$2"
+	ip link set "$2" mtu 1500 up
+	ip netns exec "$1" ip addr add "$5/30" dev "$3"
+	ip netns exec "$1" ip link set "$3" mtu 1500 up
+	ip netns exec "$1" ip link set lo up
+	tc qdisc replace dev "$2" root tbf rate "${6}mbit" burst "$burst" latency 50ms
+	ip netns exec "$1" tc qdisc replace dev "$3" root tbf rate "${6}mbit" burst "$burst" latency 50ms
+}
+netns_down() {
+	ip netns del "$1" 2>/dev/null || true	# (takes the veth pair with it)
+	ip link del "$2" 2>/dev/null || true
+}

@@ -3,6 +3,7 @@
  *   main.c   options, start-up, mount
  *   cache.c  per-disk cache files: sparse data + crash-safe presence map
  *   fetch.c  transfer engine: demand reads first, readahead, hydration
+ *   direct.c small cold reads fetched alone, not waiting for their chunks
  *   files.c  the files of the mount: views of each disk (views/)
  *   layout.c a disk's map and its views, replaced whole by a resync
  *   ops.c    FUSE low-level operations and .ferry/status.json
@@ -90,6 +91,8 @@ struct fdisk {
 	_Atomic uint64_t cached;	/* data bytes present */
 	_Atomic uint64_t received;	/* disk bytes received (decoded) */
 	_Atomic uint64_t wire;		/* bytes as they travelled */
+	_Atomic uint64_t small_reads;	/* reads answered by direct.c */
+	_Atomic uint64_t small_bytes;	/* disk bytes they received */
 	bool verify;			/* check chunks against digests */
 	_Atomic uint64_t mismatches;	/* chunks received that differed */
 	atomic_bool dirty;		/* presence changed since the flush */
@@ -134,12 +137,16 @@ struct sched {
 	pthread_cond_t done;		/* a job finished */
 	struct fetch_queue demand;	/* readers are waiting on these */
 	struct fetch_queue ahead;	/* readahead */
+	/* Chunks a small read was answered without (direct.c), fetched by
+	 * the background workers before hydration, prefetch or not. */
+	struct fetch_queue later;
 	struct fetch_job *inflight;	/* every job not yet done */
 	size_t rr;			/* next disk to hydrate */
 	/* Foreground (demand and readahead) jobs not yet done; hydration
 	 * pauses while there are any. Written under lock, read without. */
 	_Atomic unsigned fg_busy;
 	pthread_cond_t fg_idle;		/* fg_busy dropped to 0 */
+	double fg_last;			/* when it last did (ferry_now) */
 };
 
 /* Readahead state of one open file, in disk offsets. */
@@ -175,6 +182,7 @@ struct ferryfs {
 	bool verify;			/* -o verify= */
 	unsigned streams;		/* foreground, and as many background */
 	uint64_t readahead;		/* bytes: the largest window */
+	uint64_t smallread;		/* bytes: direct.c's largest read */
 	struct ferry_bucket bucket;	/* -o bwlimit=, .ferry/control */
 	unsigned views;			/* VIEWS_* */
 	unsigned qcow2_cluster_bits;
@@ -335,6 +343,23 @@ int fetch_ensure_v(struct ferryfs *fs, struct fdisk *d,
 		   const struct ferry_extent *rv, size_t n,
 		   struct fetch_ra *ra);
 
+/*! fetch_ra_follows() : does a read of disk bytes [a, b) begin within
+ * -o smallread= of where @ra's reader's last read ended? If not, @ra takes
+ * it as a jump, as fetch_ensure_v() would. */
+bool fetch_ra_follows(struct ferryfs *fs, struct fdisk *d, struct fetch_ra *ra,
+		      uint64_t a, uint64_t b);
+
+/*! fetch_fg_enter(), fetch_fg_leave() : foreground work outside the
+ * workers (direct.c) is on the wire: background transfers pause. */
+void fetch_fg_enter(struct ferryfs *fs);
+void fetch_fg_leave(struct ferryfs *fs);
+
+/*! fetch_later() : queue the chunks of [off, off+len) of @d that hold
+ * data, are not cached and have no job, for the background workers (the
+ * rest of what a small read was answered without). */
+void fetch_later(struct ferryfs *fs, struct fdisk *d, uint64_t off,
+		 uint64_t len);
+
 void fetch_ra_init(struct fetch_ra *ra);
 void fetch_ra_destroy(struct fetch_ra *ra);
 
@@ -350,6 +375,20 @@ void fetch_forget(struct ferryfs *fs, struct fdisk *d, uint64_t c);
 /*! fetch_chunk_has_data() : does chunk @c of @d hold any data (by its
  * current map: sched.lock held, or no worker yet)? */
 bool fetch_chunk_has_data(const struct fdisk *d, uint64_t c);
+
+/* direct.c */
+
+/*! fetch_direct() : answer a small cold read of @d's disk ranges
+ * @rv[0..n) (by @map, the reader's layout's) without waiting for their
+ * chunks: their 4 KiB blocks are fetched into memory, checked against the
+ * source's digests of those blocks when the disk is verified, and the
+ * ranges' bytes put one after another in *@res (malloc'd). Nothing is
+ * cached. @return 1 (done), 0 (not taken: too big, sequential, cached, or
+ * a block that differed; the caller fetches chunks), or -errno of the
+ * fetch. */
+int fetch_direct(struct ferryfs *fs, struct fdisk *d,
+		 const struct ferry_extents *map, const struct ferry_extent *rv,
+		 size_t n, struct fetch_ra *ra, uint8_t **res);
 
 /* verify.c */
 

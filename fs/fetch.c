@@ -66,6 +66,8 @@
 #define PAUSE_MAX 10.0		/* seconds a background transfer may wait */
 #define RA_START 4		/* chunks: the first readahead window */
 #define VERIFY_TRIES 3		/* fetches of a chunk whose digest differs */
+#define LATER_QUIET 0.2		/* seconds without a reader before the
+				 * chunks of small reads are fetched */
 
 struct fetch_job {
 	struct fdisk *d;
@@ -239,6 +241,35 @@ run_fg(struct ferryfs *fs, struct run *r)
 	return true;
 }
 
+/* A background run of what small reads left (sched.later): its first
+ * job and the queued ones right after it. sched.lock held. */
+static bool
+run_later(struct ferryfs *fs, struct run *r)
+{
+	struct sched *s = &fs->sched;
+	struct fetch_job *j = s->later.head;
+	size_t max;
+
+	if (!j)
+		return false;
+	r->d = j->d;
+	max = run_limit(j->d);
+	q_remove(j);
+	run_add(r, j);
+	while (r->n < max) {
+		uint64_t c = j->chunk + 1;
+
+		if (c >= r->d->nchunks || !ferry_bitmap_test(&r->d->busy, c))
+			break;
+		j = job_find(s, r->d, c);
+		if (!j || j->queue != &s->later)
+			break;
+		q_remove(j);
+		run_add(r, j);
+	}
+	return true;
+}
+
 /* A background run: the next chunks of a disk to hydrate. sched.lock
  * held. */
 static bool
@@ -314,6 +345,7 @@ job_finish(struct ferryfs *fs, struct fetch_job *j, int err)
 			break;
 		}
 	if (j->fg && --s->fg_busy == 0) {
+		s->fg_last = ferry_now();
 		pthread_cond_broadcast(&s->fg_idle);
 		pthread_cond_broadcast(&s->work);	/* hydration may go */
 	}
@@ -765,6 +797,42 @@ run_fetch_verified(struct run *r)
 	return err;
 }
 
+/* Wait on @c until woken or until ferry_now() reaches @at. */
+static void
+timed_wait(pthread_cond_t *c, pthread_mutex_t *m, double at)
+{
+	double left = at - ferry_now();
+	struct timespec ts;
+
+	if (left <= 0)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)left;
+	ts.tv_nsec += (long)((left - (double)(time_t)left) * 1e9);
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(c, m, &ts);
+}
+
+/* A background worker's next run, if the readers leave it one: what small
+ * reads left once they have been quiet for LATER_QUIET (a run taken while
+ * they go on delays each of them by what it has on the wire), else
+ * hydration. sched.lock held. */
+static bool
+run_back(struct ferryfs *fs, struct run *r)
+{
+	struct sched *s = &fs->sched;
+
+	if (s->fg_busy > 0)
+		return false;
+	if (s->later.head && ferry_now() >= s->fg_last + LATER_QUIET &&
+	    run_later(fs, r))
+		return true;
+	return fs->prefetch && run_bg(fs, r);
+}
+
 static void *
 worker_main(struct ferryfs *fs, bool fg)
 {
@@ -777,10 +845,15 @@ worker_main(struct ferryfs *fs, bool fg)
 		bool demand;
 		int err;
 
-		while (!fs->stop &&
-		       !(fg ? run_fg(fs, &r) :
-			 fs->prefetch && s->fg_busy == 0 && run_bg(fs, &r)))
-			pthread_cond_wait(&s->work, &s->lock);
+		while (!fs->stop && !(fg ? run_fg(fs, &r) : run_back(fs, &r))) {
+			double at = s->later.head && s->fg_busy == 0 ?
+				    s->fg_last + LATER_QUIET : 0;
+
+			if (at > 0)
+				timed_wait(&s->work, &s->lock, at);
+			else
+				pthread_cond_wait(&s->work, &s->lock);
+		}
 		if (fs->stop)
 			break;
 		for (size_t i = 0; i < r.n; i++)
@@ -909,6 +982,12 @@ queue_demand(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t end,
 			/* Readahead a reader now needs: to the front. */
 			q_remove(j);
 			q_push(&s->demand, j);
+		} else if (j->queue == &s->later) {
+			/* Left by a small read, needed now: demand. */
+			q_remove(j);
+			j->fg = true;
+			s->fg_busy++;
+			q_push(&s->demand, j);
 		} else if (!j->fg) {
 			/* A paused hydration run a reader now needs: wake
 			 * it (it never pauses while awaited). */
@@ -931,8 +1010,12 @@ ra_plan(struct ferryfs *fs, struct fdisk *d, struct fetch_ra *ra, uint64_t a,
 	uint64_t max = fs->readahead;
 	bool go = false;
 
-	if (max == 0)
+	if (max == 0) {
+		pthread_mutex_lock(&ra->lock);
+		ra->next = b;	/* still followed, for fetch_ra_follows */
+		pthread_mutex_unlock(&ra->lock);
 		return false;
+	}
 	pthread_mutex_lock(&ra->lock);
 	/* Reads of one sequential reader may arrive a little out of order
 	 * (the kernel's readahead runs on several FUSE threads). */
@@ -954,6 +1037,69 @@ ra_plan(struct ferryfs *fs, struct fdisk *d, struct fetch_ra *ra, uint64_t a,
 	}
 	pthread_mutex_unlock(&ra->lock);
 	return go;
+}
+
+bool
+fetch_ra_follows(struct ferryfs *fs, struct fdisk *d, struct fetch_ra *ra,
+		 uint64_t a, uint64_t b)
+{
+	uint64_t tol = FERRY_MAX(fs->smallread, (uint64_t)128 << 10);
+	bool seq;
+
+	pthread_mutex_lock(&ra->lock);
+	seq = ra->next != UINT64_MAX && a + tol >= ra->next &&
+	      a <= ra->next + tol;
+	if (!seq) {	/* as ra_plan() takes a jump */
+		ra->window = FERRY_MIN(RA_START * d->chunk, fs->readahead);
+		ra->queued = ra->mark = ra->next = b;
+	}
+	pthread_mutex_unlock(&ra->lock);
+	return seq;
+}
+
+void
+fetch_fg_enter(struct ferryfs *fs)
+{
+	pthread_mutex_lock(&fs->sched.lock);
+	fs->sched.fg_busy++;
+	pthread_mutex_unlock(&fs->sched.lock);
+}
+
+void
+fetch_fg_leave(struct ferryfs *fs)
+{
+	struct sched *s = &fs->sched;
+
+	pthread_mutex_lock(&s->lock);
+	if (--s->fg_busy == 0) {
+		s->fg_last = ferry_now();
+		pthread_cond_broadcast(&s->fg_idle);
+		pthread_cond_broadcast(&s->work);	/* hydration may go */
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+void
+fetch_later(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t len)
+{
+	struct sched *s = &fs->sched;
+	uint64_t first, last;
+	bool any = false;
+
+	if (!ferry_chunk_span(off, len, d->info.size, d->chunk, &first, &last))
+		return;
+	pthread_mutex_lock(&s->lock);
+	for (uint64_t c = first; c <= last; c++) {
+		struct fetch_job *j;
+
+		if (!chunk_wanted(d, c) || !(j = job_new(s, d, c, false)))
+			continue;
+		q_push(&s->later, j);
+		any = true;
+	}
+	if (any)
+		pthread_cond_broadcast(&s->work);
+	pthread_mutex_unlock(&s->lock);
 }
 
 void
@@ -1137,6 +1283,7 @@ fetch_stop(struct ferryfs *fs)
 	}
 	s->demand.head = s->demand.tail = NULL;
 	s->ahead.head = s->ahead.tail = NULL;
+	s->later.head = s->later.tail = NULL;
 	free(fs->workers);
 	fs->workers = NULL;
 	fs->nworkers = 0;

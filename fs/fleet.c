@@ -266,6 +266,7 @@ setup_main(void *arg)
 		fs->verify = t->verify;
 		fs->streams = t->streams;
 		fs->readahead = t->readahead;
+		fs->smallread = t->smallread;
 		fs->views = t->views;
 		fs->qcow2_cluster_bits = t->qcow2_cluster_bits;
 		ferry_bucket_init(&fs->bucket, (uint64_t)t->bucket.rate);

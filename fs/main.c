@@ -29,6 +29,7 @@ struct options {
 	char *views;
 	char *qcow2_cluster;
 	char *readahead;
+	char *smallread;
 	char *bwlimit;
 	char *timeout;
 	char *stall_timeout;
@@ -67,6 +68,7 @@ static const struct fuse_opt ferry_opts[] = {
 	FERRY_OPT("prefetch=%d", prefetch, 0),
 	FERRY_OPT("streams=%u", streams, 0),
 	FERRY_OPT("readahead=%s", readahead, 0),
+	FERRY_OPT("smallread=%s", smallread, 0),
 	FERRY_OPT("bwlimit=%s", bwlimit, 0),
 	FERRY_OPT("compress=%s", compress, 0),
 	FERRY_OPT("verify=%d", verify, 0),
@@ -139,6 +141,11 @@ usage(const char *prog)
 "  -o readahead=SIZE    largest window fetched ahead of a sequential reader;\n"
 "                       it starts at 4 chunks and doubles while the reader\n"
 "                       keeps on (default 64M; 0 = none)\n"
+"  -o smallread=SIZE    a read of up to SIZE that is not sequential and needs\n"
+"                       a chunk not cached fetches just its 4 KiB blocks\n"
+"                       (checked against their digests) instead of waiting\n"
+"                       for the chunk; it caches nothing (default 256K;\n"
+"                       0 = always whole chunks)\n"
 "  -o bwlimit=RATE      cap on bytes per second received, all streams\n"
 "                       together (K/M/G suffixes; default none); change it\n"
 "                       while mounted by writing bwlimit=RATE to\n"
@@ -404,6 +411,7 @@ check_options(const struct options *o, struct ferryfs *fs,
 
 	fs->chunk = 1u << 20;
 	fs->readahead = 64u << 20;
+	fs->smallread = 256u << 10;
 	if (o->chunk && (ferry_parse_size(o->chunk, &fs->chunk) < 0 ||
 			fs->chunk < 4096 || fs->chunk > (1u << 30) ||
 			fs->chunk % 4096)) {
@@ -419,6 +427,12 @@ check_options(const struct options *o, struct ferryfs *fs,
 			    fs->readahead > (4ull << 30))) {
 		ferry_error("-o readahead=%s: a size up to 4G (0 = none)",
 			    o->readahead);
+		return -EINVAL;
+	}
+	if (o->smallread && (ferry_parse_size(o->smallread, &fs->smallread) < 0 ||
+			    fs->smallread > (16u << 20))) {
+		ferry_error("-o smallread=%s: a size up to 16M (0 = none)",
+			    o->smallread);
 		return -EINVAL;
 	}
 	if (o->bwlimit && ferry_parse_size(o->bwlimit, &bwlimit) < 0) {
@@ -779,6 +793,7 @@ out_args:
 	free(o.advertise);
 	free(o.qcow2_cluster);
 	free(o.readahead);
+	free(o.smallread);
 	free(o.bwlimit);
 	free(o.timeout);
 	free(o.stall_timeout);

@@ -235,6 +235,12 @@ status_render(struct ferryfs *fs)
 		/* The first format's name of data_bytes, kept. */
 		json_object_set_new(dj, "bytes_received",
 				    json_integer((json_int_t)received));
+		/* Reads answered before their chunks (direct.c), and the
+		 * bytes they received, within data_bytes. */
+		json_object_set_new(dj, "small_reads",
+				    json_integer((json_int_t)d->small_reads));
+		json_object_set_new(dj, "small_read_bytes",
+				    json_integer((json_int_t)d->small_bytes));
 		json_array_append_new(arr, dj);
 	}
 	root = json_pack("{sssssbsosIsIsIsosososo}", "source", fs->src->id,
@@ -804,8 +810,8 @@ read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f,
 	struct segs s = { .v = s.small, .cap = 32 };
 	struct ferry_extent *disk = NULL;
 	struct fuse_bufvec *bv = NULL;
-	uint8_t *meta = NULL;
-	size_t ndisk = 0, nbufs = 0, meta_len = 0;
+	uint8_t *meta = NULL, *direct = NULL;
+	size_t ndisk = 0, nbufs = 0, meta_len = 0, dpos = 0;
 	int r = 0;
 
 	for (uint64_t pos = off; pos < off + size && r == 0;) {
@@ -833,7 +839,10 @@ read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f,
 				disk[ndisk++] = (struct ferry_extent){
 					s.v[i].disk_off, s.v[i].len };
 		r = !disk ? -ENOMEM : fs->nocache ? 0 :
-		    fetch_ensure_v(fs, f->d, &l->map, disk, ndisk, ra);
+		    fetch_direct(fs, f->d, &l->map, disk, ndisk, ra, &direct);
+		if (r == 0 && !direct && !fs->nocache)
+			r = fetch_ensure_v(fs, f->d, &l->map, disk, ndisk, ra);
+		r = r > 0 ? 0 : r;
 	}
 	if (r == 0 && fs->nocache) {
 		/* -o cache=none: the disk's bytes straight from the local
@@ -871,6 +880,9 @@ read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f,
 						break;
 					b->mem = meta + m;
 					m += n;
+				} else if (g->kind == VIEW_DISK && direct) {
+					b->mem = direct + dpos;	/* direct.c */
+					dpos += n;
 				} else if (g->kind == VIEW_DISK) {
 					b->flags = FUSE_BUF_IS_FD |
 						   FUSE_BUF_FD_SEEK;
@@ -898,6 +910,7 @@ read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f,
 	free(disk);
 	free(bv);
 	free(meta);
+	free(direct);
 	return r;
 }
 

@@ -109,6 +109,29 @@ unmount_ferry "$T/mnt"
 stop_liar
 ok "digests-wrong: $bad mismatches, the chunk fetched again, read right"
 
+# Small reads (-o smallread=) are checked too, by the digests that come
+# in-band with their data: a 4 KiB read whose bytes were changed, or whose
+# digest was, is not answered with them; its chunk is fetched and checked
+# instead, and the read is right.
+want=$T/small.want
+dd if="$T/disk.img" of="$want" bs=4096 skip=$((44 * 256 + 3)) count=1 status=none
+for lie in small-flip inband-wrong; do
+	start_liar "$lie" 1
+	: >"$T/ferryfs.log"
+	mount_ferry "$LURL" "$T/mnt" "cache=$T/small-cache-$lie,$OPTS"
+	timeout 60 dd if="$T/mnt/disk.raw" of="$T/small" bs=4096 skip=$((44 * 256 + 3)) count=1 \
+		status=none || fail "$lie: the 4 KiB read failed"
+	cmp "$T/small" "$want" || fail "$lie: the 4 KiB read is wrong"
+	bad=$(status "$T/mnt" disk digest_mismatches)
+	[ "$bad" -ge 1 ] || fail "$lie: no mismatch counted"
+	grep -q "differs from the source's digest; reading its chunk" "$T/ferryfs.log" ||
+		fail "$lie: no log line"
+	[ "$(status "$T/mnt" disk small_reads)" = 0 ] || fail "$lie: answered as a small read"
+	unmount_ferry "$T/mnt"
+	stop_liar
+	ok "$lie: the small read's block differed, its chunk was read instead, right"
+done
+
 # Lies about what the disks are: ferryfs refuses to mount, in a line or
 # two that say what was wrong, and writes no cache file.
 while read -r lie why; do

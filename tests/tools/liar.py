@@ -22,6 +22,9 @@ HTTP that says something false:
     extents-oob    an extent map with an entry past the end of the disk
     digests-json   GET .../digests answered with garbage
     digests-wrong  GET .../digests with the first digest changed
+    small-flip     a data answer with in-band digests (Ferry-Digests, a
+                   small read's) with its first byte changed
+    inband-wrong   the same answer with the first of those digests changed
 
 Answers are sent back with Content-Length (never chunked). On SIGTERM it
 exits, printing on stderr how many answers it forwarded and how many lies
@@ -46,8 +49,9 @@ args = ap.parse_args()
 
 DATA = {"range-start", "range-total", "status-200", "status-500", "extra",
         "short"}
-LIES = DATA | {"listing-json", "extents-json", "extents-overlap",
-               "extents-oob", "digests-json", "digests-wrong"}
+INBAND = {"small-flip", "inband-wrong"}
+LIES = DATA | INBAND | {"listing-json", "extents-json", "extents-overlap",
+                        "extents-oob", "digests-json", "digests-wrong"}
 if args.lie not in LIES:
     sys.exit(f"liar: unknown lie {args.lie!r}")
 
@@ -112,6 +116,8 @@ async def read_answer(reader, head_only):
 
 def applies(path, a):
     base = path.split("?")[0]
+    if args.lie in INBAND:
+        return a.status == 206 and a.get("Ferry-Digests") is not None
     if args.lie in DATA:
         return (base.startswith("/v1/disks/") and base.count("/") == 3
                 and a.status in (200, 206))
@@ -159,6 +165,12 @@ def lie(a):
         else:
             ext.append([m["size"], 1 << 20, "data"])
         a.body = json.dumps(m).encode()
+    elif kind == "small-flip":
+        a.body = bytes([a.body[0] ^ 0xff]) + a.body[1:]
+    elif kind == "inband-wrong":
+        alg, block, first, hexes = a.get("Ferry-Digests").split(" ")
+        h = ("0" if hexes[0] != "0" else "1") + hexes[1:]
+        a.set("Ferry-Digests", f"{alg} {block} {first} {h}")
     elif kind == "digests-json":
         a.body = b'{"algorithm":"xxh3-128","digests":[1,2'
     elif kind == "digests-wrong":
