@@ -846,10 +846,12 @@ worker_main(struct ferryfs *fs, bool fg)
 		int err;
 
 		while (!fs->stop && !(fg ? run_fg(fs, &r) : run_back(fs, &r))) {
-			double at = s->later.head && s->fg_busy == 0 ?
+			/* A background worker comes back for what small
+			 * reads left once the readers are quiet. */
+			double at = !fg && s->later.head && s->fg_busy == 0 ?
 				    s->fg_last + LATER_QUIET : 0;
 
-			if (at > 0)
+			if (at > ferry_now())
 				timed_wait(&s->work, &s->lock, at);
 			else
 				pthread_cond_wait(&s->work, &s->lock);

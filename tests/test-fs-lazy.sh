@@ -39,6 +39,15 @@ got=$(status "$T/mnt" disk data_bytes)
 [ "$(status "$T/mnt" disk chunks_cached)" = 1 ] || fail "chunks cached: $(status "$T/mnt" disk chunks_cached)"
 ok "4 KiB read in data: its block, then its chunk, $got bytes in all"
 
+# ... and then the mount is idle: no thread is left spinning (a worker once
+# was, waiting for readers to be quiet).
+cpu() { awk '{print $14 + $15}' "/proc/$FS_PID/stat"; }
+c0=$(cpu)
+sleep 2
+c1=$(cpu)
+[ $((c1 - c0)) -le 20 ] || fail "ferryfs used $((c1 - c0)) CPU ticks in 2 idle seconds"
+ok "idle after the small read: $((c1 - c0)) CPU ticks in 2 s"
+
 # Reading it again fetches nothing more.
 dd if="$T/mnt/disk.raw" of=/dev/null bs=4096 skip=$((44 * M / 4096 + 1)) count=1 status=none
 [ "$(status "$T/mnt" disk data_bytes)" = "$got" ] || fail "cached chunk fetched again"
