@@ -23,23 +23,13 @@ bench_cleanup() {
 	for p in "${SRC[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${SRC[@]}"; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -9 "$p" 2>/dev/null || true; done
 	mountpoint -q "$W/mnt" 2>/dev/null && fusermount3 -u "$W/mnt" || true
-	for i in $(seq "$MAX_N"); do ip netns del "$P-$i" 2>/dev/null || true; done
+	for i in $(seq "$MAX_N"); do netns_down "$P-$i" "fh$$-$i"; done
 }
 
 head -c $((SIZE_MIB * M)) /dev/urandom >"$W/disk.img"
 # The namespaces, one per source: host side 169.254.(100+i).1, source .2.
-burst=$(( RATE * 1000000 / 8 / 250 )); [ "$burst" -ge 16000 ] || burst=16000
 for i in $(seq "$MAX_N"); do
-	ip netns add "$P-$i"
-	ip link add "fh$$-$i" type veth peer name "fs$$-$i"
-	ip link set "fs$$-$i" netns "$P-$i"
-	ip addr add "169.254.$((100 + i)).1/30" dev "fh$$-$i"
-	ip link set "fh$$-$i" mtu 1500 up
-	ip netns exec "$P-$i" ip addr add "169.254.$((100 + i)).2/30" dev "fs$$-$i"
-	ip netns exec "$P-$i" ip link set "fs$$-$i" mtu 1500 up
-	ip netns exec "$P-$i" ip link set lo up
-	tc qdisc replace dev "fh$$-$i" root tbf rate "${RATE}mbit" burst "$burst" latency 50ms
-	ip netns exec "$P-$i" tc qdisc replace dev "fs$$-$i" root tbf rate "${RATE}mbit" burst "$burst" latency 50ms
+	netns_up "$P-$i" "fh$$-$i" "fs$$-$i" "169.254.$((100 + i)).1" "169.254.$((100 + i)).2" "$RATE"
 done
 
 link_mbs=$(echo "$RATE * 1000000 / 8 / 1000000" | bc -l)

@@ -53,11 +53,9 @@ PY
 
 # netns_up NS VETH_HOST VETH_NS HOST_IP NS_IP MBIT: a network namespace NS
 # joined to this one by a veth pair, MTU 1500, HOST_IP/30 here and NS_IP/30
-# there, shaped by tbf to MBIT both ways (a burst of 4 ms of the rate, a
-# queue of 50 ms). netns_down NS VETH_HOST takes both away.
+# there, shaped to MBIT both ways (netns_shape). netns_down NS VETH_HOST
+# takes both away.
 netns_up() {
-	local burst=$(($6 * 1000000 / 8 / 250))
-	[ "$burst" -ge 16000 ] || burst=16000
 	ip netns add "$1"
 	ip link add "$2" type veth peer name "$3"
 	ip link set "$3" netns "$1"
@@ -66,8 +64,15 @@ netns_up() {
 	ip netns exec "$1" ip addr add "$5/30" dev "$3"
 	ip netns exec "$1" ip link set "$3" mtu 1500 up
 	ip netns exec "$1" ip link set lo up
-	tc qdisc replace dev "$2" root tbf rate "${6}mbit" burst "$burst" latency 50ms
-	ip netns exec "$1" tc qdisc replace dev "$3" root tbf rate "${6}mbit" burst "$burst" latency 50ms
+	netns_shape "$1" "$2" "$3" "$6"
+}
+# netns_shape NS VETH_HOST VETH_NS MBIT: tbf at MBIT on both ends, a burst
+# of 4 ms of the rate, a queue of 50 ms.
+netns_shape() {
+	local burst=$(($4 * 1000000 / 8 / 250))
+	[ "$burst" -ge 16000 ] || burst=16000
+	tc qdisc replace dev "$2" root tbf rate "${4}mbit" burst "$burst" latency 50ms
+	ip netns exec "$1" tc qdisc replace dev "$3" root tbf rate "${4}mbit" burst "$burst" latency 50ms
 }
 netns_down() {
 	ip netns del "$1" 2>/dev/null || true	# (takes the veth pair with it)

@@ -49,8 +49,7 @@ bench_cleanup() {	# (under set -e: every step may fail, none stops the rest)
 	for p in "${SPIDS[@]}"; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -9 "$p" 2>/dev/null || true; done
 	mountpoint -q "$W/mnt" 2>/dev/null && fusermount3 -u "$W/mnt" || true
 	detach_loops || true
-	ip netns del "$NS" 2>/dev/null || true	# (takes the veth pair with it)
-	ip link del "$VH" 2>/dev/null || true
+	netns_down "$NS" "$VH"
 	for g in src transit; do
 		[ -d "$CG/$NS-$g" ] || continue
 		while read -r t; do echo "$t" >"$CG/tasks" 2>/dev/null || true; done <"$CG/$NS-$g/tasks"
@@ -66,20 +65,7 @@ server_disk "$W/disk0.img" "$W/src" >/dev/null
 # all). A copy has plain holes, the same at every row.
 cp --sparse=always "$W/disk0.img" "$W/disk.img"
 rm -f "$W/disk0.img"
-ip netns add "$NS"
-ip link add "$VH" type veth peer name "$VS"
-ip link set "$VS" netns "$NS"
-ip addr add "$HOSTIP/30" dev "$VH"
-ip link set "$VH" mtu 1500 up
-ip netns exec "$NS" ip addr add "$SRCIP/30" dev "$VS"
-ip netns exec "$NS" ip link set "$VS" mtu 1500 up
-ip netns exec "$NS" ip link set lo up
-shape() {	# shape MBIT: tbf both ways
-	local burst=$(( $1 * 1000000 / 8 / 250 ))	# 4 ms of the rate
-	[ "$burst" -ge 16000 ] || burst=16000
-	tc qdisc replace dev "$VH" root tbf rate "${1}mbit" burst "$burst" latency 50ms
-	ip netns exec "$NS" tc qdisc replace dev "$VS" root tbf rate "${1}mbit" burst "$burst" latency 50ms
-}
+netns_up "$NS" "$VH" "$VS" "$HOSTIP" "$SRCIP" "${RATES%% *}"
 wire() { cat "/sys/class/net/$VH/statistics/rx_bytes" "/sys/class/net/$VH/statistics/tx_bytes" | paste -sd+ | bc; }
 
 # CPU per side: every process of a side is started in its cpuacct group.
@@ -227,7 +213,7 @@ nbd_https() {
 printf 'bench/link.sh: server disk %d MiB (tests/serverdisk.sh), veth MTU 1500, tbf both ways, %d CPUs\n' \
 	"$SERVER_DISK_MIB" "$(nproc)"
 for rate in $RATES; do
-	shape "$rate"
+	netns_shape "$NS" "$VH" "$VS" "$rate"
 	echo
 	printf '%s Mbit/s  %-40s %8s %8s %9s %9s %8s\n' "$rate" "to a finished qcow2" "time s" "wire MB" "src CPU s" "trn CPU s" "x ferry"
 	declare -A T=()

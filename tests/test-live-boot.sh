@@ -7,20 +7,14 @@
 # guest's own kernel and initramfs read from the arrived partition view
 # (debugfs), and an init script prints the marker on the serial console.
 #
-# The root filesystem is made once and kept as a tarball in
-# $FERRY_BOOT_CACHE (default /var/cache/ferry-tests); debootstrap needs
-# Debian's mirror. FERRY_SKIP_BOOT=1 skips this test (it takes minutes).
+# The root filesystem is made once and kept as a tarball (tests/rootfs.sh).
+# FERRY_SKIP_BOOT=1 skips this test (it takes minutes).
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/serverdisk.sh"
+. "$(dirname "$0")/rootfs.sh"
 [ "${FERRY_SKIP_BOOT:-0}" = 1 ] && { echo "SKIP: FERRY_SKIP_BOOT=1"; exit 77; }
 requires losetup sgdisk mkfs.ext4 debugfs fsfreeze jq qemu-system-x86_64 debootstrap
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (loop devices, debootstrap)"; exit 77; }
-
-CACHE=${FERRY_BOOT_CACHE:-/var/cache/ferry-tests}
-ROOTFS=$CACHE/rootfs-bookworm-minbase.tar
-# The mirror apt uses here, which CI reaches too.
-mirror=$(sed -n 's|^URIs: *\(http[^ ]*/debian\)/*$|\1|p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
-MIRROR=${FERRY_DEBIAN_MIRROR:-${mirror:-http://deb.debian.org/debian}}
 
 FROZEN=()
 test_cleanup() {
@@ -34,20 +28,7 @@ test_cleanup() {
 	detach_loops
 }
 
-if [ ! -s "$ROOTFS" ]; then
-	mkdir -p "$CACHE"
-	echo "making $ROOTFS (debootstrap from $MIRROR, once)"
-	for try in 1 2; do
-		rm -rf "$T/rootfs.new"
-		timeout 1200 debootstrap --variant=minbase --include=linux-image-amd64 \
-			bookworm "$T/rootfs.new" "$MIRROR" >"$T/debootstrap.log" 2>&1 && break
-		umount "$T/rootfs.new/proc" "$T/rootfs.new/sys" 2>/dev/null
-		[ "$try" = 2 ] && fail "debootstrap: $(tail -5 "$T/debootstrap.log")"
-	done
-	tar -C "$T/rootfs.new" --one-file-system -cf "$ROOTFS.$$" . &&
-		mv "$ROOTFS.$$" "$ROOTFS" || { rm -f "$ROOTFS.$$"; fail "tar of the root filesystem"; }
-	rm -rf "$T/rootfs.new"
-fi
+boot_rootfs "$T" || fail "no root filesystem to boot"
 
 disk=$T/disk.img
 truncate -s $((1280 * MiB)) "$disk"
