@@ -78,3 +78,35 @@ netns_down() {
 	ip netns del "$1" 2>/dev/null || true	# (takes the veth pair with it)
 	ip link del "$2" 2>/dev/null || true
 }
+
+# nginx_conf CONF LISTEN CERT KEY ROOT TMPDIR: an nginx configuration in
+# CONF (pid and error log beside it) serving ROOT over HTTPS on LISTEN
+# (ADDR:PORT) with sendfile, one worker, no access log; run it with
+# nginx -p DIR -c CONF.
+nginx_conf() {
+	local d
+	d=$(dirname "$1")
+	cat >"$1" <<EOF
+daemon off;
+user root;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/nginx.err;
+events { worker_connections 64; }
+http {
+	access_log off;
+	client_body_temp_path $6;
+	proxy_temp_path $6;
+	fastcgi_temp_path $6;
+	uwsgi_temp_path $6;
+	scgi_temp_path $6;
+	sendfile on;
+	server {
+		listen $2 ssl;
+		ssl_certificate $3;
+		ssl_certificate_key $4;
+		root $5;
+	}
+}
+EOF
+}

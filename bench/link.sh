@@ -101,29 +101,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$W/nginx.key" -out "$W/nginx.
 	-days 2 -subj "/CN=$SRCIP" >/dev/null 2>&1
 mkdir -p "$W/www" "$W/nginx-tmp"
 ln "$W/disk.img" "$W/www/disk.img"
-cat >"$W/nginx.conf" <<EOF
-daemon off;
-user root;
-worker_processes 1;
-pid $W/nginx.pid;
-error_log $W/nginx.err;
-events { worker_connections 64; }
-http {
-	access_log off;
-	client_body_temp_path $W/nginx-tmp;
-	proxy_temp_path $W/nginx-tmp;
-	fastcgi_temp_path $W/nginx-tmp;
-	uwsgi_temp_path $W/nginx-tmp;
-	scgi_temp_path $W/nginx-tmp;
-	sendfile on;
-	server {
-		listen $SRCIP:8443 ssl;
-		ssl_certificate $W/nginx.crt;
-		ssl_certificate_key $W/nginx.key;
-		root $W/www;
-	}
-}
-EOF
+nginx_conf "$W/nginx.conf" "$SRCIP:8443" "$W/nginx.crt" "$W/nginx.key" "$W/www" "$W/nginx-tmp"
 src_bg nginx -p "$W" -c "$W/nginx.conf" &
 SPIDS+=($!)
 for _ in $(seq 50); do "${SSH[@]}" true 2>/dev/null && break; sleep 0.2; done

@@ -64,29 +64,7 @@ servers() {
 	"$@" "$EXPORT" --listen "$addr:0" --url-file "$W/url" disk="$W/www/disk.img" \
 		>/dev/null 2>>"$W/export.log" &
 	SPIDS+=($!)
-	cat >"$W/nginx.conf" <<EOF
-daemon off;
-user root;
-worker_processes 1;
-pid $W/nginx.pid;
-error_log $W/nginx.err;
-events { worker_connections 64; }
-http {
-	access_log off;
-	client_body_temp_path $W/tmp;
-	proxy_temp_path $W/tmp;
-	fastcgi_temp_path $W/tmp;
-	uwsgi_temp_path $W/tmp;
-	scgi_temp_path $W/tmp;
-	sendfile on;
-	server {
-		listen $addr:$NPORT ssl;
-		ssl_certificate $W/cert.pem;
-		ssl_certificate_key $W/key.pem;
-		root $W/www;
-	}
-}
-EOF
+	nginx_conf "$W/nginx.conf" "$addr:$NPORT" "$W/cert.pem" "$W/key.pem" "$W/www" "$W/tmp"
 	"$@" nginx -p "$W" -c "$W/nginx.conf" &
 	SPIDS+=($!)
 	NURL=https://$addr:$NPORT/disk.img

@@ -38,6 +38,7 @@
 #include "fs/ferryfs.h"
 
 #define BLOCK 4096u		/* fetch and digest unit */
+#define FIRST_MAX (64u << 10)	/* a file's first read, at most */
 
 static uint64_t
 round_block(uint64_t x)
@@ -184,10 +185,23 @@ fetch_direct(struct ferryfs *fs, struct fdisk *d,
 		total += rv[i].len;
 		biggest = FERRY_MAX(biggest, b - a);
 		for (uint64_t c = rv[i].off / d->chunk;
-		     c <= (rv[i].off + rv[i].len - 1) / d->chunk; c++)
-			cold = cold || !ferry_bitmap_test(&d->present, c);
+		     c <= (rv[i].off + rv[i].len - 1) / d->chunk; c++) {
+			if (ferry_bitmap_test(&d->present, c))
+				continue;
+			/* Kept from an earlier generation: most often
+			 * still right, which the chunk path finds by its
+			 * digest without fetching it. */
+			if (ferry_bitmap_test(&d->candidate, c))
+				return 0;
+			cold = true;
+		}
 	}
+	/* A file's first read of more than FIRST_MAX is most often a
+	 * sequential reader starting (the kernel's first readahead): the
+	 * chunk path, which it needs next anyway, rather than its bytes
+	 * twice. */
 	if (!cold || span > fs->smallread ||
+	    (span > FIRST_MAX && fetch_ra_first(ra)) ||
 	    fetch_ra_follows(fs, d, ra, rv[0].off,
 			     rv[n - 1].off + rv[n - 1].len))
 		return 0;

@@ -343,11 +343,18 @@ int fetch_ensure_v(struct ferryfs *fs, struct fdisk *d,
 		   const struct ferry_extent *rv, size_t n,
 		   struct fetch_ra *ra);
 
-/*! fetch_ra_follows() : does a read of disk bytes [a, b) begin within
- * -o smallread= of where @ra's reader's last read ended? If not, @ra takes
- * it as a jump, as fetch_ensure_v() would. */
+/*! fetch_ra_follows() : does a read of disk bytes [a, b) go on from where
+ * @ra's reader's last read ended (up to -o smallread= before it, or 2 MiB
+ * after)? If not, @ra takes it as a jump, as fetch_ensure_v() would. */
 bool fetch_ra_follows(struct ferryfs *fs, struct fdisk *d, struct fetch_ra *ra,
 		      uint64_t a, uint64_t b);
+
+/*! fetch_ra_note() : @ra's reader read up to disk offset @end without
+ * needing any data there (holes): it goes on from there. */
+void fetch_ra_note(struct fetch_ra *ra, uint64_t end);
+
+/*! fetch_ra_first() : has @ra's reader read nothing yet? */
+bool fetch_ra_first(struct fetch_ra *ra);
 
 /*! fetch_fg_enter(), fetch_fg_leave() : foreground work outside the
  * workers (direct.c) is on the wire: background transfers pause. */

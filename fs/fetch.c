@@ -66,6 +66,7 @@
 #define PAUSE_MAX 10.0		/* seconds a background transfer may wait */
 #define RA_START 4		/* chunks: the first readahead window */
 #define VERIFY_TRIES 3		/* fetches of a chunk whose digest differs */
+#define FOLLOW_AHEAD (2u << 20)	/* fetch_ra_follows(): reads ahead */
 #define LATER_QUIET 0.2		/* seconds without a reader before the
 				 * chunks of small reads are fetched */
 
@@ -212,6 +213,30 @@ run_add(struct run *r, struct fetch_job *j)
 	r->jobs[r->n++] = j;
 }
 
+/* A run from queued job @j: it and the jobs queued on @q (any queue if
+ * NULL) for the chunks right after it. sched.lock held. */
+static void
+run_from(struct sched *s, struct run *r, struct fetch_job *j,
+	 const struct fetch_queue *q)
+{
+	size_t max = run_limit(j->d);
+
+	r->d = j->d;
+	q_remove(j);
+	run_add(r, j);
+	while (r->n < max) {
+		uint64_t c = j->chunk + 1;
+
+		if (c >= r->d->nchunks || !ferry_bitmap_test(&r->d->busy, c))
+			break;
+		j = job_find(s, r->d, c);
+		if (!j || !j->queue || (q && j->queue != q))
+			break;	/* on the wire already, or another class */
+		q_remove(j);
+		run_add(r, j);
+	}
+}
+
 /* A foreground run: the first queued job, demand before readahead, and
  * the queued jobs for the chunks right after it. sched.lock held. */
 static bool
@@ -219,54 +244,23 @@ run_fg(struct ferryfs *fs, struct run *r)
 {
 	struct sched *s = &fs->sched;
 	struct fetch_job *j = s->demand.head ? s->demand.head : s->ahead.head;
-	size_t max;
 
 	if (!j)
 		return false;
-	r->d = j->d;
-	max = run_limit(j->d);
-	q_remove(j);
-	run_add(r, j);
-	while (r->n < max) {
-		uint64_t c = j->chunk + 1;
-
-		if (c >= r->d->nchunks || !ferry_bitmap_test(&r->d->busy, c))
-			break;
-		j = job_find(s, r->d, c);
-		if (!j || !j->queue)
-			break;	/* on the wire already */
-		q_remove(j);
-		run_add(r, j);
-	}
+	run_from(s, r, j, NULL);
 	return true;
 }
 
 /* A background run of what small reads left (sched.later): its first
- * job and the queued ones right after it. sched.lock held. */
+ * job and the ones queued there right after it. sched.lock held. */
 static bool
 run_later(struct ferryfs *fs, struct run *r)
 {
 	struct sched *s = &fs->sched;
-	struct fetch_job *j = s->later.head;
-	size_t max;
 
-	if (!j)
+	if (!s->later.head)
 		return false;
-	r->d = j->d;
-	max = run_limit(j->d);
-	q_remove(j);
-	run_add(r, j);
-	while (r->n < max) {
-		uint64_t c = j->chunk + 1;
-
-		if (c >= r->d->nchunks || !ferry_bitmap_test(&r->d->busy, c))
-			break;
-		j = job_find(s, r->d, c);
-		if (!j || j->queue != &s->later)
-			break;
-		q_remove(j);
-		run_add(r, j);
-	}
+	run_from(s, r, s->later.head, &s->later);
 	return true;
 }
 
@@ -1045,18 +1039,41 @@ bool
 fetch_ra_follows(struct ferryfs *fs, struct fdisk *d, struct fetch_ra *ra,
 		 uint64_t a, uint64_t b)
 {
-	uint64_t tol = FERRY_MAX(fs->smallread, (uint64_t)128 << 10);
+	uint64_t back = FERRY_MAX(fs->smallread, (uint64_t)128 << 10);
 	bool seq;
 
 	pthread_mutex_lock(&ra->lock);
-	seq = ra->next != UINT64_MAX && a + tol >= ra->next &&
-	      a <= ra->next + tol;
+	/* The kernel's readahead sends a sequential reader's reads ahead
+	 * of it, on several threads, up to its window (1 MiB here): a read
+	 * that far on goes on as much as the next one does. */
+	seq = ra->next != UINT64_MAX && a + back >= ra->next &&
+	      a <= ra->next + FOLLOW_AHEAD;
 	if (!seq) {	/* as ra_plan() takes a jump */
 		ra->window = FERRY_MIN(RA_START * d->chunk, fs->readahead);
 		ra->queued = ra->mark = ra->next = b;
 	}
 	pthread_mutex_unlock(&ra->lock);
 	return seq;
+}
+
+void
+fetch_ra_note(struct fetch_ra *ra, uint64_t end)
+{
+	pthread_mutex_lock(&ra->lock);
+	if (ra->next != UINT64_MAX)	/* (a first read: ra_plan starts it) */
+		ra->next = end;
+	pthread_mutex_unlock(&ra->lock);
+}
+
+bool
+fetch_ra_first(struct fetch_ra *ra)
+{
+	bool first;
+
+	pthread_mutex_lock(&ra->lock);
+	first = ra->next == UINT64_MAX;
+	pthread_mutex_unlock(&ra->lock);
+	return first;
 }
 
 void

@@ -812,6 +812,7 @@ read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f,
 	struct fuse_bufvec *bv = NULL;
 	uint8_t *meta = NULL, *direct = NULL;
 	size_t ndisk = 0, nbufs = 0, meta_len = 0, dpos = 0;
+	uint64_t dend = 0;	/* where its last disk segment ends */
 	int r = 0;
 
 	for (uint64_t pos = off; pos < off + size && r == 0;) {
@@ -820,6 +821,8 @@ read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f,
 		view_map(v, pos, off + size - pos, &seg);
 		r = seg.kind == VIEW_DISK ? segs_add_disk(&s, &l->map, &seg)
 					  : segs_add(&s, &seg);
+		if (seg.kind == VIEW_DISK)
+			dend = seg.disk_off + seg.len;
 		pos += seg.len;
 	}
 	for (size_t i = 0; i < s.n && r == 0; i++) {
@@ -831,6 +834,8 @@ read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f,
 			 (s.v[i].len + sizeof zero_page - 1) / sizeof zero_page
 			 : 1;
 	}
+	if (r == 0 && !ndisk && dend && ra)
+		fetch_ra_note(ra, dend);	/* a reader going through holes */
 	if (r == 0 && ndisk) {
 		disk = malloc(ndisk * sizeof *disk);
 		ndisk = 0;
