@@ -171,14 +171,16 @@ ferry_digests_header(char *out, size_t cap, uint64_t block, uint64_t first,
 	return (int)len;
 }
 
-/* A decimal number at *@p (advanced past it) up to @end. */
+/* A decimal number at *@p (advanced past it) up to @end, written as the
+ * exporter writes it: no leading zero. */
 static bool
 take_number(const char **p, const char *end, uint64_t *out)
 {
 	const char *s = *p;
 	uint64_t v = 0;
 
-	if (s == end || *s < '0' || *s > '9')
+	if (s == end || *s < '0' || *s > '9' ||
+	    (*s == '0' && s + 1 < end && s[1] >= '0' && s[1] <= '9'))
 		return false;
 	for (; s < end && *s >= '0' && *s <= '9'; s++) {
 		if (v > (UINT64_MAX - 9) / 10)

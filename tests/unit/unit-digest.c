@@ -122,6 +122,18 @@ test_header(void)
 	CHECK(ferry_digests_from_header(v, 0, 4096, 12, 3, back, why,
 					sizeof why) == -EPROTO);
 	CHECK(ferry_digests_header(v, 40, 4096, 12, d, 3) == -ENOSPC);
+	/* Numbers as the exporter writes them: no leading zero (found by
+	 * fuzz-digesthdr, corpus/digesthdr/leading-zero). */
+	n = ferry_digests_header(v, sizeof v, 4096, 12, d, 1);
+	snprintf(w, sizeof w, "xxh3-128 04096 12 %s", v + 17);
+	CHECK(ferry_digests_from_header(w, strlen(w), 4096, 12, 1, back, why,
+					sizeof why) == -EPROTO);
+	snprintf(w, sizeof w, "xxh3-128 4096 012 %s", v + 17);
+	CHECK(ferry_digests_from_header(w, strlen(w), 4096, 12, 1, back, why,
+					sizeof why) == -EPROTO);
+	snprintf(w, sizeof w, "xxh3-128 4096 0 %s", v + 17);
+	CHECK(ferry_digests_from_header(w, strlen(w), 4096, 0, 1, back, why,
+					sizeof why) == 0);
 }
 
 int
