@@ -81,7 +81,8 @@ netns_down() {
 
 # nginx_conf CONF LISTEN CERT KEY ROOT TMPDIR: an nginx configuration in
 # CONF (pid and error log beside it) serving ROOT over HTTPS on LISTEN
-# (ADDR:PORT) with sendfile, one worker, no access log; run it with
+# (ADDR:PORT) with sendfile and a directory listing (httpdirfs reads
+# it), one worker, no access log; run it with
 # nginx -p DIR -c CONF.
 nginx_conf() {
 	local d
@@ -106,6 +107,7 @@ http {
 		ssl_certificate $3;
 		ssl_certificate_key $4;
 		root $5;
+		autoindex on;
 	}
 }
 EOF

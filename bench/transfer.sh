@@ -108,25 +108,8 @@ scan_s=$(since "$t0")
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
 	-subj /CN=127.0.0.1 -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
 NP=$(free_port)
-cat > "$W/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-daemon off;
-pid $W/nginx.pid;
-error_log $W/nginx.err;
-events {}
-http {
-	access_log off;
-	sendfile on;
-	server {
-		listen 127.0.0.1:$NP ssl;
-		ssl_certificate $W/cert.pem;
-		ssl_certificate_key $W/key.pem;
-		root $W/www;
-		autoindex on;
-	}
-}
-EOF
+mkdir -p "$W/nginx-tmp"
+nginx_conf "$W/nginx.conf" "127.0.0.1:$NP" "$W/cert.pem" "$W/key.pem" "$W/www" "$W/nginx-tmp"
 nginx -p "$W" -c "$W/nginx.conf" &
 NGINX_PID=$!
 NURL=https://127.0.0.1:$NP/disk.img

@@ -184,6 +184,8 @@ fetch_direct(struct ferryfs *fs, struct fdisk *d,
 		span += b - a;
 		total += rv[i].len;
 		biggest = FERRY_MAX(biggest, b - a);
+		if (span > fs->smallread)
+			return 0;	/* (before looking at its chunks) */
 		for (uint64_t c = rv[i].off / d->chunk;
 		     c <= (rv[i].off + rv[i].len - 1) / d->chunk; c++) {
 			if (ferry_bitmap_test(&d->present, c))
@@ -200,8 +202,7 @@ fetch_direct(struct ferryfs *fs, struct fdisk *d,
 	 * sequential reader starting (the kernel's first readahead): the
 	 * chunk path, which it needs next anyway, rather than its bytes
 	 * twice. */
-	if (!cold || span > fs->smallread ||
-	    (span > FIRST_MAX && fetch_ra_first(ra)) ||
+	if (!cold || (span > FIRST_MAX && fetch_ra_first(ra)) ||
 	    fetch_ra_follows(fs, d, ra, rv[0].off,
 			     rv[n - 1].off + rv[n - 1].len))
 		return 0;
