@@ -6,10 +6,13 @@
  *    wait for (demand), then readahead queued ahead of sequential readers;
  *  - background workers hydrate the allocated chunks not yet cached, round
  *    robin over the disks (-o prefetch=1).
- * While any foreground work is queued or on the wire, background transfers
- * pause inside their receive callback: the connection is simply not read,
- * TCP holds the sender back, and the demand read has the link and the CPUs
- * to itself. A pause longer than PAUSE_MAX gives the request up (its
+ * While any foreground work is queued or on the wire, and for FG_HOLD
+ * after, background transfers pause inside their receive callback: the
+ * connection is simply not read, TCP holds the sender back, and the demand
+ * read has the link and the CPUs to itself. The hold is for readers that
+ * come back at once (a run of random reads): were hydration to go on
+ * between two reads, the next would wait behind what the source had sent
+ * meanwhile, queued in the link (9 ms a read at 200 Mbit/s). A pause longer than PAUSE_MAX gives the request up (its
  * finished chunks stay), well before a server would time the connection
  * out. A background run a reader waits for is never paused.
  *
@@ -69,6 +72,8 @@
 #define FOLLOW_AHEAD (2u << 20)	/* fetch_ra_follows(): reads ahead */
 #define LATER_QUIET 0.2		/* seconds without a reader before the
 				 * chunks of small reads are fetched */
+#define FG_HOLD 0.05		/* seconds background transfers stay
+				 * paused after the last foreground work */
 
 struct fetch_job {
 	struct fdisk *d;
@@ -441,6 +446,33 @@ sink_data(void *arg, uint64_t off, const void *buf, size_t len)
 	return run_progress(r, off + len);
 }
 
+/* Wait on @c until woken or until ferry_now() reaches @at. */
+static void
+timed_wait(pthread_cond_t *c, pthread_mutex_t *m, double at)
+{
+	double left = at - ferry_now();
+	struct timespec ts;
+
+	if (left <= 0)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)left;
+	ts.tv_nsec += (long)((left - (double)(time_t)left) * 1e9);
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(c, m, &ts);
+}
+
+/* Are readers at work, or were they a moment ago (FG_HOLD)? Background
+ * transfers wait. sched.lock held. */
+static bool
+fg_holds(const struct sched *s)
+{
+	return s->fg_busy > 0 || ferry_now() < s->fg_last + FG_HOLD;
+}
+
 /* Does a reader wait for a job of @r from its @from'th not yet done?
  * sched.lock held. */
 static bool
@@ -492,23 +524,18 @@ sink_wire(void *arg, size_t n)
 		pthread_mutex_unlock(&s->lock);
 		return -EAGAIN;
 	}
-	while (s->fg_busy > 0 && !fs->stop && !run_awaited(r)) {
-		struct timespec ts;
+	while (fg_holds(s) && !fs->stop && !run_awaited(r)) {
+		double now = ferry_now();
 
 		r->paused = true;
 		if (until == 0) {
-			until = ferry_now() + PAUSE_MAX;
-		} else if (ferry_now() >= until) {
+			until = now + PAUSE_MAX;
+		} else if (now >= until) {
 			e = -EAGAIN;	/* given up; comes back later */
 			break;
 		}
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&s->fg_idle, &s->lock, &ts);
+		timed_wait(&s->fg_idle, &s->lock, s->fg_busy > 0 ? now + 0.1 :
+			   s->fg_last + FG_HOLD);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return fs->stop ? -ECANCELED : e;
@@ -791,25 +818,6 @@ run_fetch_verified(struct run *r)
 	return err;
 }
 
-/* Wait on @c until woken or until ferry_now() reaches @at. */
-static void
-timed_wait(pthread_cond_t *c, pthread_mutex_t *m, double at)
-{
-	double left = at - ferry_now();
-	struct timespec ts;
-
-	if (left <= 0)
-		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += (time_t)left;
-	ts.tv_nsec += (long)((left - (double)(time_t)left) * 1e9);
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	pthread_cond_timedwait(c, m, &ts);
-}
-
 /* A background worker's next run, if the readers leave it one: what small
  * reads left once they have been quiet for LATER_QUIET (a run taken while
  * they go on delays each of them by what it has on the wire), else
@@ -819,7 +827,7 @@ run_back(struct ferryfs *fs, struct run *r)
 {
 	struct sched *s = &fs->sched;
 
-	if (s->fg_busy > 0)
+	if (fg_holds(s))
 		return false;
 	if (s->later.head && ferry_now() >= s->fg_last + LATER_QUIET &&
 	    run_later(fs, r))
@@ -842,8 +850,13 @@ worker_main(struct ferryfs *fs, bool fg)
 		while (!fs->stop && !(fg ? run_fg(fs, &r) : run_back(fs, &r))) {
 			/* A background worker comes back for what small
 			 * reads left once the readers are quiet. */
-			double at = !fg && s->later.head && s->fg_busy == 0 ?
-				    s->fg_last + LATER_QUIET : 0;
+			double at = 0;
+
+			if (!fg && s->fg_busy == 0) {
+				at = s->fg_last + FG_HOLD;
+				if (at <= ferry_now() && s->later.head)
+					at = s->fg_last + LATER_QUIET;
+			}
 
 			if (at > ferry_now())
 				timed_wait(&s->work, &s->lock, at);
