@@ -17,19 +17,11 @@ bench_cleanup() { [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null; true; }
 TCK=$(getconf CLK_TCK)
 cpu_of() { awk -v t="$TCK" '{printf "%.3f\n", ($14 + $15) / t}' "/proc/$1/stat"; }
 per_gib() { echo "scale=3; $1 * 1024 / $SIZE_MIB" | bc; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 head -c $((SIZE_MIB * M)) /dev/urandom >"$W/disk.img"
 mkdir -p "$W/www" && ln "$W/disk.img" "$W/www/disk.img"
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-	-subj /CN=127.0.0.1 -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
-NP=$(free_port)
-mkdir -p "$W/nginx-tmp"
-nginx_conf "$W/nginx.conf" "127.0.0.1:$NP" "$W/cert.pem" "$W/key.pem" "$W/www" "$W/nginx-tmp"
-nginx -p "$W" -c "$W/nginx.conf" &
-NGINX_PID=$!
-for _ in $(seq 50); do curl -sk -o /dev/null -r 0-0 "https://127.0.0.1:$NP/disk.img" && break; sleep 0.1; done
+nginx_local disk.img
 nginx_worker() { pgrep -P "$NGINX_PID" | head -1; }
 
 "$EXPORT" --listen 127.0.0.1:0 --url-file "$W/url" disk="$W/disk.img" >/dev/null 2>>"$W/export.log" &

@@ -79,6 +79,25 @@ netns_down() {
 	ip link del "$2" 2>/dev/null || true
 }
 
+# free_port: a TCP port of 127.0.0.1 free now.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# nginx_local FILE: nginx serving $W/www over HTTPS on 127.0.0.1 (a P-256
+# certificate made now, a free port), answering for FILE before this
+# returns; sets NP (its port) and NGINX_PID (for the script to stop).
+nginx_local() {
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+		-subj /CN=127.0.0.1 -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
+	NP=$(free_port)
+	mkdir -p "$W/nginx-tmp"
+	nginx_conf "$W/nginx.conf" "127.0.0.1:$NP" "$W/cert.pem" "$W/key.pem" "$W/www" "$W/nginx-tmp"
+	nginx -p "$W" -c "$W/nginx.conf" &
+	NGINX_PID=$!
+	for _ in $(seq 50); do curl -sk -o /dev/null -r 0-0 "https://127.0.0.1:$NP/$1" && return 0; sleep 0.1; done
+	echo "nginx did not answer on 127.0.0.1:$NP" >&2
+	return 1
+}
+
 # nginx_conf CONF LISTEN CERT KEY ROOT TMPDIR: an nginx configuration in
 # CONF (pid and error log beside it) serving ROOT over HTTPS on LISTEN
 # (ADDR:PORT) with sendfile and a directory listing (httpdirfs reads

@@ -56,7 +56,6 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b == 0) print "-"; else
 now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc -l; }
 row() { printf '%-50s %7s %7s %9s\n' "$@"; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_file() { for _ in $(seq 200); do [ -e "$1" ] && return 0; sleep 0.05; done; return 1; }
 
 # --- the disk ---
@@ -105,15 +104,8 @@ start_export() {	# extra ferry-export options
 t0=$(now)
 start_export --scan-zeros
 scan_s=$(since "$t0")
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-	-subj /CN=127.0.0.1 -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
-NP=$(free_port)
-mkdir -p "$W/nginx-tmp"
-nginx_conf "$W/nginx.conf" "127.0.0.1:$NP" "$W/cert.pem" "$W/key.pem" "$W/www" "$W/nginx-tmp"
-nginx -p "$W" -c "$W/nginx.conf" &
-NGINX_PID=$!
+nginx_local disk.img
 NURL=https://127.0.0.1:$NP/disk.img
-for _ in $(seq 50); do curl -sk -o /dev/null "$NURL" -r 0-0 && break; sleep 0.1; done
 
 printf 'disk: %d MiB: 40%% random, 20%% text, 10%% written zeros, 30%% holes; %d MiB not zero\n' \
 	"$SIZE_MIB" $((nz / M))
