@@ -228,6 +228,8 @@ fetch_direct(struct ferryfs *fs, struct fdisk *d,
 	}
 	fetch_fg_leave(fs);
 	free(buf);
+	if (r != -EBADMSG)	/* (a digest mismatch is not the link's) */
+		fetch_note_result(d, r);
 	if (r == 0) {
 		d->small_reads++;
 		for (size_t i = 0; i < n; i++)

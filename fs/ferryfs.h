@@ -356,6 +356,11 @@ void fetch_ra_note(struct fetch_ra *ra, uint64_t end);
 /*! fetch_ra_first() : has @ra's reader read nothing yet? */
 bool fetch_ra_first(struct fetch_ra *ra);
 
+/*! fetch_note_result() : a fetch for @d ended with @err (0 or negative
+ *  errno): the disk's state ("error" and why, or not) says so; a cancelled
+ *  or postponed fetch says nothing. Takes d->lock. */
+void fetch_note_result(struct fdisk *d, int err);
+
 /*! fetch_fg_enter(), fetch_fg_leave() : foreground work outside the
  * workers (direct.c) is on the wire: background transfers pause. */
 void fetch_fg_enter(struct ferryfs *fs);

@@ -302,6 +302,22 @@ run_bg(struct ferryfs *fs, struct run *r)
 	return false;
 }
 
+void
+fetch_note_result(struct fdisk *d, int err)
+{
+	pthread_mutex_lock(&d->lock);
+	if (err == 0) {
+		d->failing = false;
+	} else if (err != -ECANCELED && err != -EAGAIN) {
+		const char *msg = ferry_last_error();
+
+		d->failing = true;
+		snprintf(d->error, sizeof d->error, "%s",
+			 msg[0] ? msg : strerror(-err));
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
 /* sched.lock held. */
 static void
 job_finish(struct ferryfs *fs, struct fetch_job *j, int err)
@@ -325,17 +341,7 @@ job_finish(struct ferryfs *fs, struct fetch_job *j, int err)
 	} else if (j->chunk < d->hydrate_next) {
 		d->hydrate_next = j->chunk;	/* hydration comes back */
 	}
-	pthread_mutex_lock(&d->lock);
-	if (err == 0) {
-		d->failing = false;
-	} else if (err != -ECANCELED && err != -EAGAIN) {
-		const char *msg = ferry_last_error();
-
-		d->failing = true;
-		snprintf(d->error, sizeof d->error, "%s",
-			 msg[0] ? msg : strerror(-err));
-	}
-	pthread_mutex_unlock(&d->lock);
+	fetch_note_result(d, err);
 
 	ferry_bitmap_clear(&d->busy, j->chunk);
 	for (struct fetch_job **pp = &s->inflight; *pp; pp = &(*pp)->inext)
