@@ -156,6 +156,9 @@ struct fetch_ra {
 	uint64_t queued;	/* readahead queued up to here */
 	uint64_t mark;		/* reaching it queues the next window */
 	uint64_t window;	/* bytes; doubles while the reader keeps on */
+	/* The last read went on from the one before it, or took the chunk
+	 * path: a read that goes on from this one is sequential. */
+	bool going;
 };
 
 /* One open file of the mount. The kernel may still owe RELEASEs when the
