@@ -23,36 +23,21 @@ bench_cleanup() { rm -rf "$O"; }
 stripe_disk "$W/disk.img" "$SIZE_MIB"
 # --scan-zeros: every mount sees the same map (without it, zeros learnt
 # while serving the first mount would shrink the later ones).
-"$EXPORT" --listen 127.0.0.1:0 --url-file "$W/url" --scan-zeros disk="$W/disk.img" 2>"$W/export.log" >/dev/null &
-EPID=$!
-for _ in $(seq 100); do [ -s "$W/url" ] && break; sleep 0.1; done
-URL=$(cat "$W/url")
+export_local --scan-zeros disk="$W/disk.img"
+MOPTS=bwlimit=$RATE${FERRY_OPTS:+,$FERRY_OPTS}
 
 now() { date +%s.%N; }
-mount_cold() {
-	rm -rf "$W/cache"
-	mkdir -p "$W/mnt"
-	"$FERRYFS" -f -o "cache=$W/cache,bwlimit=$RATE${FERRY_OPTS:+,$FERRY_OPTS}" "$URL" "$W/mnt" 2>>"$W/ferryfs.log" &
-	FPID=$!
-	for _ in $(seq 100); do [ -f "$W/mnt/.ferry/status.json" ] && break; sleep 0.1; done
-}
-unmount() { fusermount3 -u "$W/mnt"; wait "$FPID" || true; FPID=; }
-wait_complete() {
-	while [ "$(jq -r '.disks[0].state' "$W/mnt/.ferry/status.json")" != complete ]; do
-		sleep 0.05
-	done
-}
 row() { printf '%-52s %8.1f s %6.2f x\n' "$1" "$2" "$(echo "$2 / $BASE" | bc -l)"; }
 
 data=$(python3 -c "import os; print(os.stat('$W/disk.img').st_blocks * 512 >> 20)")
-printf 'disk %d MiB, %d MiB allocated; ferryfs -o bwlimit=%s%s\n\n' "$SIZE_MIB" "$data" "$RATE" "${FERRY_OPTS:+,$FERRY_OPTS}"
+printf 'disk %d MiB, %d MiB allocated; ferryfs -o %s\n\n' "$SIZE_MIB" "$data" "$MOPTS"
 
-mount_cold
+mount_cold "$MOPTS"
 t0=$(now); wait_complete; BASE=$(echo "$(now) - $t0" | bc -l)
 unmount
 row "plain hydration (mount until complete)" "$BASE"
 
-mount_cold
+mount_cold "$MOPTS"
 t0=$(now)
 "$CONVERT" -O qcow2 "$W/mnt/disk.raw" "$O/ferry.qcow2" 2>>"$W/convert.log"
 T=$(echo "$(now) - $t0" | bc -l)
@@ -61,7 +46,7 @@ qemu-img compare -q -F raw "$O/ferry.qcow2" "$W/disk.img" || echo "  (the image 
 
 # The same with qemu-img reading the mount in offset order.
 unmount
-mount_cold
+mount_cold "$MOPTS"
 t0=$(now)
 qemu-img convert -O qcow2 "$W/mnt/disk.raw" "$O/qemu.qcow2"
 T=$(echo "$(now) - $t0" | bc -l)

@@ -131,3 +131,35 @@ http {
 }
 EOF
 }
+
+# export_local ARG...: ferry-export of ARG... (options, then NAME=PATH
+# disks) on 127.0.0.1, a free port, its log in $W/export.log; sets EPID, and
+# URL once it listens.
+export_local() {
+	rm -f "$W/url"
+	"$EXPORT" --listen 127.0.0.1:0 --url-file "$W/url" "$@" >/dev/null 2>>"$W/export.log" &
+	EPID=$!
+	for _ in $(seq 100); do [ -s "$W/url" ] && break; sleep 0.1; done
+	[ -s "$W/url" ] || { echo "ferry-export did not start: $(tail -1 "$W/export.log")" >&2; return 1; }
+	URL=$(cat "$W/url")
+}
+
+# mount_cold OPTS: ferryfs of $URL on $W/mnt, -o OPTS, with a new, empty
+# cache ($W/cache), its log in $W/ferryfs.log; sets FPID once its status
+# file is there. unmount takes it down; wait_complete waits until its first
+# disk is all cached.
+mount_cold() {
+	rm -rf "$W/cache"
+	mkdir -p "$W/mnt"
+	"$FERRYFS" -f -o "cache=$W/cache${1:+,$1}" "$URL" "$W/mnt" 2>>"$W/ferryfs.log" &
+	FPID=$!
+	for _ in $(seq 100); do [ -f "$W/mnt/.ferry/status.json" ] && return 0; sleep 0.1; done
+	echo "ferryfs did not mount: $(tail -1 "$W/ferryfs.log")" >&2
+	return 1
+}
+unmount() { fusermount3 -u "$W/mnt"; wait "$FPID" || true; FPID=; }
+wait_complete() {
+	while [ "$(jq -r '.disks[0].state' "$W/mnt/.ferry/status.json")" != complete ]; do
+		sleep 0.05
+	done
+}

@@ -29,37 +29,21 @@ RGW_MEMSTORE_BYTES=$((6 << 30)) rgw_start
 s3cmd_ mb s3://bench >/dev/null || fail "s3cmd mb"
 
 stripe_disk "$W/disk.img" "$SIZE_MIB"
-"$EXPORT" --listen 127.0.0.1:0 --url-file "$W/url" --scan-zeros disk="$W/disk.img" 2>"$W/export.log" >/dev/null &
-EPID=$!
-for _ in $(seq 100); do [ -s "$W/url" ] && break; sleep 0.1; done
-URL=$(cat "$W/url")
+export_local --scan-zeros disk="$W/disk.img"
 
 now() { date +%s.%N; }
-mount_cold() {
-	rm -rf "$W/cache"
-	mkdir -p "$W/mnt"
-	"$FERRYFS" -f -o "cache=$W/cache,bwlimit=$RATE" "$URL" "$W/mnt" 2>>"$W/ferryfs.log" &
-	FPID=$!
-	for _ in $(seq 100); do [ -f "$W/mnt/.ferry/status.json" ] && break; sleep 0.1; done
-}
-unmount() { fusermount3 -u "$W/mnt"; wait "$FPID" || true; FPID=; }
-wait_complete() {
-	while [ "$(jq -r '.disks[0].state' "$W/mnt/.ferry/status.json")" != complete ]; do
-		sleep 0.05
-	done
-}
 row() { printf '%-58s %8.1f s %6.2f x\n' "$1" "$2" "$(echo "$2 / $BASE" | bc -l)"; }
 
 data=$(python3 -c "import os; print(os.stat('$W/disk.img').st_blocks * 512 >> 20)")
 printf 'disk %d MiB, %d MiB allocated; ferryfs -o bwlimit=%s; RGW (memstore) on 127.0.0.1; --parallel %s\n\n' \
 	"$SIZE_MIB" "$data" "$RATE" "$PARALLEL"
 
-mount_cold
+mount_cold "bwlimit=$RATE"
 t0=$(now); wait_complete; BASE=$(echo "$(now) - $t0" | bc -l)
 unmount
 row "plain hydration (mount until complete)" "$BASE"
 
-mount_cold
+mount_cold "bwlimit=$RATE"
 t0=$(now)
 "$CONVERT" -O qcow2 --parallel "$PARALLEL" --journal "$W/j1" "$W/mnt/disk.raw" s3://bench/ferry.qcow2 2>>"$W/convert.log" ||
 	fail "ferry-convert to s3://: $(tail -2 "$W/convert.log")"
@@ -67,7 +51,7 @@ DT=$(echo "$(now) - $t0" | bc -l)
 row "ferry-convert -O qcow2 s3://, cold mount" "$DT"
 unmount
 
-mount_cold
+mount_cold "bwlimit=$RATE"
 t0=$(now)
 wait_complete
 "$CONVERT" -O qcow2 "$W/mnt/disk.raw" "$W/classic.qcow2" 2>>"$W/convert.log"
