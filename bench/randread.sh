@@ -3,7 +3,9 @@
 # disk (SIZE MiB of random data): fio randread through the page cache
 # (fio's default fadvise RANDOM, so each read asks for its own page), READS
 # reads on a fresh mount, p50 and p99 in ms, each row the median of RUNS
-# mounts. Rows:
+# mounts, with the worst p99 of them and, for ferryfs, how many reads of
+# a mount (median) were not small reads (the chunk path, or the cache).
+# Rows:
 #   - fio --direct=1 on the image file itself (the floor: the disk);
 #   - ferryfs idle (prefetch=0), with -o smallread=0 (each read waits for
 #     its whole chunk, as before small reads) and the default, and while
@@ -100,19 +102,24 @@ fio_lat() {	# file [fio options] -> "p50 p99" in ms
 		jq -r '.jobs[0].read.clat_ns.percentile | "\(."50.000000" / 1e6) \(."99.000000" / 1e6)"' "$W/fio.json" ||
 		echo "nan nan"
 }
-# row LABEL MOUNT-COMMAND: the medians of RUNS fresh mounts -> P50 P99
+# row LABEL MOUNT-COMMAND: the medians of RUNS fresh mounts -> P50 P99,
+# and the worst p99; for ferryfs, the reads not small (median)
 row() {
-	local label=$1 i a=() b=() p50 p99
+	local label=$1 i a=() b=() c=() p50 p99 st big=-
 	shift
 	for i in $(seq "$RUNS"); do
 		"$@"
 		sleep 0.2
 		read -r p50 p99 < <(fio_lat "$FILE")
+		st=$(dirname "$FILE")/.ferry/status.json
+		[ -f "$st" ] && c+=("$((READS - $(jq '.disks[0].small_reads' "$st")))")
 		unmount
 		a+=("$p50") b+=("$p99")
 	done
 	P50=$(printf '%s\n' "${a[@]}" | median) P99=$(printf '%s\n' "${b[@]}" | median)
-	printf '%-46s %9.3f %9.3f\n' "$label" "$P50" "$P99"
+	[ "${#c[@]}" = 0 ] || big=$(printf '%s\n' "${c[@]}" | median)
+	printf '%-46s %9.3f %9.3f %9.3f %9s\n' "$label" "$P50" "$P99" \
+		"$(printf '%s\n' "${b[@]}" | sort -n | tail -1)" "$big"
 }
 seq_row() {	# label mount-command -> MB/s of a cold dd bs=1M, median of RUNS
 	local label=$1 t0 t i v=()
@@ -132,7 +139,7 @@ seq_row() {	# label mount-command -> MB/s of a cold dd bs=1M, median of RUNS
 part() {	# title
 	local ferry99 hyd99 nbd99 fseq nseq
 	echo
-	printf '%-46s %9s %9s\n' "$1: random 4 KiB, cold" "p50 ms" "p99 ms"
+	printf '%-46s %9s %9s %9s %9s\n' "$1: random 4 KiB, cold" "p50 ms" "p99 ms" "worst" "not small"
 	row "ferryfs (prefetch=0,smallread=0), idle" mount_ferry prefetch=0,smallread=0
 	whole99=$P99
 	row "ferryfs (prefetch=0), idle" mount_ferry prefetch=0
