@@ -753,7 +753,8 @@ http_extents(struct ferry_source *src, unsigned disk,
 }
 
 /* GET .../digests?chunk=&first=&count= of a ferry-export, retried like
- * data (the digests of a run come just before its data). */
+ * data (the digests of a run may be asked just before or after its
+ * data). */
 static int
 http_digests(struct ferry_source *src, unsigned disk, uint64_t chunk,
 	     uint64_t first, size_t count, struct ferry_digest *out)

@@ -54,6 +54,15 @@ ferry_hasher_final(struct ferry_hasher *h, struct ferry_digest *out)
 }
 
 void
+ferry_digest_of(const void *buf, size_t len, struct ferry_digest *out)
+{
+	XXH128_canonical_t c;
+
+	XXH128_canonicalFromHash(&c, XXH3_128bits(buf, len));
+	memcpy(out->b, c.digest, sizeof out->b);
+}
+
+void
 ferry_hasher_free(struct ferry_hasher *h)
 {
 	if (h->state)

@@ -37,6 +37,9 @@ void ferry_hasher_zeros(struct ferry_hasher *h, uint64_t len);
 void ferry_hasher_final(struct ferry_hasher *h, struct ferry_digest *out);
 void ferry_hasher_free(struct ferry_hasher *h);
 
+/*! ferry_digest_of() : the digest of @len bytes at @buf, in one call. */
+void ferry_digest_of(const void *buf, size_t len, struct ferry_digest *out);
+
 /*! ferry_digest_equal() */
 bool ferry_digest_equal(const struct ferry_digest *a,
 			const struct ferry_digest *b);
@@ -58,6 +61,8 @@ int ferry_digests_from_json(const char *text, size_t len, uint64_t chunk,
  * blocks its range touches, as "Ferry-Digests: xxh3-128 BLOCK FIRST
  * HEX,HEX,..." (FIRST: the first block's number). At most this many. */
 #define FERRY_DIGESTS_INBAND_MAX 64
+/* ... of blocks of at most this many bytes (a multiple of 4096). */
+#define FERRY_DIGESTS_BLOCK_MAX (1u << 20)
 
 /*! ferry_digests_header() : that header's value for @n digests of @block
  * bytes from block @first, into @out of @cap bytes.

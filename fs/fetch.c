@@ -37,7 +37,10 @@
  * a slow link, plain on a fast one where compressing is the narrow part.
  *
  * Verification: when the source serves digests (-o verify=1, the default),
- * a run first asks for its chunks' digests, hashes the bytes as they
+ * a run gets its chunks' digests in the headers of its data replies
+ * (in-band, one request for both; from .../digests after the data when a
+ * source sends none, and before it when cached chunks are to be compared
+ * first), hashes the bytes as they
  * arrive (holes as zeros) and marks a chunk present only if the two agree;
  * a chunk that differs is fetched again a few times, then fails with EIO.
  * On a live disk the retries fetch whole chunks, holes too: a filesystem
@@ -105,6 +108,12 @@ struct run {
 	 * and the hash of the bytes received so far, holes as zeros, up to
 	 * disk offset @hpos; a chunk whose digests differ is not done. */
 	struct ferry_digest want[RUN_MAX], got[RUN_MAX];
+	/* Bit i: want[i] is known. With @inband the digests come in the
+	 * data replies' headers (one request for both, and the exporter
+	 * reads the blocks once); a chunk none brought waits for the end of
+	 * the transfer, when .../digests is asked for it (run_want_rest). */
+	uint64_t have;
+	bool inband;
 	struct ferry_hasher h;
 	uint64_t hpos;
 	size_t bad;			/* the chunk that differed */
@@ -401,6 +410,8 @@ run_progress(struct run *r, uint64_t pos)
 		return 0;
 	pthread_mutex_lock(&s->lock);
 	for (; r->next < r->n && pos >= r->ends[r->next]; r->next++) {
+		if (d->verify && !(r->have >> r->next & 1))
+			break;	/* its digest is still to come */
 		if (d->verify) {
 			uint64_t c = r->first + r->next;
 
@@ -450,6 +461,49 @@ sink_data(void *arg, uint64_t off, const void *buf, size_t len)
 	if (d->verify)
 		run_hash(r, off, buf, len);
 	return run_progress(r, off + len);
+}
+
+/* In-band digests of a data reply: blocks of one chunk each. */
+static void
+sink_digests(void *arg, uint64_t first, const struct ferry_digest *dg,
+	     size_t n)
+{
+	struct run *r = arg;
+
+	for (size_t k = 0; k < n; k++) {
+		uint64_t c = first + k;
+
+		if (c < r->first || c - r->first >= r->n)
+			continue;
+		r->want[c - r->first] = dg[k];
+		r->have |= (uint64_t)1 << (c - r->first);
+	}
+}
+
+/* Bits @from to RUN_MAX - 1 (the run's chunks from @from on). */
+static uint64_t
+bits_from(size_t from)
+{
+	return from >= 64 ? 0 : UINT64_MAX << from;
+}
+
+/* The digests of the chunks from r->next on that no reply brought, from
+ * .../digests: a source without in-band digests, or chunks that no
+ * request touched (holes to the map). */
+static int
+run_want_rest(struct run *r)
+{
+	uint64_t all = bits_from(r->next) & ~bits_from(r->n);
+	int err;
+
+	if (!r->d->verify || (r->have & all) == all)
+		return 0;
+	err = ferry_source_digests(r->fs->src, r->d->idx, r->d->chunk,
+				   r->first + r->next, r->n - r->next,
+				   r->want + r->next);
+	if (err == 0)
+		r->have |= all;
+	return err;
 }
 
 /* Wait on @c until woken or until ferry_now() reaches @at. */
@@ -559,6 +613,11 @@ run_fetch_range(struct run *r, uint64_t a, uint64_t b)
 	struct ferry_sink sink = { .data = sink_data, .wire = sink_wire,
 				   .arg = r };
 
+	if (r->inband) {
+		sink.digest_block = (uint32_t)r->d->chunk;
+		sink.digests = sink_digests;
+	}
+
 	while (a < b) {
 		bool probe = false, zstd = fs->compress;
 		uint64_t n = b - a;
@@ -611,6 +670,8 @@ run_fetch(struct run *r)
 		err = run_fetch_range(r, FERRY_MAX(e->off, start),
 				      FERRY_MIN(e->off + e->len, end));
 	}
+	if (err == 0)
+		err = run_want_rest(r);
 	/* Chunks after the last data byte (holes to the map) are done now. */
 	return err ? err : run_progress(r, end);
 }
@@ -655,10 +716,10 @@ run_fetch_tries(struct run *r)
 			    "and its digest again", d->info.name, c, got,
 			    want);
 		/* Either may have been wrong: the digests of the chunks
-		 * still to come are asked again too. */
-		err = ferry_source_digests(r->fs->src, d->idx, d->chunk,
-					   r->first + r->next, r->n - r->next,
-					   r->want + r->next);
+		 * still to come are asked again too (with the data, when
+		 * in-band). */
+		r->have &= ~bits_from(r->next);
+		err = r->inband ? 0 : run_want_rest(r);
 		if (err < 0)
 			break;
 	}
@@ -776,25 +837,29 @@ run_candidates(struct run *r, bool *keep, bool *any)
 	return err;
 }
 
-/* Fetch the run with its digests checked (fdisk.verify): digests first,
- * then the chunks kept from an earlier generation that still match are
- * taken from the cache, and the stretches between them are fetched. */
+/* Fetch the run with its digests checked (fdisk.verify). With chunks kept
+ * from an earlier generation, digests first, then those that still match
+ * are taken from the cache, and the stretches between them are fetched;
+ * otherwise the digests come with the data. */
 static int
 run_fetch_verified(struct run *r)
 {
 	struct fdisk *d = r->d;
-	bool keep[RUN_MAX], any = false;
-	int err;
+	bool keep[RUN_MAX], any = false, kept = d->candidates > 0;
+	int err = 0;
 
 	if (!d->verify)
 		return run_fetch(r);
-	err = ferry_source_digests(r->fs->src, d->idx, d->chunk, r->first,
-				   r->n, r->want);
-	if (err < 0)
+	/* Kept chunks are compared before anything is fetched, so their
+	 * digests come first; otherwise with the data, where the exporter's
+	 * in-band digests can carry them. */
+	r->have = 0;
+	r->inband = !kept && d->chunk <= FERRY_DIGESTS_BLOCK_MAX;
+	if (!r->inband && (err = run_want_rest(r)) < 0)
 		return err;
 	if (ferry_hasher_init(&r->h) < 0)
 		return -ENOMEM;
-	if (d->candidates > 0)
+	if (kept)
 		err = run_candidates(r, keep, &any);
 	if (!any) {
 		if (err == 0)

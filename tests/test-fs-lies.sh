@@ -87,9 +87,11 @@ unmount_ferry "$T/mnt"
 stop_liar
 ok "lying on every answer: EIO after the timeout, nothing cached"
 
-# Lies about digests, on the first 2 answers: garbage is refused and asked
-# again; a wrong digest makes the right data look wrong, so the chunk is
-# fetched again (never cached on a mismatch) and then reads right.
+# Lies about digests, on the first 2 answers of .../digests, which a client
+# asks when the data comes without in-band digests (the liar takes them
+# out): garbage is refused and asked again; a wrong digest makes the right
+# data look wrong, so the chunk is fetched again (never cached on a
+# mismatch) and then reads right.
 start_liar digests-json 2
 : >"$T/ferryfs.log"
 mount_ferry "$LURL" "$T/mnt" "cache=$T/cache-digests-json,$OPTS"
@@ -97,6 +99,8 @@ timeout 120 cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "digests-json: the view 
 grep -q "bad digests" "$T/ferryfs.log" || fail "digests-json: no log line"
 unmount_ferry "$T/mnt"
 stop_liar
+tail -1 "$T/liar.log" | grep -qv ", 0 digests asked" ||
+	fail "digests-json: no digests asked apart: $(tail -1 "$T/liar.log")"
 ok "digests-json: refused ('bad digests'), asked again, read right"
 
 start_liar digests-wrong 2
@@ -108,6 +112,22 @@ bad=$(status "$T/mnt" disk digest_mismatches)
 unmount_ferry "$T/mnt"
 stop_liar
 ok "digests-wrong: $bad mismatches, the chunk fetched again, read right"
+
+# The digests of a run of chunks come in-band with its data: a wrong one
+# there makes the chunk look wrong, so it is fetched again (with its digest)
+# and reads right, asking no .../digests on the way.
+start_liar inband-wrong 2
+: >"$T/ferryfs.log"
+mount_ferry "$LURL" "$T/mnt" "cache=$T/cache-inband-wrong,$OPTS"
+timeout 120 cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "inband-wrong: the view differs"
+bad=$(status "$T/mnt" disk digest_mismatches)
+[ "$bad" -ge 1 ] || fail "inband-wrong: no mismatch counted"
+grep -q "differs from the source's digest" "$T/ferryfs.log" || fail "inband-wrong: no log line"
+unmount_ferry "$T/mnt"
+stop_liar
+tail -1 "$T/liar.log" | grep -q ", 0 digests asked" ||
+	fail "inband-wrong: digests were asked apart: $(tail -1 "$T/liar.log")"
+ok "inband-wrong: $bad mismatches, the chunk fetched again with its digest, read right"
 
 # Small reads (-o smallread=) are checked too, by the digests that come
 # in-band with their data: a 4 KiB read whose bytes were changed, or whose

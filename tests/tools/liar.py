@@ -22,13 +22,16 @@ HTTP that says something false:
     extents-oob    an extent map with an entry past the end of the disk
     digests-json   GET .../digests answered with garbage
     digests-wrong  GET .../digests with the first digest changed
+                   (both also take every data answer's in-band
+                   Ferry-Digests out, as an exporter without them would,
+                   so that the client asks .../digests)
     small-flip     a data answer with in-band digests (Ferry-Digests, a
                    small read's) with its first byte changed
     inband-wrong   the same answer with the first of those digests changed
 
 Answers are sent back with Content-Length (never chunked). On SIGTERM it
-exits, printing on stderr how many answers it forwarded and how many lies
-it told.
+exits, printing on stderr how many answers it forwarded, how many lies it
+told and how many GET .../digests it saw.
 """
 import argparse
 import asyncio
@@ -57,6 +60,7 @@ if args.lie not in LIES:
 
 answers = 0
 lies = 0
+asked_digests = 0	# GET .../digests requests seen
 
 
 class Answer:
@@ -192,7 +196,7 @@ def encode(a, head_only):
 
 
 async def handle(creader, cwriter):
-    global answers, lies
+    global answers, lies, asked_digests
     up = ssl.create_default_context()
     up.check_hostname = False
     up.verify_mode = ssl.CERT_NONE
@@ -206,11 +210,15 @@ async def handle(creader, cwriter):
         while True:
             first, headers = await read_head(creader)
             method, path = first.split(" ")[:2]
+            if path.split("?")[0].endswith("/digests"):
+                asked_digests += 1
             req = [first] + [f"{k}: {v}" for k, v in headers]
             uwriter.write(("\r\n".join(req) + "\r\n\r\n").encode("latin-1"))
             await uwriter.drain()
             a = await read_answer(ureader, method == "HEAD")
             answers += 1
+            if args.lie.startswith("digests-"):
+                a.drop("Ferry-Digests")
             if applies(path, a) and (args.count == 0 or lies < args.count):
                 lies += 1
                 lie(a)
@@ -239,7 +247,8 @@ async def main():
     loop.add_signal_handler(signal.SIGINT, stop.set)
     await stop.wait()
     server.close()
-    print(f"liar: {answers} answers, {lies} lies", file=sys.stderr)
+    print(f"liar: {answers} answers, {lies} lies, {asked_digests} digests "
+          "asked", file=sys.stderr)
 
 
 asyncio.run(main())

@@ -6,7 +6,8 @@
  *   GET /v1/disks/NAME          the bytes; Range: bytes=A-B gives 206;
  *                               Accept-Encoding: zstd compresses them;
  *                               Ferry-Digests: BLOCK adds the digests of
- *                               a small range's blocks to the headers
+ *                               the range's blocks to the headers (read
+ *                               once, for them and the body)
  *   GET /v1/disks/NAME/extents  allocation map (data / zero ranges), less
  *                               the blocks found to be zeros
  *   GET /v1/disks/NAME/digests?chunk=C&first=F&count=N
@@ -60,6 +61,19 @@
 #define ZSUB (128u << 10)
 #define SKIP 7
 
+/* A range's blocks read once, for its in-band digests and then its body:
+ * the bytes the digests name are the bytes sent. Shared by the evbuffer
+ * chains that point into it, freed with the last. */
+struct span {
+	_Atomic unsigned refs;
+	uint64_t off;		/* disk offset of buf[0] */
+	size_t len;
+	uint8_t buf[];
+};
+/* The largest span read this way: a client's whole-chunk run (8 MiB) and
+ * a block either side. A larger one has its digests read apart. */
+#define SPAN_MAX ((8u << 20) + (2u << 20))
+
 struct stream {
 	struct evhttp_request *req;
 	struct evhttp_connection *evcon;
@@ -70,6 +84,7 @@ struct stream {
 	bool zstd;
 	unsigned skip;		/* parts to send raw without trying */
 	uint8_t *buf;		/* zstd: a piece as read */
+	struct span *span;	/* the body, read already (or NULL) */
 	struct event *timer;	/* --bwlimit: @held waits for it */
 	struct evbuffer *held;
 	char peer[80];
@@ -206,6 +221,33 @@ thread_cctx(void)
 	return c;
 }
 
+static void
+span_unref(struct span *sp)
+{
+	if (sp && --sp->refs == 0)
+		free(sp);
+}
+
+static void
+span_chain_done(const void *data, size_t len, void *arg)
+{
+	(void)data;
+	(void)len;
+	span_unref(arg);
+}
+
+/* Append [off, off+len) of @sp to @buf by reference, no copy. */
+static int
+span_add(struct span *sp, struct evbuffer *buf, uint64_t off, size_t len)
+{
+	sp->refs++;
+	if (evbuffer_add_reference(buf, sp->buf + (off - sp->off), len,
+				   span_chain_done, sp) == 0)
+		return 0;
+	sp->refs--;
+	return -ENOMEM;
+}
+
 /* Read [off, off+len) into @buf without an extra copy, noting zero blocks
  * on the way. */
 static int
@@ -277,6 +319,11 @@ next_piece(struct stream *st, struct evbuffer *buf, size_t n)
 {
 	int r;
 
+	if (st->span && !st->zstd)
+		return span_add(st->span, buf, st->off, n);
+	if (st->span)
+		return encode(st, st->span->buf + (st->off - st->span->off), n,
+			      buf);
 	if (!st->zstd)
 		return read_into(st->d, st->epoch, buf, st->off, n);
 	r = st->d->src->ops->pread(st->d->src, 0, st->buf, n, st->off);
@@ -295,6 +342,7 @@ stream_free(struct stream *st)
 		event_free(st->timer);
 	if (st->held)
 		evbuffer_free(st->held);
+	span_unref(st->span);
 	free(st->buf);
 	free(st);
 }
@@ -388,32 +436,59 @@ stream_next(struct evhttp_connection *evcon, void *arg)
 	stream_send(st, buf);
 }
 
-/* "Ferry-Digests: BLOCK" on a small range request: the digests of the
+/* "Ferry-Digests: BLOCK" on a range request: the digests of the
  * BLOCK-byte blocks it touches, read now, in a header of the same name, so
- * that a small read is checked without a request of its own (fs/direct.c).
- * Anything else asked is ignored: the client then asks .../digests. */
-static void
-add_digests(struct evkeyvalq *out, struct export_disk *d, const char *want,
-	    uint64_t off, uint64_t len)
+ * that the range is checked without a request of its own (fs/fetch.c,
+ * fs/direct.c). The blocks are read once: @return them when the digests
+ * were made from them, for the body to be sent from (a span of up to
+ * SPAN_MAX), else NULL. Anything else asked is ignored: the client then
+ * asks .../digests. */
+static struct span *
+inband_digests(struct evkeyvalq *out, struct export_disk *d, unsigned epoch,
+	       const char *want, uint64_t off, uint64_t len, uint64_t size)
 {
 	struct ferry_digest dg[FERRY_DIGESTS_INBAND_MAX];
 	char v[64 + FERRY_DIGESTS_INBAND_MAX * (FERRY_DIGEST_HEX + 1)];
-	uint64_t block, first, n;
+	uint64_t block, first, n, a, b;
+	struct span *sp = NULL;
 	char *end;
 
 	if (!want || len == 0)
-		return;
+		return NULL;
 	block = strtoull(want, &end, 10);
-	if (end == want || *end || block < 4096 || block > (1u << 20) ||
-	    block % 4096)
-		return;
+	if (end == want || *end || block < 4096 ||
+	    block > FERRY_DIGESTS_BLOCK_MAX || block % 4096)
+		return NULL;
 	first = off / block;
 	n = (off + len + block - 1) / block - first;
-	if (n > FERRY_DIGESTS_INBAND_MAX ||
-	    ferry_source_digests(d->src, 0, block, first, (size_t)n, dg) < 0 ||
-	    ferry_digests_header(v, sizeof v, block, first, dg, (size_t)n) < 0)
-		return;
+	if (n > FERRY_DIGESTS_INBAND_MAX)
+		return NULL;
+	a = first * block;
+	b = FERRY_MIN((first + n) * block, size);
+	if (b - a <= SPAN_MAX && (sp = malloc(sizeof *sp + (b - a)))) {
+		sp->refs = 1;
+		sp->off = a;
+		sp->len = (size_t)(b - a);
+		if (d->src->ops->pread(d->src, 0, sp->buf, sp->len, a) < 0) {
+			free(sp);
+			return NULL;	/* the body's own read will say */
+		}
+		zeros_note(d, epoch, a, sp->buf, sp->len);
+		for (uint64_t i = 0; i < n; i++)
+			ferry_digest_of(sp->buf + i * block,
+					(size_t)FERRY_MIN(block,
+							  b - a - i * block),
+					&dg[i]);
+	} else if (ferry_source_digests(d->src, 0, block, first, (size_t)n,
+					dg) < 0) {
+		return NULL;
+	}
+	if (ferry_digests_header(v, sizeof v, block, first, dg, (size_t)n) < 0) {
+		span_unref(sp);
+		return NULL;
+	}
 	evhttp_add_header(out, "Ferry-Digests", v);
+	return sp;
 }
 
 static void
@@ -433,6 +508,7 @@ serve_data(struct evhttp_request *req, struct exporter *ex,
 	const char *match = evhttp_find_header(in, "If-Match");
 	char gen[sizeof d->src->disks[0].generation], hdr[160];
 	unsigned epoch = export_look(d, gen, sizeof gen, &size);
+	struct span *span = NULL;
 
 	/* The generation is the entity tag: a client that mounted another
 	 * generation of this disk gets 412 instead of mixing its bytes. */
@@ -467,8 +543,9 @@ serve_data(struct evhttp_request *req, struct exporter *ex,
 		evhttp_add_header(out, "Content-Range", hdr);
 	}
 	if (range && !head)
-		add_digests(out, d, evhttp_find_header(in, "Ferry-Digests"),
-			    off, len);
+		span = inband_digests(out, d, epoch,
+				      evhttp_find_header(in, "Ferry-Digests"),
+				      off, len, size);
 	evhttp_add_header(out, "Content-Type", "application/octet-stream");
 	evhttp_add_header(out, "Accept-Ranges", "bytes");
 	evhttp_add_header(out, "Vary", "Accept-Encoding");
@@ -489,7 +566,9 @@ serve_data(struct evhttp_request *req, struct exporter *ex,
 	if (!zstd && len <= SMALL_REPLY && !ex->bucket.rate) {
 		struct evbuffer *buf = evbuffer_new();
 
-		if (!buf || read_into(d, epoch, buf, off, (size_t)len) < 0) {
+		if (!buf || (span ? span_add(span, buf, off, (size_t)len) :
+			     read_into(d, epoch, buf, off, (size_t)len)) < 0) {
+			span_unref(span);
 			if (buf)
 				evbuffer_free(buf);
 			evhttp_remove_header(out, "Content-Length");
@@ -502,12 +581,14 @@ serve_data(struct evhttp_request *req, struct exporter *ex,
 		d->served += len;
 		evhttp_send_reply(req, code, reason, buf);
 		evbuffer_free(buf);
+		span_unref(span);
 		return;
 	}
 
 	struct stream *st = calloc(1, sizeof *st);
 
-	if (!st || (zstd && !(st->buf = malloc(PIECE)))) {
+	if (!st || (zstd && !span && !(st->buf = malloc(PIECE)))) {
+		span_unref(span);
 		free(st);
 		evhttp_remove_header(out, "Content-Encoding");
 		refuse(req, 503, "Service Unavailable", "out of memory");
@@ -521,6 +602,7 @@ serve_data(struct evhttp_request *req, struct exporter *ex,
 	st->left = len;
 	st->epoch = epoch;
 	st->zstd = zstd;
+	st->span = span;
 	peer_of(req, st->peer, sizeof st->peer);
 	evhttp_send_reply_start(req, code, reason);
 	evhttp_connection_set_closecb(st->evcon, stream_closed, st);
