@@ -62,6 +62,7 @@ qcow2map_read(uint64_t file_size, qcow2map_read_fn read, void *ctx,
 	bits = ferry_be32(h + 20);
 	if (bits < 9 || bits > 21)
 		return fail(why, whylen, -EINVAL, "cluster size out of range");
+	m->cluster = UINT32_C(1) << bits;
 	if (ferry_be32(h + 32) != 0)
 		return fail(why, whylen, -ENOTSUP, "encrypted");
 	if (version == 3) {

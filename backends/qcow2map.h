@@ -24,12 +24,15 @@ struct qcow2map {
 					 * hiding any backing image's data */
 	uint64_t backing_off;		/* the backing file name, if any */
 	uint32_t backing_len;
+	uint32_t cluster;		/* bytes; set once the header is read,
+					 * even when the map is not */
 };
 
 /*! qcow2map_read() : the map of the qcow2 image of @file_size bytes.
  * @return 0; -EINVAL (not a qcow2 image, or malformed: @why says how),
  * -ENOTSUP (a feature this parser does not read: @why says which),
- * -ENOMEM, or the read callback's error. On error @m holds nothing. */
+ * -ENOMEM, or the read callback's error. On error @m holds nothing but
+ * @m->cluster (0 if the header was not understood). */
 int qcow2map_read(uint64_t file_size, qcow2map_read_fn read, void *ctx,
 		  struct qcow2map *m, char *why, size_t whylen);
 
