@@ -192,10 +192,6 @@ struct ferryfs {
 	struct vfile *files;
 	size_t nfiles;
 	time_t mount_time;
-	/* When a chunk last became present (ns since the epoch, 0: none
-	 * since the mount): .ferry's mtime, so that a follower (ferry-convert)
-	 * learns of arrivals from a stat instead of reading map.json. */
-	_Atomic uint64_t arrived_ns;
 
 	volatile bool stop;
 	struct sched sched;

@@ -343,15 +343,10 @@ job_finish(struct ferryfs *fs, struct fetch_job *j, int err)
 		}
 		d->dirty = true;
 	} else if (err == 0) {
-		struct timespec ts;
-
 		d->cached += ferry_chunk_data(disk_map(d), d->chunk, j->chunk);
 		d->present_chunks++;
 		ferry_bitmap_set(&d->present, j->chunk);
 		d->dirty = true;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		fs->arrived_ns = (uint64_t)ts.tv_sec * 1000000000u +
-				 (uint64_t)ts.tv_nsec;
 	} else if (j->chunk < d->hydrate_next) {
 		d->hydrate_next = j->chunk;	/* hydration comes back */
 	}

@@ -404,16 +404,8 @@ fill_attr(struct ferryfs *fs, fuse_ino_t ino, struct stat *st)
 	st->st_atime = st->st_mtime = st->st_ctime = fs->mount_time;
 	st->st_blksize = 65536;
 	switch (ino) {
-	case INO_CTL: {
-		uint64_t ns = fs->arrived_ns;
-
-		if (ns) {	/* when a chunk last arrived (ferryfs.h) */
-			st->st_mtim.tv_sec = (time_t)(ns / 1000000000u);
-			st->st_mtim.tv_nsec = (long)(ns % 1000000000u);
-		}
-	}
-	/* fall through */
 	case INO_ROOT:
+	case INO_CTL:
 		st->st_mode = S_IFDIR | 0555;
 		st->st_nlink = 2;
 		return 0;

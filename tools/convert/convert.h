@@ -41,9 +41,6 @@ struct source {
 	char name[256];		/* its name in the mount */
 	struct mount_map mm;	/* the last map read */
 	bool complete;		/* every piece is readable without waiting */
-	char ctl_path[PATH_MAX];	/* its .ferry */
-	struct timespec arrived;	/* .ferry's mtime at the last poll */
-	double polled;			/* when (ferry_now) */
 };
 
 /*! source_open() : @path as a source, with @why on error.
@@ -55,16 +52,6 @@ void source_close(struct source *s);
 /*! source_poll() : read the mount's map again (no-op for plain files).
  * @return 0 or -errno (the mount went away). */
 int source_poll(struct source *s);
-
-/*! source_moved() : may the mount have more since the last source_poll()?
- * True when its .ferry's mtime moved (a chunk arrived: one stat, where
- * reading the map of a large disk is not cheap), or SOURCE_POLL_EVERY has
- * passed (a mount that does not say). */
-bool source_moved(const struct source *s);
-#define SOURCE_POLL_EVERY 0.1
-/* How often a waiting follower asks source_moved(): a 1 MiB chunk takes
- * 8 ms at 1 Gbit/s. */
-#define SOURCE_WAIT_STEP 0.005
 
 /*! source_ready() : can piece @k be read without waiting for the
  * network? (Always, for plain files.) */

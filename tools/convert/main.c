@@ -31,6 +31,7 @@
 
 #define IO_MAX (4u << 20)
 #define FLUSH_EVERY 1.0		/* s between journal saves and reports */
+#define POLL_EVERY 0.1		/* s between map reads while waiting */
 #define WAIT_DIRECT 2.0		/* s without arrivals before reading */
 #define S3_PART_DEFAULT (8ull << 20)	/* bench/s3.sh: the fastest of 8-64M */
 #define S3_PARALLEL_DEFAULT 4
@@ -771,8 +772,7 @@ run(struct job *jb)
 				break;
 			}
 		} else if (!progressed) {
-			while (!source_moved(s) && !stop)
-				usleep((useconds_t)(SOURCE_WAIT_STEP * 1e6));
+			usleep((useconds_t)(POLL_EVERY * 1e6));
 		}
 		if ((r = source_poll(s)) < 0)
 			return r;
@@ -898,7 +898,7 @@ s3_poll(void *arg)
 {
 	struct job *jb = arg;
 
-	return source_moved(&jb->src) ? source_poll(&jb->src) : 0;
+	return source_poll(&jb->src);
 }
 
 static bool

@@ -21,9 +21,7 @@
 #include "common/util.h"
 #include "tools/convert/s3put.h"
 
-/* The longest wait for a part between two looks at what has arrived
- * (src->poll, cheap when nothing has). */
-#define POLL_EVERY 0.005
+#define POLL_EVERY 0.1
 #define WAIT_DIRECT 2.0
 #define SAVE_EVERY 0.5
 

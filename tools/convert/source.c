@@ -213,23 +213,10 @@ open_plain(struct source *s, const struct stat *st, char *why, size_t whylen)
 	return 0;
 }
 
-/* .ferry's mtime: when a chunk last arrived (doc/mount.md). */
-static bool
-ctl_mtime(const struct source *s, struct timespec *t)
-{
-	struct stat st;
-
-	if (stat(s->ctl_path, &st) < 0)
-		return false;
-	*t = st.st_mtim;
-	return true;
-}
-
 int
 source_open(struct source *s, const char *path, char *why, size_t whylen)
 {
 	char dir[PATH_MAX], map[PATH_MAX + 20];
-	const char *parent;
 	struct stat st;
 	int r;
 
@@ -246,14 +233,8 @@ source_open(struct source *s, const char *path, char *why, size_t whylen)
 		return -errno;
 	}
 	snprintf(dir, sizeof dir, "%s", path);
-	parent = dirname(dir);	/* (may be a static ".") */
-	snprintf(map, sizeof map, "%s/.ferry/map.json", parent);
+	snprintf(map, sizeof map, "%s/.ferry/map.json", dirname(dir));
 	s->mount = S_ISREG(st.st_mode) && access(map, R_OK) == 0;
-	if (s->mount) {
-		snprintf(s->ctl_path, sizeof s->ctl_path, "%s/.ferry", parent);
-		ctl_mtime(s, &s->arrived);
-		s->polled = ferry_now();
-	}
 	r = s->mount ? open_mount(s, why, whylen) :
 		       open_plain(s, &st, why, whylen);
 	if (r < 0)
@@ -284,9 +265,6 @@ source_poll(struct source *s)
 
 	if (!s->mount || s->complete)
 		return 0;
-	/* Before the map: an arrival after this read moves it again. */
-	ctl_mtime(s, &s->arrived);
-	s->polled = ferry_now();
 	r = read_map(s, &mm, why, sizeof why);
 	if (r < 0) {
 		ferry_error("%s", why);
@@ -310,18 +288,6 @@ source_poll(struct source *s)
 	s->complete = mm.complete;
 	mount_map_free(&mm);
 	return 0;
-}
-
-bool
-source_moved(const struct source *s)
-{
-	struct timespec t;
-
-	if (!s->mount || s->complete ||
-	    ferry_now() - s->polled >= SOURCE_POLL_EVERY)
-		return true;
-	return ctl_mtime(s, &t) && (t.tv_sec != s->arrived.tv_sec ||
-				    t.tv_nsec != s->arrived.tv_nsec);
 }
 
 bool
