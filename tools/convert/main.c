@@ -394,6 +394,13 @@ out_io(struct out *o, uint64_t c, uint8_t *buf, size_t n, bool back)
 		} else {
 			r = ferry_pwrite_all(o->fd, buf + (a - c),
 					     (size_t)(b - a), at);
+			/* Start writing it back now, so that the next flush
+			 * (and the last, after the last piece) has little
+			 * left to wait for. A hint: fdatasync decides. */
+			if (r == 0)
+				sync_file_range(o->fd, (off64_t)at,
+						(off64_t)(b - a),
+						SYNC_FILE_RANGE_WRITE);
 		}
 		if (r < 0) {
 			ferry_error("%s: %s at %" PRIu64 ": %s", o->path,
