@@ -8,12 +8,26 @@
 # and the ratios the issue sets goals for: ferryfs / curl (goal <= 1.3) and
 # ferry-export / nginx (goal <= 1.2). CPU is utime + stime of each process
 # (/proc/PID/stat), median of RUNS.
-# Usage: bench/cpu.sh [SIZE_MIB=2048]   Env: RUNS (3)
+# With FERRY_BUILD_B=DIR (another build: the commit before a change, say),
+# each run also runs the ferry rows with that build's ferryfs and
+# ferry-export, right after this build's, and a last table gives B / A of
+# each ferry figure pair by pair and their median: on a machine whose
+# speed drifts from run to run, the ratio of neighbours is what holds.
+# Usage: bench/cpu.sh [SIZE_MIB=2048]   Env: RUNS (3), FERRY_BUILD_B
 SIZE_MIB=${1:-2048}
 RUNS=${RUNS:-3}
 . "$(dirname "$0")/lib.sh" curl nginx openssl jq bc
-NGINX_PID=
-bench_cleanup() { [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null; true; }
+NGINX_PID= EPID_B=
+bench_cleanup() {
+	[ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null
+	[ -n "$EPID_B" ] && kill "$EPID_B" 2>/dev/null && wait "$EPID_B" 2>/dev/null
+	true
+}
+BB=${FERRY_BUILD_B:-}
+if [ -n "$BB" ] && { ! [ -x "$BB/fs/ferryfs" ] || ! [ -x "$BB/tools/export/ferry-export" ]; }; then
+	echo "FERRY_BUILD_B=$BB: no ferryfs and ferry-export built there" >&2
+	exit 1
+fi
 TCK=$(getconf CLK_TCK)
 cpu_of() { awk -v t="$TCK" '{printf "%.3f\n", ($14 + $15) / t}' "/proc/$1/stat"; }
 per_gib() { echo "scale=3; $1 * 1024 / $SIZE_MIB" | bc; }
@@ -26,8 +40,14 @@ nginx_worker() { pgrep -P "$NGINX_PID" | head -1; }
 
 "$EXPORT" --listen 127.0.0.1:0 --url-file "$W/url" disk="$W/disk.img" >/dev/null 2>>"$W/export.log" &
 EPID=$!
-for _ in $(seq 100); do [ -s "$W/url" ] && break; sleep 0.1; done
+if [ -n "$BB" ]; then
+	"$BB/tools/export/ferry-export" --listen 127.0.0.1:0 --url-file "$W/url.b" \
+		disk="$W/disk.img" >/dev/null 2>>"$W/export.log" &
+	EPID_B=$!
+fi
+for _ in $(seq 100); do [ -s "$W/url" ] && { [ -z "$BB" ] || [ -s "$W/url.b" ]; } && break; sleep 0.1; done
 URL=$(cat "$W/url")
+URL_B=$([ -z "$BB" ] || cat "$W/url.b")
 
 curl_row() {	# prints "CURL_CPU NGINX_CPU"
 	local w n0 c
@@ -38,11 +58,12 @@ curl_row() {	# prints "CURL_CPU NGINX_CPU"
 	echo "$c $(echo "$(cpu_of "$w") - $n0" | bc)"
 }
 
-ferry_row() {	# ferry_row OPTS READER: prints "FERRYFS_CPU READER_CPU EXPORT_CPU"
-	local opts=$1 reader=$2 e0 f r=0
+ferry_row() {	# ferry_row OPTS READER [B]: prints "FERRYFS_CPU READER_CPU EXPORT_CPU"
+	local opts=$1 reader=$2 e0 f r=0 fs=$FERRYFS url=$URL epid=$EPID
+	[ -z "${3:-}" ] || { fs=$BB/fs/ferryfs url=$URL_B epid=$EPID_B; }
 	rm -rf "$W/cache"; mkdir -p "$W/mnt"
-	e0=$(cpu_of "$EPID")
-	"$FERRYFS" -f -o "cache=$W/cache,compress=0,$opts" "$URL" "$W/mnt" 2>>"$W/ferryfs.log" &
+	e0=$(cpu_of "$epid")
+	"$fs" -f -o "cache=$W/cache,compress=0,$opts" "$url" "$W/mnt" 2>>"$W/ferryfs.log" &
 	FPID=$!
 	for _ in $(seq 100); do [ -f "$W/mnt/disk.raw" ] && break; sleep 0.05; done
 	if [ "$reader" = cat ]; then
@@ -53,14 +74,16 @@ ferry_row() {	# ferry_row OPTS READER: prints "FERRYFS_CPU READER_CPU EXPORT_CPU
 	fi
 	f=$(cpu_of "$FPID")
 	fusermount3 -u "$W/mnt"; wait "$FPID" 2>/dev/null || true; FPID=
-	echo "$f $r $(echo "$(cpu_of "$EPID") - $e0" | bc)"
+	echo "$f $r $(echo "$(cpu_of "$epid") - $e0" | bc)"
 }
 
 median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 for i in $(seq "$RUNS"); do
 	curl_row >>"$W/curl.rows"
 	ferry_row prefetch=1 none >>"$W/hyd.rows"
+	[ -z "$BB" ] || ferry_row prefetch=1 none B >>"$W/hyd.b.rows"
 	ferry_row prefetch=0 cat >>"$W/read.rows"
+	[ -z "$BB" ] || ferry_row prefetch=0 cat B >>"$W/read.b.rows"
 done
 col() { awk -v c="$2" '{print $c}' "$W/$1.rows" | median; }
 curl_c=$(col curl 1) nginx_c=$(col curl 2)
@@ -77,3 +100,15 @@ printf '%-52s %8s %8s\n' "serving" "CPU/GiB" "x nginx"
 printf '%-52s %8.3f %8s\n' "nginx (sendfile, TLS) for curl" "$(per_gib "$nginx_c")" 1.00
 printf '%-52s %8.3f %8.2f\n' "ferry-export for the hydration" "$(per_gib "$hyd_e")" "$(echo "$hyd_e / $nginx_c" | bc -l)"
 printf '%-52s %8.3f %8.2f\n' "ferry-export for cat" "$(per_gib "$read_e")" "$(echo "$read_e / $nginx_c" | bc -l)"
+[ -n "$BB" ] || exit 0
+
+# B / A pair by pair: line i of FILE.b.rows against line i of FILE.rows.
+pairs() {	# pairs FILE COLUMN: the ratios, one a line
+	paste "$W/$1.rows" "$W/$1.b.rows" | awk -v c="$2" -v n="$(head -1 "$W/$1.rows" | wc -w)" \
+		'{ if ($c > 0) printf "%.3f\n", $(c + n) / $c }'
+}
+echo "B = $BB against A = $B: B / A of CPU seconds, pair by pair, then the median"
+for row in "ferryfs hydrating:hyd:1" "ferryfs under cat:read:1" "ferry-export for the hydration:hyd:3" "ferry-export for cat:read:3"; do
+	IFS=: read -r name file col <<<"$row"
+	printf '%-52s %s   median %s\n' "$name" "$(pairs "$file" "$col" | tr '\n' ' ')" "$(pairs "$file" "$col" | median)"
+done
