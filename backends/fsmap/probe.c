@@ -12,8 +12,11 @@
  *
  * A volume that is also a descriptor (a partition of an exported block
  * device or file) is probed through it instead, so that libblkid reads
- * only the few KiB it needs; the windows are first dropped from the page
- * cache, which may hold what a mounted partition has since rewritten.
+ * only the few KiB it needs. On a block device the windows are first
+ * dropped from the page cache, which may hold what a mounted partition has
+ * since rewritten; a regular file has one page cache, always current, and
+ * dropping it would only send the exporter's next reads of those bytes to
+ * the disk.
  *
  * Only superblocks are probed, and two signatures that disagree are
  * nothing: libblkid's safe probe refuses ambivalent results.
@@ -24,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <blkid/blkid.h>
@@ -57,10 +61,15 @@ blkid_type(void *ctx, const struct fsmap_vol *v, char *type, size_t typelen)
 	(void)ctx;
 	type[0] = '\0';
 	if (v->has_fd) {
-		posix_fadvise(v->fd, (off_t)v->fd_off, (off_t)head,
-			      POSIX_FADV_DONTNEED);
-		posix_fadvise(v->fd, (off_t)(v->fd_off + tail),
-			      (off_t)(v->size - tail), POSIX_FADV_DONTNEED);
+		struct stat st;
+
+		if (fstat(v->fd, &st) == 0 && S_ISBLK(st.st_mode)) {
+			posix_fadvise(v->fd, (off_t)v->fd_off, (off_t)head,
+				      POSIX_FADV_DONTNEED);
+			posix_fadvise(v->fd, (off_t)(v->fd_off + tail),
+				      (off_t)(v->size - tail),
+				      POSIX_FADV_DONTNEED);
+		}
 		fd = -1;
 		pr = blkid_new_probe();
 		if (!pr || blkid_probe_set_device(pr, v->fd,
