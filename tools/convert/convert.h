@@ -95,6 +95,14 @@ int journal_open(struct journal *j, const char *path, const char *id,
  * @return 0 or -errno. */
 int journal_save(struct journal *j, const struct ferry_bitmap *done);
 
+/*! journal_snapshot() : a copy of @done's bytes, to save once the output
+ * is flushed while pieces go on being marked (free() it), or NULL. */
+uint8_t *journal_snapshot(const struct ferry_bitmap *done);
+
+/*! journal_save_bits() : persist a snapshot of @j's bitmap.
+ * @return 0 or -errno. */
+int journal_save_bits(struct journal *j, const uint8_t *bits);
+
 /*! journal_remove() : the conversion is finished. */
 void journal_remove(struct journal *j);
 void journal_close(struct journal *j);

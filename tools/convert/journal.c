@@ -90,15 +90,33 @@ journal_open(struct journal *j, const char *path, const char *id,
 int
 journal_save(struct journal *j, const struct ferry_bitmap *done)
 {
-	size_t nbytes = ferry_bitmap_bytes(done->nbits);
-	uint8_t *bits = malloc(nbytes ? nbytes : 1);
+	uint8_t *bits = journal_snapshot(done);
 	int r;
 
 	if (!bits)
 		return -ENOMEM;
-	ferry_bitmap_snapshot(done, bits);
-	r = ferry_pwrite_all(j->fd, bits, nbytes, HEADER);
+	r = journal_save_bits(j, bits);
 	free(bits);
+	return r;
+}
+
+uint8_t *
+journal_snapshot(const struct ferry_bitmap *done)
+{
+	size_t nbytes = ferry_bitmap_bytes(done->nbits);
+	uint8_t *bits = malloc(nbytes ? nbytes : 1);
+
+	if (bits)
+		ferry_bitmap_snapshot(done, bits);
+	return bits;
+}
+
+int
+journal_save_bits(struct journal *j, const uint8_t *bits)
+{
+	int r = ferry_pwrite_all(j->fd, bits,
+				 ferry_bitmap_bytes(j->done.nbits), HEADER);
+
 	if (r == 0 && fdatasync(j->fd) < 0)
 		r = -errno;
 	return r;
