@@ -55,6 +55,7 @@
  * bitmap. The scheduler lock is held only to queue, pick or finish a job.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -404,6 +405,7 @@ run_progress(struct run *r, uint64_t pos)
 {
 	struct sched *s = &r->fs->sched;
 	struct fdisk *d = r->d;
+	size_t done = r->next;
 	int e = 0;
 
 	if (r->next >= r->n || pos < r->ends[r->next])
@@ -429,6 +431,18 @@ run_progress(struct run *r, uint64_t pos)
 			job_finish(r->fs, r->jobs[r->next], 0);
 	}
 	pthread_mutex_unlock(&s->lock);
+	/* Start writing the finished chunks back now (a hint; the flusher's
+	 * fdatasync decides), so that the disk writes the cache as it
+	 * arrives rather than a second's worth at each flush, in the way of
+	 * whoever flushes next: ferry-convert's last flush of its image. */
+	if (r->next > done) {
+		uint64_t from = (r->first + done) * d->chunk;
+		uint64_t to = FERRY_MIN((r->first + r->next) * d->chunk,
+					d->info.size);
+
+		sync_file_range(d->data_fd, (off64_t)from, (off64_t)(to - from),
+				SYNC_FILE_RANGE_WRITE);
+	}
 	return e;
 }
 
