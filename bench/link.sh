@@ -25,7 +25,8 @@
 #   ferry_default ferry_plain dd_ssh partclone_ssh nbd_https; ferry_default
 #   always first), RUNS (3: each row's figures are those of its median
 #   run; this machine is shared and a single run may be 1.3 x slower),
-#   KEEP_W=1 keeps the work directory
+#   KEEP_W=1 keeps the work directory, TRACE=1 prints each ferry run's
+#   timeline (wire, transit disk, image) every 50 ms
 RATES=${1:-1000 200}
 RUNS=${RUNS:-3}
 need="sshd nbdkit nbdcopy nginx partclone.extfs qemu-img"
@@ -136,7 +137,8 @@ measure() {
 	rm -rf "$W/cache" "$W/url" "$W/out.qcow2" "$W/out.qcow2.ferry-convert" \
 		"$W/dd.raw" "$W/pc.raw" "$W/nbd.raw"
 	sync
-	w0=$(wire); s0=$(cpu src); c0=$(cpu transit); t0=$(now)
+	w0=$(wire); s0=$(cpu src); c0=$(cpu transit); t0=$(now); TZERO=$t0
+	[ -z "${TRACE:-}" ] || echo "$1:" >&2
 	"$2" || { echo "bench/link.sh: $1 failed" >&2; exit 1; }
 	t1=$(now)
 	SECS=$(echo "$t1 - $t0" | bc); WIRE=$(( $(wire) - w0 ))
@@ -155,8 +157,32 @@ ferry_run() {	# uses MOPTS
 	transit_bg "$FERRYFS" -f -o "cache=$W/cache${MOPTS:+,$MOPTS}" "$url" "$W/mnt" 2>>"$W/ferryfs.log" &
 	FPID=$!
 	for _ in $(seq 500); do [ -f "$W/mnt/disk.raw" ] && break; sleep 0.01; done
+	[ -z "${TRACE:-}" ] || trace_start
 	in_transit "$CONVERT" -O qcow2 "$W/mnt/disk.raw" "$W/out.qcow2" 2>>"$W/convert.log"
+	[ -z "${TRACE:-}" ] || trace_stop
 }
+# TRACE=1: where a ferry row's time goes, every 50 ms from the row's start
+# (to stderr): MB on the wire, MB the transit's disk wrote and its busy
+# ms (/proc/diskstats), MB of the image so far. A stalled wire while the
+# disk is busy, or an image that stops growing, shows here.
+TDEV=$(basename "$(realpath "$(findmnt -no SOURCE -T "$W")")")
+disk_now() { awk -v d="$TDEV" '$3 == d { print $10, $13 }' /proc/diskstats; }
+trace_start() {
+	local w0 d0 b0
+	w0=$(wire); read -r d0 b0 <<<"$(disk_now)"
+	(
+		while kill -0 $$ 2>/dev/null; do
+			read -r d b <<<"$(disk_now)"
+			o=$(stat -c %b "$W/out.qcow2" 2>/dev/null || echo 0)
+			printf '  %5.2f s  wire %4d MB  disk %5d MB, busy %4d ms  image %4d MB\n' \
+				"$(echo "$(now) - $TZERO" | bc)" $(( ($(wire) - w0) / 1000000 )) \
+				$(( (d - d0) * 512 / 1000000 )) $((b - b0)) $((o * 512 / 1000000))
+			sleep 0.05
+		done
+	) >&2 &
+	TRACER=$!
+}
+trace_stop() { kill "$TRACER"; wait "$TRACER" 2>/dev/null || true; echo "  $(echo "$(now) - $TZERO" | bc) s  image finished" >&2; }
 ferry_run_done() {
 	USED=$(jq '.disks[0].used' "$W/mnt/.ferry/status.json")
 	fusermount3 -u "$W/mnt"
