@@ -5,6 +5,10 @@
 #     mount into its cache (compress=0), nobody reading; ferryfs and a
 #     reader (cat of disk.raw, prefetch=0), each's share apart
 #   serving: nginx for that curl; ferry-export for that hydration
+# and, all in, the machine's busy CPU from the start of the curl or of the
+# hydration until its file is synced, less the server's (and cat's): what
+# the kernel's threads do for the receiver (writing back its file) counts
+# there, where the rows above count only the receiver's own process
 # and the ratios the issue sets goals for: ferryfs / curl (goal <= 1.3) and
 # ferry-export / nginx (goal <= 1.2). CPU is utime + stime of each process
 # (/proc/PID/stat), median of RUNS.
@@ -31,6 +35,10 @@ fi
 TCK=$(getconf CLK_TCK)
 cpu_of() { awk -v t="$TCK" '{printf "%.3f\n", ($14 + $15) / t}' "/proc/$1/stat"; }
 per_gib() { echo "scale=3; $1 * 1024 / $SIZE_MIB" | bc; }
+# The machine's busy CPU seconds so far (user, nice, system, irq, softirq of
+# every CPU): with what the kernel's own threads do for a process, such as
+# writing back the file it wrote, which its own figures leave out.
+busy() { awk -v t="$TCK" '/^cpu / {printf "%.3f\n", ($2 + $3 + $4 + $7 + $8) / t}' /proc/stat; }
 
 head -c $((SIZE_MIB * M)) /dev/urandom >"$W/disk.img"
 mkdir -p "$W/www" && ln "$W/disk.img" "$W/www/disk.img"
@@ -49,20 +57,22 @@ for _ in $(seq 100); do [ -s "$W/url" ] && { [ -z "$BB" ] || [ -s "$W/url.b" ]; 
 URL=$(cat "$W/url")
 URL_B=$([ -z "$BB" ] || cat "$W/url.b")
 
-curl_row() {	# prints "CURL_CPU NGINX_CPU"
-	local w n0 c
-	w=$(nginx_worker); n0=$(cpu_of "$w")
+curl_row() {	# prints "CURL_CPU NGINX_CPU ALL_IN"
+	local w n0 c b0 n
+	sync; w=$(nginx_worker); n0=$(cpu_of "$w"); b0=$(busy)
 	/usr/bin/time -f "%U %S" -o "$W/curl.time" curl -sk -o "$W/out.img" "https://127.0.0.1:$NP/disk.img"
+	sync
+	n=$(echo "$(cpu_of "$w") - $n0" | bc)
 	rm -f "$W/out.img"
 	c=$(awk '{print $1 + $2}' "$W/curl.time")
-	echo "$c $(echo "$(cpu_of "$w") - $n0" | bc)"
+	echo "$c $n $(echo "$(busy) - $b0 - $n" | bc)"
 }
 
-ferry_row() {	# ferry_row OPTS READER [B]: prints "FERRYFS_CPU READER_CPU EXPORT_CPU"
-	local opts=$1 reader=$2 e0 f r=0 fs=$FERRYFS url=$URL epid=$EPID
+ferry_row() {	# ferry_row OPTS READER [B]: prints "FERRYFS_CPU READER_CPU EXPORT_CPU ALL_IN"
+	local opts=$1 reader=$2 e0 f r=0 fs=$FERRYFS url=$URL epid=$EPID b0 e
 	[ -z "${3:-}" ] || { fs=$BB/fs/ferryfs url=$URL_B epid=$EPID_B; }
 	rm -rf "$W/cache"; mkdir -p "$W/mnt"
-	e0=$(cpu_of "$epid")
+	sync; e0=$(cpu_of "$epid"); b0=$(busy)
 	"$fs" -f -o "cache=$W/cache,compress=0,$opts" "$url" "$W/mnt" 2>>"$W/ferryfs.log" &
 	FPID=$!
 	for _ in $(seq 100); do [ -f "$W/mnt/disk.raw" ] && break; sleep 0.05; done
@@ -74,7 +84,9 @@ ferry_row() {	# ferry_row OPTS READER [B]: prints "FERRYFS_CPU READER_CPU EXPORT
 	fi
 	f=$(cpu_of "$FPID")
 	fusermount3 -u "$W/mnt"; wait "$FPID" 2>/dev/null || true; FPID=
-	echo "$f $r $(echo "$(cpu_of "$epid") - $e0" | bc)"
+	sync
+	e=$(echo "$(cpu_of "$epid") - $e0" | bc)
+	echo "$f $r $e $(echo "$(busy) - $b0 - $e - $r" | bc)"
 }
 
 median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
@@ -86,8 +98,8 @@ for i in $(seq "$RUNS"); do
 	[ -z "$BB" ] || ferry_row prefetch=0 cat B >>"$W/read.b.rows"
 done
 col() { awk -v c="$2" '{print $c}' "$W/$1.rows" | median; }
-curl_c=$(col curl 1) nginx_c=$(col curl 2)
-hyd_f=$(col hyd 1) hyd_e=$(col hyd 3)
+curl_c=$(col curl 1) nginx_c=$(col curl 2) curl_a=$(col curl 3)
+hyd_f=$(col hyd 1) hyd_e=$(col hyd 3) hyd_a=$(col hyd 4)
 read_f=$(col read 1) read_r=$(col read 2) read_e=$(col read 3)
 
 echo "bench/cpu.sh: $SIZE_MIB MiB of random data over loopback TLS, $(nproc) CPUs, median of $RUNS; CPU s per GiB"
@@ -96,6 +108,10 @@ printf '%-52s %8.3f %8s\n' "curl -o FILE from nginx" "$(per_gib "$curl_c")" 1.00
 printf '%-52s %8.3f %8.2f\n' "ferryfs hydrating its cache (compress=0)" "$(per_gib "$hyd_f")" "$(echo "$hyd_f / $curl_c" | bc -l)"
 printf '%-52s %8.3f %8.2f\n' "ferryfs under cat disk.raw (prefetch=0)" "$(per_gib "$read_f")" "$(echo "$read_f / $curl_c" | bc -l)"
 printf '%-52s %8.3f %8s\n' "  the reader, cat, apart" "$(per_gib "$read_r")" -
+printf '%-52s %8s %8s\n' "receiving, all in: the machine until the file is synced," "CPU/GiB" "x curl"
+printf '%-52s %8s %8s\n' "  less the server (and the reader)" "" ""
+printf '%-52s %8.3f %8s\n' "curl -o FILE, sync" "$(per_gib "$curl_a")" 1.00
+printf '%-52s %8.3f %8.2f\n' "ferryfs hydrating, unmount, sync" "$(per_gib "$hyd_a")" "$(echo "$hyd_a / $curl_a" | bc -l)"
 printf '%-52s %8s %8s\n' "serving" "CPU/GiB" "x nginx"
 printf '%-52s %8.3f %8s\n' "nginx (sendfile, TLS) for curl" "$(per_gib "$nginx_c")" 1.00
 printf '%-52s %8.3f %8.2f\n' "ferry-export for the hydration" "$(per_gib "$hyd_e")" "$(echo "$hyd_e / $nginx_c" | bc -l)"
@@ -108,7 +124,7 @@ pairs() {	# pairs FILE COLUMN: the ratios, one a line
 		'{ if ($c > 0) printf "%.3f\n", $(c + n) / $c }'
 }
 echo "B = $BB against A = $B: B / A of CPU seconds, pair by pair, then the median"
-for row in "ferryfs hydrating:hyd:1" "ferryfs under cat:read:1" "ferry-export for the hydration:hyd:3" "ferry-export for cat:read:3"; do
+for row in "ferryfs hydrating:hyd:1" "ferryfs under cat:read:1" "ferryfs hydrating, all in:hyd:4" "ferry-export for the hydration:hyd:3" "ferry-export for cat:read:3"; do
 	IFS=: read -r name file col <<<"$row"
 	printf '%-52s %s   median %s\n' "$name" "$(pairs "$file" "$col" | tr '\n' ' ')" "$(pairs "$file" "$col" | median)"
 done
