@@ -9,7 +9,7 @@
 . "$(dirname "$0")/serverdisk.sh"
 requires losetup sgdisk mkfs.vfat mkfs.ext4 mkfs.xfs mkntfs ntfs-3g mkswap \
 	pvcreate vgcfgrestore mcopy partclone.extfs partclone.xfs partclone.ntfs \
-	partclone.fat e2fsck xfs_repair fsck.vfat ntfsfix qemu-img python3 jq
+	partclone.fat e2fsck xfs_repair fsck.vfat ntfsfix qemu-img python3 jq fincore
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (loop devices)"; exit 77; }
 
 test_cleanup() {
@@ -221,4 +221,14 @@ qemu-img convert -O qcow2 "$disk" "$T/disk.qcow2" || fail "qemu-img convert"
 jq -e '[.[] | [.volumes[] | [.where, .type, .used, .map]]] | .[0] == .[1] and (.[0] | length) == 8' \
 	"$T/maps.json" >/dev/null || fail "the qcow2 image maps otherwise: $(jq -c . "$T/maps.json")"
 ok "a qcow2 image of the disk maps the same 8 volumes"
+
+# Probing an image file's partitions leaves its page cache alone (a block
+# device's probe windows are dropped first; a file's cache is never stale,
+# and dropping it sent the exporter's reads of those bytes to the disk).
+cat "$disk" >/dev/null
+res0=$(( $(fincore -bno RES "$disk") ))
+"$FERRY_EXPORT" --print-map c="$disk" >/dev/null 2>>"$T/export.log" || fail "--print-map of the file"
+res1=$(( $(fincore -bno RES "$disk") ))
+[ "$res1" = "$res0" ] || fail "probing $disk dropped $((res0 - res1)) bytes of its page cache"
+ok "probing the image file kept its $res0 cached bytes"
 echo "PASS"
