@@ -52,6 +52,11 @@ struct ferry_sink {
 	/* Ask for the bytes as they are, even where the source was opened
 	 * to ask for compression (the transfer engine's choice, fetch.c). */
 	bool plain;
+	/* Background work that yields to readers (hydration): its
+	 * connections are kept apart, their receive windows sized to the
+	 * link so that little of it waits in the link's queue (the http
+	 * backend, common/rwnd.h). */
+	bool background;
 	/* Optional: ask for the source's digests of the @digest_block-byte
 	 * blocks the range touches along with the data (a ferry-export's
 	 * in-band digests, doc/protocol.md), given to @digests before the

@@ -6,6 +6,8 @@
  * connections and decrypt on N threads (a single multi handle would put all
  * decryption on one core, which on a 2-core transit host halves the rate).
  * Received bytes go straight to the caller's sink at their disk offset.
+ * Background transfers (sink.background) have a pool of their own, whose
+ * connections get a receive buffer sized to the link (common/rwnd.h).
  *
  * Compression: with opts->compress, range requests to a ferry-export carry
  * "Accept-Encoding: zstd"; a body that comes back with "Content-Encoding:
@@ -21,10 +23,14 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <linux/tcp.h>		/* tcp_info's tcpi_min_rtt */
+#include <sys/socket.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -33,6 +39,7 @@
 #include "backends/backend.h"
 #include "backends/listing.h"
 #include "common/connstr.h"
+#include "common/rwnd.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -66,8 +73,21 @@ struct http_priv {
 	long stall;		/* opts.stall_timeout */
 
 	pthread_mutex_t lock;
-	CURL *idle[POOL_MAX];
-	size_t nidle;
+	CURL *idle[2][POOL_MAX];	/* [1]: background transfers' */
+	size_t nidle[2];
+	/* Background windows: the smallest RTT any connection saw, in us
+	 * (0: none yet); whether SO_RCVBUFFORCE works (1), does not (-1)
+	 * or is not known (0); windows are given up on (rwnd.h). */
+	_Atomic uint32_t min_rtt_us;
+	_Atomic int force;
+	_Atomic bool rwnd_off;
+};
+
+/* What a handle carries besides curl's state (CURLOPT_PRIVATE). */
+struct hconn {
+	struct ferry_rwnd w;	/* its connection's background window */
+	curl_socket_t fd;	/* its connection's socket, as made */
+	bool drop;		/* do not reuse the connection */
 };
 
 /* One transfer's state, shared by the header and write callbacks. */
@@ -94,6 +114,8 @@ struct xfer {
 	char etag[100];
 	/* Range mode: the request's headers (NULL: the source's). */
 	const struct curl_slist *headers;
+	struct hconn *conn;
+	bool bg;		/* the sink's background */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -226,6 +248,121 @@ zstd_write(struct xfer *x, const char *data, size_t len)
 	return 0;
 }
 
+/* The most a socket's receive buffer may be set to (the value given to
+ * setsockopt, which the kernel doubles): with SO_RCVBUFFORCE, what the
+ * kernel's autotuning could reach (net.ipv4.tcp_rmem); without it,
+ * net.core.rmem_max. 0 if not known. */
+static uint64_t rmem_auto, rmem_max;
+static pthread_once_t rmem_once = PTHREAD_ONCE_INIT;
+
+static void
+rmem_read(void)
+{
+	unsigned long long a, b, c;
+	FILE *f;
+
+	if ((f = fopen("/proc/sys/net/ipv4/tcp_rmem", "r"))) {
+		if (fscanf(f, "%llu %llu %llu", &a, &b, &c) == 3)
+			rmem_auto = c / 2;
+		fclose(f);
+	}
+	if ((f = fopen("/proc/sys/net/core/rmem_max", "r"))) {
+		if (fscanf(f, "%llu", &a) == 1)
+			rmem_max = a;
+		fclose(f);
+	}
+}
+
+/* Set @fd's receive buffer to @v; @return what it took, 0 on failure. */
+static uint64_t
+set_rcvbuf(struct http_priv *p, int fd, uint64_t v)
+{
+	int val = v > (1u << 30) ? 1 << 30 : (int)v, got = 0;
+	socklen_t len = sizeof got;
+
+	if (p->force >= 0) {
+		if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &val,
+			       sizeof val) == 0)
+			p->force = 1;
+		else
+			p->force = -1;
+	}
+	if (p->force < 0 &&
+	    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &val, sizeof val) < 0)
+		return 0;
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) < 0 || got <= 0)
+		return 0;
+	return (uint64_t)got / 2;
+}
+
+/* A background transfer's @len bytes arrived, after it was held @held
+ * seconds: size its connection's receive buffer (common/rwnd.h). */
+static void
+bg_window(struct xfer *x, size_t len, double held)
+{
+	struct http_priv *p = x->src->priv;
+	struct hconn *c = x->conn;
+	struct tcp_info ti;
+	socklen_t tlen = sizeof ti;
+	curl_socket_t fd = c->fd;
+	uint32_t rtt, all;
+	uint64_t size = 0, took;
+	double now = ferry_now();
+
+	ferry_rwnd_note(&c->w, len, held);
+	if (p->rwnd_off) {
+		c->w.off = true;
+		return;
+	}
+	all = p->min_rtt_us;
+	if (!ferry_rwnd_due(&c->w, now, all / 1e6))
+		return;
+	/* The smallest RTT: the connection's, or any other's to the source
+	 * (one made while the link was busy saw its queue). No TCP (the Unix
+	 * socket to a reverse source's relay): left to the kernel. The socket
+	 * is the one curl made for the handle (CURLINFO_ACTIVESOCKET knows a
+	 * connection only after its first transfer). */
+	memset(&ti, 0, sizeof ti);
+	if (fd == CURL_SOCKET_BAD ||
+	    getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tlen) < 0 ||
+	    tlen < offsetof(struct tcp_info, tcpi_min_rtt) +
+		   sizeof ti.tcpi_min_rtt || ti.tcpi_min_rtt == 0) {
+		c->w.off = true;
+		return;
+	}
+	rtt = ti.tcpi_min_rtt;
+	if (all == 0 || rtt < all)
+		p->min_rtt_us = rtt;
+	else
+		rtt = all;
+	pthread_once(&rmem_once, rmem_read);
+	switch (ferry_rwnd_next(&c->w, now, rtt / 1e6,
+				p->force < 0 ? rmem_max : rmem_auto, &size)) {
+	case FERRY_RWND_KEEP:
+		break;
+	case FERRY_RWND_SET:
+		took = set_rcvbuf(p, fd, size);
+		if (took == 0) {
+			c->w.off = true;
+			c->drop = true;	/* its buffer is in an unknown state */
+		} else {
+			ferry_rwnd_took(&c->w, took);
+		}
+		break;
+	case FERRY_RWND_GIVE_UP:
+		/* The link needs more than can be set here: this connection
+		 * ends with its transfer, and the next ones keep the
+		 * kernel's autotuning. */
+		ferry_info("%s: background windows left to the kernel: the "
+			   "link needs more than %" PRIu64 " bytes, the most "
+			   "that can be set (net.core.rmem_max)", p->what,
+			   c->w.set);
+		p->rwnd_off = true;
+		c->drop = true;
+		break;
+	}
+}
+
 static size_t
 write_cb(char *data, size_t size, size_t n, void *arg)
 {
@@ -264,9 +401,13 @@ write_cb(char *data, size_t size, size_t n, void *arg)
 		return 0;
 	}
 	if (x->sink->wire) {
+		double t0 = x->bg ? ferry_now() : 0;
+
 		x->sink_err = x->sink->wire(x->sink->arg, len);
 		if (x->sink_err < 0)
 			return 0;
+		if (x->bg)
+			bg_window(x, len, ferry_now() - t0);
 	}
 	if (x->zstd)
 		return zstd_write(x, data, len) == 0 ? len : 0;
@@ -291,21 +432,67 @@ progress_cb(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut,
 	return x->src->cancel && *x->src->cancel;
 }
 
-static CURL *
-handle_get(struct http_priv *p)
+/* A new socket for the handle: the kernel's window, until measured (the
+ * sample under way goes on). */
+static int
+sockopt_cb(void *arg, curl_socket_t fd, curlsocktype purpose)
 {
+	struct hconn *c = arg;
+
+	(void)purpose;
+	c->w.set = 0;
+	c->w.off = false;
+	c->fd = fd;
+	return CURL_SOCKOPT_OK;
+}
+
+static int
+closesocket_cb(void *arg, curl_socket_t fd)
+{
+	struct hconn *c = arg;
+
+	if (c->fd == fd)
+		c->fd = CURL_SOCKET_BAD;
+	return close(fd);
+}
+
+static void
+handle_free(CURL *h)
+{
+	struct hconn *c = NULL;
+
+	if (!h)
+		return;
+	curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&c);
+	curl_easy_cleanup(h);
+	free(c);
+}
+
+static CURL *
+handle_get(struct http_priv *p, bool bg)
+{
+	struct hconn *c;
 	CURL *h = NULL;
 
 	pthread_mutex_lock(&p->lock);
-	if (p->nidle > 0)
-		h = p->idle[--p->nidle];
+	if (p->nidle[bg] > 0)
+		h = p->idle[bg][--p->nidle[bg]];
 	pthread_mutex_unlock(&p->lock);
 	if (h)
 		return h;
 
-	h = curl_easy_init();
-	if (!h)
+	c = calloc(1, sizeof *c);
+	h = c ? curl_easy_init() : NULL;
+	if (!h) {
+		free(c);
 		return NULL;
+	}
+	c->fd = CURL_SOCKET_BAD;
+	curl_easy_setopt(h, CURLOPT_PRIVATE, (char *)c);
+	curl_easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
+	curl_easy_setopt(h, CURLOPT_SOCKOPTDATA, c);
+	curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb);
+	curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, c);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 15L);
@@ -345,16 +532,15 @@ handle_get(struct http_priv *p)
 }
 
 static void
-handle_put(struct http_priv *p, CURL *h, bool reusable)
+handle_put(struct http_priv *p, CURL *h, bool bg, bool reusable)
 {
 	pthread_mutex_lock(&p->lock);
-	if (reusable && p->nidle < POOL_MAX) {
-		p->idle[p->nidle++] = h;
+	if (reusable && p->nidle[bg] < POOL_MAX) {
+		p->idle[bg][p->nidle[bg]++] = h;
 		h = NULL;
 	}
 	pthread_mutex_unlock(&p->lock);
-	if (h)
-		curl_easy_cleanup(h);
+	handle_free(h);
 }
 
 /* The single place where curl and HTTP outcomes become errno, with one log
@@ -470,7 +656,8 @@ request(struct ferry_source *src, const char *url, struct xfer *x)
 	CURL *h;
 	int r;
 
-	h = handle_get(p);
+	x->bg = x->ranged && x->sink->background;
+	h = handle_get(p, x->bg);
 	if (!h) {
 		ferry_error("%s: cannot create a curl handle", url);
 		return -ENOMEM;
@@ -479,6 +666,9 @@ request(struct ferry_source *src, const char *url, struct xfer *x)
 	x->status = 0;
 	x->cr_start = x->cr_end = x->cr_total = -1;
 	x->range_ok = true;
+	curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&x->conn);
+	if (x->bg)
+		ferry_rwnd_begin(&x->conn->w, ferry_now());
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	if (p->pin_now) {
 		p->pin_now(p->pin_arg, pin);
@@ -535,7 +725,7 @@ request(struct ferry_source *src, const char *url, struct xfer *x)
 		src->health.down = false;
 	/* A handle whose transfer failed may hold a broken connection;
 	 * drop it rather than hand it to the next request. */
-	handle_put(p, h, r == 0);
+	handle_put(p, h, x->bg, r == 0 && !x->conn->drop);
 	return r;
 }
 
@@ -791,8 +981,9 @@ http_close(struct ferry_source *src)
 	struct http_priv *p = src->priv;
 
 	if (p) {
-		for (size_t i = 0; i < p->nidle; i++)
-			curl_easy_cleanup(p->idle[i]);
+		for (int bg = 0; bg < 2; bg++)
+			for (size_t i = 0; i < p->nidle[bg]; i++)
+				handle_free(p->idle[bg][i]);
 		if (p->disk_url)
 			for (size_t i = 0; i < src->ndisks; i++)
 				free(p->disk_url[i]);

@@ -625,7 +625,7 @@ run_fetch_range(struct run *r, uint64_t a, uint64_t b)
 {
 	struct ferryfs *fs = r->fs;
 	struct ferry_sink sink = { .data = sink_data, .wire = sink_wire,
-				   .arg = r };
+				   .arg = r, .background = !r->fg };
 
 	if (r->inband) {
 		sink.digest_block = (uint32_t)r->d->chunk;
