@@ -355,8 +355,9 @@ bg_window(struct xfer *x, size_t len, double held)
 		 * kernel's autotuning. */
 		ferry_info("%s: background windows left to the kernel: the "
 			   "link needs more than %" PRIu64 " bytes, the most "
-			   "that can be set (net.core.rmem_max)", p->what,
-			   c->w.set);
+			   "this process can set (%s)", p->what, c->w.set,
+			   p->force > 0 ? "net.ipv4.tcp_rmem" :
+					  "net.core.rmem_max");
 		p->rwnd_off = true;
 		c->drop = true;
 		break;
