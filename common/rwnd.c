@@ -30,17 +30,19 @@ enum ferry_rwnd_act
 ferry_rwnd_next(struct ferry_rwnd *w, double now, double min_rtt,
 		uint64_t ceiling, uint64_t *size)
 {
-	double span = now - w->start, active = span - w->held;
+	double span = now - w->start, held = w->held;
 	uint64_t bytes = w->bytes, v;
 	double want;
 
 	ferry_rwnd_begin(w, now);
 	if (w->off || min_rtt <= 0 || bytes == 0)
 		return FERRY_RWND_KEEP;
-	/* Held for most of the sample: it tells little of the link. */
-	if (active <= 0 || active < span / 4)
+	/* Held for a part of the sample: it tells little of the link (and
+	 * right after a pause, the bytes the socket kept come at once). */
+	if (span <= 0 || held > span / 4)
 		return FERRY_RWND_KEEP;
-	want = 2.0 * (double)bytes / active * min_rtt;
+	want = (double)bytes / span *
+	       (2 * min_rtt > FERRY_RWND_QUEUE ? 2 * min_rtt : FERRY_RWND_QUEUE);
 	v = want < FERRY_RWND_FLOOR ? FERRY_RWND_FLOOR : (uint64_t)want;
 	if (ceiling && v > ceiling) {
 		if (w->set == 0) {
@@ -55,8 +57,10 @@ ferry_rwnd_next(struct ferry_rwnd *w, double now, double min_rtt,
 		}
 		v = ceiling;
 	}
-	/* Within an eighth of what is set: not worth a change. */
-	if (w->set && v <= w->set + w->set / 8 && v + v / 8 >= w->set)
+	/* Never smaller: a buffer shrunk under the data it holds makes the
+	 * kernel drop what it had let the sender send (retransmissions, and
+	 * the sender's CPU). Nor larger by less than an eighth. */
+	if (w->set && v <= w->set + w->set / 8)
 		return FERRY_RWND_KEEP;
 	*size = v;
 	return FERRY_RWND_SET;

@@ -10,11 +10,14 @@
  *
  * So a background connection's receive buffer is sized from what it
  * measures, as a delay-based scavenger would: twice the bytes it carries
- * in its smallest round trip (its rate times its minimum RTT). That is
- * enough for the link's whole rate, as the rate doubles each sample while
- * the queue is empty, and at most one round trip of data waits in the
- * link's queue. The rate counts only the time the transfer was not held
- * (paused for readers, or by the bandwidth cap).
+ * in its smallest round trip (its rate times its minimum RTT), and at
+ * least FERRY_RWND_QUEUE of its rate and FERRY_RWND_FLOOR. That is enough
+ * for the link's whole rate, as the rate doubles each sample while the
+ * queue is empty, and little more waits in the link's queue. Samples in
+ * which the transfer was held (paused for readers, or by the bandwidth
+ * cap) for more than a quarter of the time are left out. The buffer only
+ * grows: shrinking it under the data it holds makes the kernel drop what
+ * the sender was allowed to send.
  *
  * Setting a buffer ends the kernel's autotuning for that socket, and an
  * unprivileged process cannot set more than net.core.rmem_max (208 KiB on
@@ -38,6 +41,10 @@
  * Gbit/s; 512 KiB gave readers 3x the idle p99 at 200 Mbit/s, 1 MiB 11x. */
 #define FERRY_RWND_FLOOR (256u << 10)
 #define FERRY_RWND_SAMPLE 0.02		/* seconds: the shortest sample */
+/* Seconds of the connection's rate a buffer holds at least. On a fast
+ * link the floor alone would be a fraction of a millisecond of data, and
+ * the receiver would wake for every few packets. */
+#define FERRY_RWND_QUEUE 0.002
 
 struct ferry_rwnd {
 	double start;		/* this sample's start, seconds */

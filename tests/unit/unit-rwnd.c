@@ -112,19 +112,32 @@ main(void)
 	CHECK_EQ_U64(set, 1u << 20);
 	CHECK(gave_up == 1 && w.off);
 
-	/* Held (paused for readers) for most of a sample: no change. */
+	/* Held (paused for readers) for more than a quarter of a sample:
+	 * no change, however fast the bytes came. */
 	memset(&w, 0, sizeof w);
-	w.set = 4u << 20;
+	w.set = FERRY_RWND_FLOOR;
 	ferry_rwnd_begin(&w, 0);
-	ferry_rwnd_note(&w, 1000, 0.9);
+	ferry_rwnd_note(&w, 100000000, 0.3);
 	CHECK(ferry_rwnd_next(&w, 1.0, 0.04, 0, &size) == FERRY_RWND_KEEP);
-	CHECK_EQ_U64(w.set, 4u << 20);
-	/* Held a little: the rate counts the time it was not held. 2 MB in
-	 * 0.5 s not held, 40 ms: 2 * 4 MB/s * 0.04 = 320 kB. */
+	CHECK_EQ_U64(w.set, FERRY_RWND_FLOOR);
+	/* Held a little: the rate is over the whole sample. 20 MB in 1 s,
+	 * 40 ms: 2 * 20 MB/s * 0.04 = 1.6 MB. */
 	ferry_rwnd_begin(&w, 0);
-	ferry_rwnd_note(&w, 2000000, 0.5);
+	ferry_rwnd_note(&w, 20000000, 0.2);
 	CHECK(ferry_rwnd_next(&w, 1.0, 0.04, 0, &size) == FERRY_RWND_SET);
-	CHECK_EQ_U64(size, 320000);
+	CHECK_EQ_U64(size, 1600000);
+	ferry_rwnd_took(&w, size);
+	/* Never smaller: a slower sample keeps what is set. */
+	ferry_rwnd_begin(&w, 0);
+	ferry_rwnd_note(&w, 2000000, 0);
+	CHECK(ferry_rwnd_next(&w, 1.0, 0.04, 0, &size) == FERRY_RWND_KEEP);
+	CHECK_EQ_U64(w.set, 1600000);
+	/* A short RTT on a fast link: FERRY_RWND_QUEUE of the rate. */
+	memset(&w, 0, sizeof w);
+	ferry_rwnd_begin(&w, 0);
+	ferry_rwnd_note(&w, 1000000000, 0);
+	CHECK(ferry_rwnd_next(&w, 1.0, 20e-6, 0, &size) == FERRY_RWND_SET);
+	CHECK_EQ_U64(size, (uint64_t)(1e9 * FERRY_RWND_QUEUE));
 	/* Nothing arrived, or no RTT known: no change. */
 	ferry_rwnd_begin(&w, 0);
 	CHECK(ferry_rwnd_next(&w, 1.0, 0.04, 0, &size) == FERRY_RWND_KEEP);
