@@ -37,8 +37,9 @@
 /* The smallest buffer set. On a LAN or a veth the RTT term is nothing,
  * and this is what covers the receiver's own delays (a busy 2-core transit
  * host). Chosen by bench/randread.sh's hydrating row at 200 Mbit/s and
- * bench/link.sh at 1 Gbit/s: 128 KiB made two runs of six slow at 1
- * Gbit/s; 512 KiB gave readers 3x the idle p99 at 200 Mbit/s, 1 MiB 11x. */
+ * bench/link.sh at 1 Gbit/s: with 128 KiB two medians of four took 1.71 s
+ * at 1 Gbit/s (1.39-1.53 s otherwise); 512 KiB gave readers 3x the idle
+ * p99 at 200 Mbit/s, 1 MiB 11x. */
 #define FERRY_RWND_FLOOR (256u << 10)
 #define FERRY_RWND_SAMPLE 0.02		/* seconds: the shortest sample */
 /* Seconds of the connection's rate a buffer holds at least. On a fast
