@@ -122,7 +122,22 @@ struct run {
 	 * was held back (a paused hydration tells nothing of the link). */
 	uint64_t bytes;
 	bool paused;
+	/* Received bytes not yet written: @slen of them from disk offset
+	 * @soff, never across a chunk's end (the worker's buffer of
+	 * STAGE_MAX bytes; NULL: each piece is written as it comes). */
+	uint8_t *stage;
+	uint64_t soff;
+	size_t slen;
 };
+
+/* The cache file is written in pieces of up to this much, not in the
+ * transfer's (a TLS record, 16 KiB): ext4's buffered write costs about as
+ * much per call as per byte at that size. Small enough that the piece is
+ * still in the CPU's cache when the kernel copies it (half of this
+ * machine's 512 KiB L2). ferryfs's CPU per GiB against 16 KiB writes (cold
+ * cat, hydration; median of 5): 128 KiB 0.85, 0.83; 256 KiB 0.80, 0.84;
+ * 1 MiB 0.95, 0.98. 64 and 512 KiB against 256 under cat: 1.08, 0.99. */
+#define STAGE_MAX (256u << 10)
 
 bool
 fetch_chunk_has_data(const struct fdisk *d, uint64_t c)
@@ -462,19 +477,59 @@ cache_write(struct fdisk *d, uint64_t off, const void *buf, size_t len)
 	return 0;
 }
 
+/* Write the staged bytes, and finish the jobs they complete. */
+static int
+stage_flush(struct run *r)
+{
+	int e;
+
+	if (r->slen == 0)
+		return 0;
+	e = cache_write(r->d, r->soff, r->stage, r->slen);
+	r->soff += r->slen;
+	r->slen = 0;
+	return e < 0 ? e : run_progress(r, r->soff);
+}
+
 static int
 sink_data(void *arg, uint64_t off, const void *buf, size_t len)
 {
 	struct run *r = arg;
 	struct fdisk *d = r->d;
-	int e = cache_write(d, off, buf, len);
+	const uint8_t *p = buf;
+	int e;
 
-	if (e < 0)
-		return e;
 	r->bytes += len;
 	if (d->verify)
 		run_hash(r, off, buf, len);
-	return run_progress(r, off + len);
+	if (!r->stage) {
+		e = cache_write(d, off, buf, len);
+		return e < 0 ? e : run_progress(r, off + len);
+	}
+	while (len > 0) {
+		uint64_t cend;
+		size_t n;
+
+		if (r->slen && off != r->soff + r->slen &&
+		    (e = stage_flush(r)) < 0)
+			return e;
+		if (r->slen == 0)
+			r->soff = off;
+		cend = FERRY_MIN((r->soff / d->chunk + 1) * d->chunk,
+				 d->info.size);
+		n = (size_t)FERRY_MIN((uint64_t)len,
+				      FERRY_MIN(STAGE_MAX - r->slen,
+						cend - (r->soff + r->slen)));
+		memcpy(r->stage + r->slen, p, n);
+		r->slen += n;
+		off += n;
+		p += n;
+		len -= n;
+		if ((r->slen == STAGE_MAX || r->soff + r->slen == cend) &&
+		    (e = stage_flush(r)) < 0)
+			return e;
+	}
+	return 0;
 }
 
 /* In-band digests of a data reply: blocks of one chunk each. */
@@ -648,6 +703,11 @@ run_fetch_range(struct run *r, uint64_t a, uint64_t b)
 		r->paused = false;
 		t0 = ferry_now();
 		err = ferry_source_read(fs->src, r->d->idx, a, n, &sink);
+		if (err == 0)
+			err = stage_flush(r);
+		/* After a failure the staged bytes are dropped: their chunk
+		 * is not done, and is fetched again from its start. */
+		r->slen = 0;
 		if (err < 0)
 			return err;
 		if (fs->compress_auto && !r->paused)
@@ -926,9 +986,13 @@ worker_main(struct ferryfs *fs, bool fg)
 	struct sched *s = &fs->sched;
 	unsigned backoff = 0;
 
+	/* Staging is an optimisation: without the memory, pieces are
+	 * written as they come. */
+	uint8_t *stage = malloc(STAGE_MAX);
+
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
-		struct run r = { .fs = fs, .fg = fg };
+		struct run r = { .fs = fs, .fg = fg, .stage = stage };
 		bool demand;
 		int err;
 
@@ -983,6 +1047,7 @@ worker_main(struct ferryfs *fs, bool fg)
 		pthread_mutex_lock(&s->lock);
 	}
 	pthread_mutex_unlock(&s->lock);
+	free(stage);
 	return NULL;
 }
 
