@@ -68,7 +68,7 @@ PY
 wire0=$(jq '.disks[0].wire_bytes' "$W/mnt/.ferry/status.json")
 t0=$(now)
 echo resync >"$W/mnt/.ferry/control"
-while [ "$(jq -r .resync.state "$W/mnt/.ferry/status.json")" = running ]; do sleep 0.05; done
+wait_json "$W/mnt/.ferry/status.json" 'j["resync"]["state"] != "running"'
 "$CONVERT" --update -O qcow2 "$W/mnt/disk.raw" "$O/ferry.qcow2" 2>"$W/update.log"
 T=$(echo "$(now) - $t0" | bc -l)
 wire=$(( $(jq '.disks[0].wire_bytes' "$W/mnt/.ferry/status.json") - wire0 ))

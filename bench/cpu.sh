@@ -20,7 +20,7 @@
 # Usage: bench/cpu.sh [SIZE_MIB=2048]   Env: RUNS (3), FERRY_BUILD_B
 SIZE_MIB=${1:-2048}
 RUNS=${RUNS:-3}
-. "$(dirname "$0")/lib.sh" curl nginx openssl jq bc
+. "$(dirname "$0")/lib.sh" curl nginx openssl jq bc python3
 NGINX_PID= EPID_B=
 bench_cleanup() {
 	[ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null
@@ -80,7 +80,7 @@ ferry_row() {	# ferry_row OPTS READER [B]: prints "FERRYFS_CPU READER_CPU EXPORT
 		/usr/bin/time -f "%U %S" -o "$W/cat.time" cat "$W/mnt/disk.raw" >/dev/null
 		r=$(awk '{print $1 + $2}' "$W/cat.time")
 	else
-		until [ "$(jq -r '.disks[0].state' "$W/mnt/.ferry/status.json")" = complete ]; do sleep 0.05; done
+		wait_json "$W/mnt/.ferry/status.json" 'j["disks"][0]["state"] == "complete"'
 	fi
 	f=$(cpu_of "$FPID")
 	fusermount3 -u "$W/mnt"; wait "$FPID" 2>/dev/null || true; FPID=

@@ -12,7 +12,7 @@
 SIZE_MIB=${1:-512}
 RATE=${2:-1000}
 MAX_N=${3:-8}
-. "$(dirname "$0")/lib.sh" ip tc jq bc
+. "$(dirname "$0")/lib.sh" ip tc jq bc python3
 [ "$(id -u)" = 0 ] || { echo "needs root (namespaces, tc)" >&2; exit 1; }
 P=fleet$$
 SRC=()
@@ -51,13 +51,11 @@ for n in $(seq "$MAX_N"); do
 	done
 	# From when every source is connected with its disks known (dialling
 	# and maps are not the link's time) to when every one is complete.
-	until [ "$(jq --argjson n "$n" '[.sources[] | select(.state == "syncing" or .state == "complete")] | length == $n' "$W/mnt/.ferry/status.json")" = true ]; do
-		sleep 0.02
-	done
+	wait_json "$W/mnt/.ferry/status.json" \
+		"sum(s['state'] in ('syncing', 'complete') for s in j['sources']) == $n" 0.02
 	c0=$(cpu_of "$FPID"); t0=$(date +%s.%N)
-	until [ "$(jq --argjson n "$n" '[.sources[] | select(.state == "complete")] | length == $n' "$W/mnt/.ferry/status.json")" = true ]; do
-		sleep 0.05
-	done
+	wait_json "$W/mnt/.ferry/status.json" \
+		"sum(s['state'] == 'complete' for s in j['sources']) == $n"
 	t1=$(date +%s.%N); c1=$(cpu_of "$FPID")
 	secs=$(echo "$t1 - $t0" | bc)
 	per=$(echo "$SIZE_MIB * $M / 1000000 / $secs" | bc -l)

@@ -75,9 +75,9 @@ writer() {
 }
 resync() {
 	echo resync > "$W/mnt/.ferry/control"
-	while [ "$(jq -r .resync.state "$W/mnt/.ferry/status.json")" = running ]; do sleep 0.05; done
+	wait_json "$W/mnt/.ferry/status.json" 'j["resync"]["state"] != "running"'
 	[ "$(jq -r .resync.state "$W/mnt/.ferry/status.json")" = done ] || { jq .resync "$W/mnt/.ferry/status.json"; exit 1; }
-	while [ "$(jq -r '.disks[0].state' "$W/mnt/.ferry/status.json")" != complete ]; do sleep 0.05; done
+	wait_complete
 }
 st() { jq -r ".disks[0].$1" "$W/mnt/.ferry/status.json"; }
 

@@ -55,7 +55,7 @@ except KeyboardInterrupt:
 ' "$W/mnt/.ferry/metrics" >"$W/ab.out" 2>&1 & LOADPID=$! ;;
 	esac
 	t0=$(date +%s.%N)
-	until [ "$(jq -r '.disks[0].state' "$W/mnt/.ferry/status.json")" = complete ]; do sleep 0.05; done
+	wait_json "$W/mnt/.ferry/status.json" 'j["disks"][0]["state"] == "complete"'
 	t1=$(date +%s.%N)
 	if [ -n "$LOADPID" ]; then
 		kill -INT "$LOADPID"; wait "$LOADPID" 2>/dev/null || true; LOADPID=

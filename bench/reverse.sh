@@ -76,9 +76,7 @@ hydrate() {	# mode: prints MB/s of used bytes
 	"mount_$1" 1
 	local t0 t1
 	t0=$(now)
-	until [ "$(jq -r '.disks[0].state' "$STATUS" 2>/dev/null)" = complete ]; do
-		sleep 0.1
-	done
+	wait_json "$STATUS" 'j["disks"][0]["state"] == "complete"' 0.1
 	t1=$(now)
 	unmount
 	rate "$used" "$(echo "$t1 - $t0" | bc -l)"
