@@ -90,6 +90,15 @@ ferry_row() {	# ferry_row OPTS READER [B]: prints "FERRYFS_CPU READER_CPU EXPORT
 }
 
 median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+# A VM whose freed memory goes back to its host (virtio-balloon free page
+# reporting) pays a host fault at the first touch of each page it takes
+# anew: about 2 s/GiB of system time on the machine this was written on.
+# Each row here takes pages for its file (the reader under cat, twice:
+# the cache's and its own, which ferryfs's reply touches first), so such
+# a machine's figures swing with how warm the pages it gets are. Said at
+# the end, with how much went back during the run.
+REPORTED=/sys/module/page_reporting/parameters/reported_kib
+rep0=$(cat "$REPORTED" 2>/dev/null || echo)
 for i in $(seq "$RUNS"); do
 	curl_row >>"$W/curl.rows"
 	ferry_row prefetch=1 none >>"$W/hyd.rows"
@@ -116,6 +125,8 @@ printf '%-52s %8s %8s\n' "serving" "CPU/GiB" "x nginx"
 printf '%-52s %8.3f %8s\n' "nginx (sendfile, TLS) for curl" "$(per_gib "$nginx_c")" 1.00
 printf '%-52s %8.3f %8.2f\n' "ferry-export for the hydration" "$(per_gib "$hyd_e")" "$(echo "$hyd_e / $nginx_c" | bc -l)"
 printf '%-52s %8.3f %8.2f\n' "ferry-export for cat" "$(per_gib "$read_e")" "$(echo "$read_e / $nginx_c" | bc -l)"
+[ -z "$rep0" ] || printf 'this machine returns freed memory to its host (free page reporting): %s GiB went back during the run; pages taken anew cost a host fault at first touch, so rows that fill the page cache vary from run to run\n' \
+	"$(awk -v a="$rep0" -v b="$(cat "$REPORTED")" 'BEGIN {printf "%.1f", (b - a) / 1048576}')"
 [ -n "$BB" ] || exit 0
 
 # B / A pair by pair: line i of FILE.b.rows against line i of FILE.rows.
