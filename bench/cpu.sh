@@ -17,14 +17,15 @@
 # ferry-export, right after this build's, and a last table gives B / A of
 # each ferry figure pair by pair and their median: on a machine whose
 # speed drifts from run to run, the ratio of neighbours is what holds.
-# Usage: bench/cpu.sh [SIZE_MIB=2048]   Env: RUNS (3), FERRY_BUILD_B
+# Usage: bench/cpu.sh [SIZE_MIB=2048]   Env: RUNS (3), FERRY_BUILD_B, MEMCG_MIB
 SIZE_MIB=${1:-2048}
 RUNS=${RUNS:-3}
 . "$(dirname "$0")/lib.sh" curl nginx openssl jq bc python3
-NGINX_PID= EPID_B=
+NGINX_PID= EPID_B= CG=
 bench_cleanup() {
 	[ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null
 	[ -n "$EPID_B" ] && kill "$EPID_B" 2>/dev/null && wait "$EPID_B" 2>/dev/null
+	[ -z "$CG" ] || rmdir "$CG" 2>/dev/null
 	true
 }
 BB=${FERRY_BUILD_B:-}
@@ -40,6 +41,24 @@ per_gib() { echo "scale=3; $1 * 1024 / $SIZE_MIB" | bc; }
 # writing back the file it wrote, which its own figures leave out.
 busy() { awk -v t="$TCK" '/^cpu / {printf "%.3f\n", ($2 + $3 + $4 + $7 + $8) / t}' /proc/stat; }
 
+# MEMCG_MIB=N: the receivers (curl; ferryfs and cat) run in a memory
+# cgroup of N MiB made for the run, so their page cache is recycled as on
+# a transit host whose memory is full, instead of taking fresh pages: on a
+# VM that returns freed memory to its host, each fresh page costs a host
+# fault at first touch (below), which then weighs on every row.
+if [ -n "${MEMCG_MIB:-}" ]; then
+	v1=$(awk -F: '$2 == "memory" {print $3}' /proc/self/cgroup)
+	v2=$(awk -F: '$1 == "0" {print $3}' /proc/self/cgroup)
+	if [ -n "$v1" ] && [ -d "/sys/fs/cgroup/memory$v1" ]; then
+		CG=/sys/fs/cgroup/memory$v1/ferry-bench.$$ limit=memory.limit_in_bytes
+	else
+		CG=/sys/fs/cgroup$v2/ferry-bench.$$ limit=memory.max
+	fi
+	mkdir "$CG" && echo $((MEMCG_MIB * M)) >"$CG/$limit" ||
+		{ echo "MEMCG_MIB: cannot make a memory cgroup at $CG" >&2; exit 1; }
+fi
+# in_cg CMD...: CMD, in that cgroup if there is one.
+in_cg() { if [ -n "$CG" ]; then (echo "$BASHPID" >"$CG/cgroup.procs" && exec "$@"); else "$@"; fi; }
 head -c $((SIZE_MIB * M)) /dev/urandom >"$W/disk.img"
 mkdir -p "$W/www" && ln "$W/disk.img" "$W/www/disk.img"
 
@@ -60,7 +79,7 @@ URL_B=$([ -z "$BB" ] || cat "$W/url.b")
 curl_row() {	# prints "CURL_CPU NGINX_CPU ALL_IN"
 	local w n0 c b0 n
 	sync; w=$(nginx_worker); n0=$(cpu_of "$w"); b0=$(busy)
-	/usr/bin/time -f "%U %S" -o "$W/curl.time" curl -sk -o "$W/out.img" "https://127.0.0.1:$NP/disk.img"
+	in_cg /usr/bin/time -f "%U %S" -o "$W/curl.time" curl -sk -o "$W/out.img" "https://127.0.0.1:$NP/disk.img"
 	sync
 	n=$(echo "$(cpu_of "$w") - $n0" | bc)
 	rm -f "$W/out.img"
@@ -73,11 +92,12 @@ ferry_row() {	# ferry_row OPTS READER [B]: prints "FERRYFS_CPU READER_CPU EXPORT
 	[ -z "${3:-}" ] || { fs=$BB/fs/ferryfs url=$URL_B epid=$EPID_B; }
 	rm -rf "$W/cache"; mkdir -p "$W/mnt"
 	sync; e0=$(cpu_of "$epid"); b0=$(busy)
-	"$fs" -f -o "cache=$W/cache,compress=0,$opts" "$url" "$W/mnt" 2>>"$W/ferryfs.log" &
+	( [ -z "$CG" ] || echo "$BASHPID" >"$CG/cgroup.procs"
+	  exec "$fs" -f -o "cache=$W/cache,compress=0,$opts" "$url" "$W/mnt" 2>>"$W/ferryfs.log" ) &
 	FPID=$!
 	for _ in $(seq 100); do [ -f "$W/mnt/disk.raw" ] && break; sleep 0.05; done
 	if [ "$reader" = cat ]; then
-		/usr/bin/time -f "%U %S" -o "$W/cat.time" cat "$W/mnt/disk.raw" >/dev/null
+		in_cg /usr/bin/time -f "%U %S" -o "$W/cat.time" cat "$W/mnt/disk.raw" >/dev/null
 		r=$(awk '{print $1 + $2}' "$W/cat.time")
 	else
 		wait_json "$W/mnt/.ferry/status.json" 'j["disks"][0]["state"] == "complete"'
@@ -111,7 +131,7 @@ curl_c=$(col curl 1) nginx_c=$(col curl 2) curl_a=$(col curl 3)
 hyd_f=$(col hyd 1) hyd_e=$(col hyd 3) hyd_a=$(col hyd 4)
 read_f=$(col read 1) read_r=$(col read 2) read_e=$(col read 3)
 
-echo "bench/cpu.sh: $SIZE_MIB MiB of random data over loopback TLS, $(nproc) CPUs, median of $RUNS; CPU s per GiB"
+echo "bench/cpu.sh: $SIZE_MIB MiB of random data over loopback TLS, $(nproc) CPUs, median of $RUNS; CPU s per GiB${CG:+; receivers in a memory cgroup of $MEMCG_MIB MiB}"
 printf '%-52s %8s %8s\n' "receiving" "CPU/GiB" "x curl"
 printf '%-52s %8.3f %8s\n' "curl -o FILE from nginx" "$(per_gib "$curl_c")" 1.00
 printf '%-52s %8.3f %8.2f\n' "ferryfs hydrating its cache (compress=0)" "$(per_gib "$hyd_f")" "$(echo "$hyd_f / $curl_c" | bc -l)"
