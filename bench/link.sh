@@ -265,7 +265,7 @@ printf 'bench/link.sh: server disk %d MiB (tests/serverdisk.sh), veth MTU 1500, 
 for rate in $RATES; do
 	netns_shape "$NS" "$VH" "$VS" "$rate"
 	echo
-	printf '%s Mbit/s  %-40s %8s %8s %9s %9s %8s\n' "$rate" "to a finished qcow2" "time s" "wire MB" "src CPU s" "trn CPU s" "x ferry"
+	printf '%-46s %8s %8s %9s %9s %8s\n' "$rate Mbit/s, to a finished qcow2" "time s" "wire MB" "src CPU s" "trn CPU s" "x ferry"
 	declare -A T=()
 	for row in ${ROWS:-ferry_default ferry_plain dd_ssh partclone_ssh nbd_https}; do
 		runs=()
@@ -282,17 +282,17 @@ for rate in $RATES; do
 		partclone_ssh) label="partclone -c through ssh, restore, convert" ;;
 		nbd_https) label="nginx, nbdkit curl + nbdcopy, convert" ;;
 		esac
-		printf '%*s  %-40s %8.2f %8.1f %9.2f %9.2f %8.2f\n' "${#rate}" "" "$label" "$SECS" \
+		printf '  %-44s %8.2f %8.1f %9.2f %9.2f %8.2f\n' "$label" "$SECS" \
 			"$(echo "$WIRE / 1000000" | bc -l)" "$SRC_CPU" "$TR_CPU" \
 			"$(echo "$SECS / ${T[ferry_default]}" | bc -l)"
 		[ "$row" = ferry_default ] && FLOOR=$(echo "$USED * 8 / ($rate * 1000000)" | bc -l)
 	done
-	printf '%*s  floor: %.1f MB used / link rate = %.2f s; ferry %.2f x the floor\n' "${#rate}" "" \
+	printf '  floor: %.1f MB used / link rate = %.2f s; ferry %.2f x the floor\n' \
 		"$(echo "$USED / 1000000" | bc -l)" "$FLOOR" "$(echo "${T[ferry_default]} / $FLOOR" | bc -l)"
 	goodput 8704
-	printf '%*s  goodput: one plain TCP stream carries the used bytes in %.2f s (%.3f x the floor)\n' \
-		"${#rate}" "" "$GOODPUT" "$(echo "$GOODPUT / $FLOOR" | bc -l)"
-	[ -z "${T[ferry_plain]:-}" ] || printf '%*s  ferry, compress=0: %.2f x the floor, %.2f x that stream\n' \
-		"${#rate}" "" "$(echo "${T[ferry_plain]} / $FLOOR" | bc -l)" "$(echo "${T[ferry_plain]} / $GOODPUT" | bc -l)"
+	printf '  goodput: one plain TCP stream carries the used bytes in %.2f s (%.3f x the floor)\n' \
+		"$GOODPUT" "$(echo "$GOODPUT / $FLOOR" | bc -l)"
+	[ -z "${T[ferry_plain]:-}" ] || printf '  ferry, compress=0: %.2f x the floor, %.2f x that stream\n' \
+		"$(echo "${T[ferry_plain]} / $FLOOR" | bc -l)" "$(echo "${T[ferry_plain]} / $GOODPUT" | bc -l)"
 	unset T
 done
