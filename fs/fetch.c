@@ -1158,13 +1158,19 @@ queue_demand(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t end,
 	return 0;
 }
 
-/* Readahead for a read of disk bytes [a, b): which range to queue, if any.
- * Like the kernel's: when a sequential reader reaches the start of the
- * window queued last (the mark), the next window, twice as large up to
- * the maximum, is queued after it. Updates @ra. */
+/* Readahead for a read of disk bytes [a, b) that needs @need chunks
+ * fetched: which range to queue, if any. Like the kernel's: when a
+ * sequential reader reaches the start of the window queued last (the
+ * mark), the next window, twice as large up to the maximum, is queued
+ * after it. A reader past all it had queued that finds its bytes cached
+ * gets nothing queued: it follows data that came without it (behind
+ * hydration, or ferry-convert reading what arrived), and readahead there
+ * would only take the link from hydration for the chunks it is about to
+ * bring anyway (bench/link.sh, compress=0 at 1 Gbit/s). Its first read
+ * that has to wait starts the windows again. Updates @ra. */
 static bool
 ra_plan(struct ferryfs *fs, struct fdisk *d, struct fetch_ra *ra, uint64_t a,
-	uint64_t b, uint64_t *from, uint64_t *to)
+	uint64_t b, uint64_t need, uint64_t *from, uint64_t *to)
 {
 	uint64_t max = fs->readahead;
 	bool go = false;
@@ -1182,7 +1188,7 @@ ra_plan(struct ferryfs *fs, struct fdisk *d, struct fetch_ra *ra, uint64_t a,
 	 * (the kernel's readahead runs on several FUSE threads). */
 	if (ra->next != UINT64_MAX && a + ra->window >= ra->next &&
 	    a <= ra->next + ra->window) {
-		if (b >= ra->mark) {
+		if (b >= ra->mark && (need > 0 || ra->queued > b)) {
 			*from = FERRY_MAX(ra->queued, b);
 			*to = FERRY_MIN(*from + ra->window, d->info.size);
 			ra->mark = *from;
@@ -1342,8 +1348,8 @@ again:
 	}
 	if (ra && nr && tries == 0)
 		ahead = ra_plan(fs, d, ra, rv[0].off,
-				rv[nr - 1].off + rv[nr - 1].len, &ra_from,
-				&ra_to);
+				rv[nr - 1].off + rv[nr - 1].len, need,
+				&ra_from, &ra_to);
 	if (need == 0 && !ahead)
 		return 0;
 
