@@ -92,6 +92,8 @@ ferry_row() {	# ferry_row OPTS READER [B]: prints "FERRYFS_CPU READER_CPU EXPORT
 	[ -z "${3:-}" ] || { fs=$BB/fs/ferryfs url=$URL_B epid=$EPID_B; }
 	rm -rf "$W/cache"; mkdir -p "$W/mnt"
 	sync; e0=$(cpu_of "$epid"); b0=$(busy)
+	# in_cg inline: a backgrounded in_cg would be two subshells deep, and
+	# $! not ferryfs's PID, which cpu_of reads.
 	( [ -z "$CG" ] || echo "$BASHPID" >"$CG/cgroup.procs"
 	  exec "$fs" -f -o "cache=$W/cache,compress=0,$opts" "$url" "$W/mnt" 2>>"$W/ferryfs.log" ) &
 	FPID=$!
