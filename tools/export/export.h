@@ -33,6 +33,11 @@ struct export_disk {
 	pthread_mutex_t lock;
 	unsigned epoch;			/* generations seen, under lock */
 	bool learn_zeros;		/* zeros_note() marks blocks */
+	/* The source may change under a generation that stays the same (a
+	 * block device, a filesystem mounted here): a block read as zeros
+	 * may be written by its server later, so none is learnt. Sticky,
+	 * under lock; --disk-id does not clear it. */
+	bool source_live;
 	_Atomic uint64_t served;	/* disk bytes sent (before zstd) */
 	_Atomic uint64_t requests;	/* data requests */
 };
@@ -122,6 +127,12 @@ void zeros_free(struct export_disk *d);
  * since @epoch (export_look()'s, taken before the read). */
 void zeros_note(struct export_disk *d, unsigned epoch, uint64_t off,
 		const uint8_t *buf, size_t len);
+
+/*! zeros_live() : @d is live (its generation does not follow its
+ * writes): forget every block known to be zeros and learn none from now
+ * on, with a log line if it was to learn them. d->lock held, or before
+ * serving. */
+void zeros_live(struct export_disk *d);
 
 /*! zeros_forget() : the disk changed: no block is known to be zeros.
  * d->lock held. */

@@ -134,7 +134,9 @@ usage(FILE *f)
 "      --scan-zeros        before serving, read every allocated block and\n"
 "                          leave those that are all zeros out of the extent\n"
 "                          maps (blocks read while serving are checked\n"
-"                          anyway; this finds them all up front)\n"
+"                          anyway; this finds them all up front). Never on\n"
+"                          a live disk (a block device, or a filesystem\n"
+"                          mounted here): its server may write them later\n"
 "  -v, --verbose           more log lines\n"
 "  -h, --help              this text\n"
 "  -V, --version           version\n"
@@ -557,13 +559,17 @@ open_disks(struct exporter *ex, int count, char **specs, const struct args *a)
 			}
 		}
 		ex->disks[i].learn_zeros = a->all_blocks || a->scan;
-		ex->disks[i].disk_id = set_disk_id(ex->disks[i].src, arg, a->ids,
-						  a->nids);
 		pthread_mutex_init(&ex->disks[i].lock, NULL);
 		if (zeros_init(&ex->disks[i]) < 0) {
 			ferry_error("%s: out of memory", arg);
 			return -1;
 		}
+		/* A block device; a mounted filesystem's file is found live
+		 * by its first look (export_look()). */
+		if (ex->disks[i].src->disks[0].live)
+			zeros_live(&ex->disks[i]);
+		ex->disks[i].disk_id = set_disk_id(ex->disks[i].src, arg, a->ids,
+						  a->nids);
 		if (a->scan && zeros_scan(&ex->disks[i]) < 0)
 			return -1;	/* the read said why */
 	}

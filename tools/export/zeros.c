@@ -8,6 +8,11 @@
  * marked from bytes just read from the source; when the source changes
  * (export_look() finds another generation) every mark is forgotten, and a
  * read that started before the change marks nothing.
+ *
+ * A live source (a block device, or a file with a filesystem mounted here)
+ * changes without a new generation: what its server writes next may be a
+ * block read as zeros now, and a block learnt as a hole would stay one in
+ * every map after, the cutover's too. Nothing is learnt of it.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -43,6 +48,10 @@ zeros_note(struct export_disk *d, unsigned epoch, uint64_t off,
 	if (!d->learn_zeros)
 		return;
 	pthread_mutex_lock(&d->lock);
+	if (d->source_live) {
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
 	size = d->src->disks[0].size;
 	/* Whole blocks only; the disk's last block ends at the disk's end;
 	 * blocks past the size the map was made for are not tracked. */
@@ -66,6 +75,17 @@ zeros_forget(struct export_disk *d)
 		ferry_bitmap_clear(&d->zero, b);
 }
 
+void
+zeros_live(struct export_disk *d)
+{
+	d->source_live = true;
+	zeros_forget(d);
+	if (d->learn_zeros)
+		ferry_info("%s: live (a block device, or a filesystem mounted "
+			   "here): blocks read as zeros are not learnt as "
+			   "holes, its server may write them", d->name);
+}
+
 unsigned
 export_look(struct export_disk *d, char *gen, size_t genlen, uint64_t *size)
 {
@@ -77,6 +97,8 @@ export_look(struct export_disk *d, char *gen, size_t genlen, uint64_t *size)
 	if (d->src->ops->refresh)
 		r = d->src->ops->refresh(d->src, 0);
 	if (r == 1) {
+		if (di->live && !d->source_live)
+			zeros_live(d);
 		if (d->disk_id) {
 			snprintf(di->generation, sizeof di->generation,
 				 "id-%s-%" PRIu64, d->disk_id, di->size);
@@ -107,6 +129,8 @@ zeros_scan(struct export_disk *d)
 	char a[32], b[32], c[32];
 	int r;
 
+	if (d->source_live)
+		return 0;	/* zeros_live() said why */
 	if (!buf)
 		return -ENOMEM;
 	ferry_extents_init(&m, d->src->disks[0].size);
