@@ -352,15 +352,23 @@ job_finish(struct ferryfs *fs, struct fetch_job *j, int err)
 
 	if (err == 0 && j->epoch != d->epoch) {
 		/* Fetched for the generation a resync has left since: kept
-		 * for checking, like the other chunks cached before it. */
-		if (!ferry_bitmap_test(&d->candidate, j->chunk)) {
+		 * for checking, like the other chunks cached before it, if
+		 * it still holds data (else nothing would ever check it). */
+		if (fetch_chunk_has_data(d, j->chunk) &&
+		    !ferry_bitmap_test(&d->candidate, j->chunk)) {
 			ferry_bitmap_set(&d->candidate, j->chunk);
 			d->candidates++;
+			d->dirty = true;
 		}
-		d->dirty = true;
 	} else if (err == 0) {
-		d->cached += ferry_chunk_data(disk_map(d), d->chunk, j->chunk);
-		d->present_chunks++;
+		/* A job queued before a resync made its chunk a hole holds
+		 * nothing to count; the bit lets a reader still on the old
+		 * layout read its zeros (cache_clear_holes punched them). */
+		if (fetch_chunk_has_data(d, j->chunk)) {
+			d->cached += ferry_chunk_data(disk_map(d), d->chunk,
+						      j->chunk);
+			d->present_chunks++;
+		}
 		ferry_bitmap_set(&d->present, j->chunk);
 		d->dirty = true;
 	} else if (j->chunk < d->hydrate_next) {
@@ -1069,15 +1077,15 @@ fetch_forget(struct ferryfs *fs, struct fdisk *d, uint64_t c)
 	struct sched *s = &fs->sched;
 
 	pthread_mutex_lock(&s->lock);
-	if (ferry_bitmap_test(&d->present, c)) {
-		ferry_bitmap_clear(&d->present, c);
+	/* A chunk without data was never counted (job_finish). */
+	if (ferry_bitmap_take(&d->present, c) && fetch_chunk_has_data(d, c)) {
 		d->present_chunks--;
 		d->cached -= ferry_chunk_data(disk_map(d), d->chunk, c);
-		d->dirty = true;
 		if (c < d->hydrate_next)
 			d->hydrate_next = c;
 		pthread_cond_broadcast(&s->work);
 	}
+	d->dirty = true;
 	pthread_mutex_unlock(&s->lock);
 }
 

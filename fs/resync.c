@@ -77,8 +77,20 @@ take_layout(struct ferryfs *fs, struct fdisk *d, struct layout *l,
 	l->seq = d->lay->seq + 1;
 	old = layout_swap(d, l);
 	*demoted = 0;
+	d->data_chunks = 0;
 	for (uint64_t c = 0; c < d->nchunks; c++) {
-		if (!ferry_bitmap_take(&d->present, c))
+		bool was = ferry_bitmap_take(&d->present, c);
+
+		/* A chunk that is all free now has nothing to check: it
+		 * reads as zeros (cache_clear_holes punches it), and no run
+		 * would ever pick it to resolve it. */
+		if (!fetch_chunk_has_data(d, c)) {
+			if (ferry_bitmap_take(&d->candidate, c))
+				d->candidates--;
+			continue;
+		}
+		d->data_chunks++;
+		if (!was)
 			continue;
 		if (!ferry_bitmap_test(&d->candidate, c)) {
 			ferry_bitmap_set(&d->candidate, c);
@@ -86,9 +98,6 @@ take_layout(struct ferryfs *fs, struct fdisk *d, struct layout *l,
 		}
 		(*demoted)++;
 	}
-	d->data_chunks = 0;
-	for (uint64_t c = 0; c < d->nchunks; c++)
-		d->data_chunks += fetch_chunk_has_data(d, c);
 	d->present_chunks = 0;
 	d->cached = 0;
 	d->epoch++;

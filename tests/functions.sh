@@ -7,6 +7,7 @@ set -o pipefail
 : "${FERRY_EXPORT:=$(dirname "$0")/../build/tools/export/ferry-export}"
 : "${FERRYFS:=$(dirname "$0")/../build/fs/ferryfs}"
 : "${FERRY_CONVERT:=$(dirname "$0")/../build/tools/convert/ferry-convert}"
+: "${FERRYCTL:=$(dirname "$0")/../build/tools/ctl/ferryctl}"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/ferry-test.XXXXXX")
 PIDS=()

@@ -87,6 +87,21 @@ fallocate -p -o $((50 * M)) -l $((2 * M)) "$T/disk.img" || fail "fallocate -p"
 resync_mount "$T/mnt" disk
 [ "$(status "$T/mnt" disk resync.shrank)" = $((2 * M)) ] || fail "map shrinkage: $(status "$T/mnt" disk resync)"
 cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "after a hole was punched in the source and a resync, the mount shows old data"
+# Whole chunks became free: none of them is left to check, the cache takes
+# the new generation, and ferryctl resync returns.
+[ "$(status "$T/mnt" disk resync.pending)" = 0 ] ||
+	fail "a resync that freed whole chunks left $(status "$T/mnt" disk resync.pending) pending"
+api /v1/disks >/dev/null
+gen=$(jq -r '.disks[0].generation' "$T/body")
+for _ in $(seq 50); do
+	[ "$(jq -r .generation "$T/cache/disk.json")" = "$gen" ] && break
+	sleep 0.1
+done
+[ "$(jq -r .generation "$T/cache/disk.json")" = "$gen" ] ||
+	fail "the cache's metadata kept generation $(jq -r .generation "$T/cache/disk.json"), not the source's $gen"
+timeout 60 "${FERRYCTL:?}" resync "$T/mnt" >"$T/ctl.out" 2>&1 ||
+	fail "ferryctl resync after a resync that freed whole chunks: exit $? $(cat "$T/ctl.out")"
+ok "a resync that freed whole chunks: pending 0, the cache of generation $gen, ferryctl resync returns"
 timeout 300 "$FERRY_CONVERT" --update "$T/mnt/disk.raw" "$T/out.raw" 2>"$T/convert.log" || fail "--update after shrinking: $(cat "$T/convert.log")"
 cmp "$T/out.raw" "$T/disk.img" || fail "raw image keeps old data where the source is a hole now"
 unmount_ferry "$T/mnt"
