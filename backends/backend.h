@@ -138,7 +138,7 @@ struct ferry_source {
 	size_t ndisks;
 	struct ferry_disk_info *disks;
 	/* If set and true, long operations give up with -ECANCELED. */
-	const volatile bool *cancel;
+	const atomic_bool *cancel;
 	struct ferry_health health;	/* network backends keep it */
 	void *priv;
 };

@@ -61,7 +61,7 @@ ferry_bucket_take(struct ferry_bucket *b, uint64_t n, double now)
 
 void
 ferry_bucket_throttle(struct ferry_bucket *b, uint64_t n,
-		      const volatile _Bool *stop)
+		      const atomic_bool *stop)
 {
 	double wait;
 

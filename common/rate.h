@@ -37,6 +37,6 @@ double ferry_bucket_take(struct ferry_bucket *b, uint64_t n, double now);
  * bucket says, in slices of at most 100 ms, giving up early when *@stop
  * becomes true (may be NULL). */
 void ferry_bucket_throttle(struct ferry_bucket *b, uint64_t n,
-			   const volatile _Bool *stop);
+			   const atomic_bool *stop);
 
 #endif

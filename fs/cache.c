@@ -70,12 +70,12 @@ cache_lock_dir(struct ferryfs *fs)
 }
 
 static json_t *
-meta_of(struct ferryfs *fs, struct fdisk *d)
+meta_of(struct ferryfs *fs, struct fdisk *d, const char *gen)
 {
 	return json_pack("{sssssIsssI}", "source", fs->src->id,
 			 "name", d->info.name,
 			 "size", (json_int_t)d->info.size,
-			 "generation", d->info.generation,
+			 "generation", gen,
 			 "chunk", (json_int_t)d->chunk);
 }
 
@@ -90,7 +90,7 @@ meta_mismatch(struct ferryfs *fs, struct fdisk *d, const char *metapath)
 
 	if (!have)
 		return "no readable NAME.json";
-	want = meta_of(fs, d);
+	want = meta_of(fs, d, d->info.generation);
 	for (size_t i = 0; want && i < sizeof keys / sizeof keys[0]; i++)
 		if (!json_equal(json_object_get(have, keys[i]),
 				json_object_get(want, keys[i]))) {
@@ -103,10 +103,11 @@ meta_mismatch(struct ferryfs *fs, struct fdisk *d, const char *metapath)
 }
 
 static int
-write_meta(struct ferryfs *fs, struct fdisk *d, const char *metapath)
+write_meta(struct ferryfs *fs, struct fdisk *d, const char *gen,
+	   const char *metapath)
 {
 	char tmp[PATH_MAX + 16];
-	json_t *m = meta_of(fs, d);
+	json_t *m = meta_of(fs, d, gen);
 	int fd, r = 0;
 
 	snprintf(tmp, sizeof tmp, "%s.tmp", metapath);
@@ -152,7 +153,7 @@ reset(struct ferryfs *fs, struct fdisk *d, const char *datapath,
 		      (off_t)ferry_bitmap_bytes(d->nchunks)) < 0 ||
 	    fsync(d->map_fd) < 0)
 		goto fail;
-	return write_meta(fs, d, metapath);
+	return write_meta(fs, d, d->info.generation, metapath);
 fail_data:
 	mappath = datapath;
 fail:
@@ -340,7 +341,7 @@ cache_open(struct ferryfs *fs, struct fdisk *d)
 }
 
 int
-cache_restamp(struct ferryfs *fs, struct fdisk *d)
+cache_restamp(struct ferryfs *fs, struct fdisk *d, const char *gen)
 {
 	char metapath[PATH_MAX + 16];
 	int r;
@@ -350,13 +351,13 @@ cache_restamp(struct ferryfs *fs, struct fdisk *d)
 	if (r < 0)
 		return r;
 	snprintf(metapath, sizeof metapath, "%s.json", d->path);
-	r = write_meta(fs, d, metapath);
+	r = write_meta(fs, d, gen, metapath);
 	if (r == 0)
 		ferry_info("cache %s: every chunk kept from the earlier "
 			   "generation checked (%" PRIu64 " kept, %" PRIu64
 			   " changed); the cache is of generation %s now",
 			   d->path, (uint64_t)d->kept, (uint64_t)d->changed,
-			   d->info.generation);
+			   gen);
 	return r;
 }
 

@@ -193,7 +193,7 @@ struct ferryfs {
 	size_t nfiles;
 	time_t mount_time;
 
-	volatile bool stop;
+	atomic_bool stop;
 	struct sched sched;
 	pthread_t *workers;
 	unsigned nworkers;
@@ -293,9 +293,11 @@ int cache_flush(struct fdisk *d);
 
 void cache_close(struct fdisk *d);
 
-/*! cache_restamp() : every candidate is resolved: flush the presence map,
- * then record the disk's current generation in NAME.json. */
-int cache_restamp(struct ferryfs *fs, struct fdisk *d);
+/*! cache_restamp() : every candidate is resolved (fetch_restamp_due()):
+ * flush the presence map, then record generation @gen in NAME.json. A
+ * resync after the decision leaves more chunks in the map, of a newer
+ * generation than @gen, which a remount then checks as it would any. */
+int cache_restamp(struct ferryfs *fs, struct fdisk *d, const char *gen);
 
 /*! cache_hash() : the digest of chunk @c as the cache file holds it,
  * holes of @map as zeros (whatever an earlier map left in the file
@@ -386,6 +388,16 @@ int fetch_pread(struct ferryfs *fs, struct fdisk *d, void *buf, size_t len,
 /*! fetch_forget() : chunk @c of @d is no longer cached (it differed from
  * the source); it is fetched again when read or hydrated. */
 void fetch_forget(struct ferryfs *fs, struct fdisk *d, uint64_t c);
+
+/*! fetch_restamp_due() : may @d's cache take the generation its chunks are
+ * of now? Only once a resync (or a remount) asked for it, every chunk kept
+ * from an earlier generation is checked, and no run begun before the last
+ * resync is still to finish; decided under sched.lock, which every change
+ * of those takes, so no resync slips in between. @return true with that
+ * generation in @gen (the request is taken: put it back by setting
+ * d->restamp if writing it fails). */
+bool fetch_restamp_due(struct ferryfs *fs, struct fdisk *d, char *gen,
+		       size_t len);
 
 /*! fetch_chunk_has_data() : does chunk @c of @d hold any data (by its
  * current map: sched.lock held, or no worker yet)? */

@@ -66,6 +66,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "fs/ferryfs.h"
+#include "fs/pause.h"
 
 #define REQ_MAX (8u << 20)	/* bytes of one run, at least one chunk */
 #define RUN_MAX 64		/* chunks of one run */
@@ -83,6 +84,7 @@ struct fetch_job {
 	struct fdisk *d;
 	uint64_t chunk;
 	unsigned epoch;			/* fdisk.epoch when its run began */
+	bool started;			/* a run has it (epoch is set) */
 	bool fg;			/* demand or readahead */
 	struct fetch_queue *queue;	/* queued on, or NULL */
 	struct fetch_job *qnext, *qprev;
@@ -433,6 +435,7 @@ run_progress(struct run *r, uint64_t pos)
 
 	if (r->next >= r->n || pos < r->ends[r->next])
 		return 0;
+	pause_at("run", r->first + r->next, 1, &r->fs->stop);
 	pthread_mutex_lock(&s->lock);
 	for (; r->next < r->n && pos >= r->ends[r->next]; r->next++) {
 		if (d->verify && !(r->have >> r->next & 1))
@@ -1022,8 +1025,10 @@ worker_main(struct ferryfs *fs, bool fg)
 		}
 		if (fs->stop)
 			break;
-		for (size_t i = 0; i < r.n; i++)
+		for (size_t i = 0; i < r.n; i++) {
 			r.jobs[i]->epoch = r.d->epoch;
+			r.jobs[i]->started = true;
+		}
 		r.lay = layout_get(r.d);
 		demand = run_awaited(&r);
 		pthread_mutex_unlock(&s->lock);
@@ -1069,6 +1074,36 @@ static void *
 bg_main(void *arg)
 {
 	return worker_main(arg, false);
+}
+
+/* A run of @d that began before its last resync is still on the wire: its
+ * chunks are of the generation left, and come back as candidates when it
+ * ends. sched.lock held. */
+static bool
+old_runs(const struct sched *s, const struct fdisk *d)
+{
+	for (const struct fetch_job *j = s->inflight; j; j = j->inext)
+		if (j->d == d && j->started && j->epoch != d->epoch)
+			return true;
+	return false;
+}
+
+bool
+fetch_restamp_due(struct ferryfs *fs, struct fdisk *d, char *gen, size_t len)
+{
+	struct sched *s = &fs->sched;
+	bool due;
+
+	pthread_mutex_lock(&s->lock);
+	due = d->restamp && d->candidates == 0 && !old_runs(s, d);
+	if (due) {
+		d->restamp = false;
+		pthread_mutex_lock(&d->lock);
+		snprintf(gen, len, "%s", d->info.generation);
+		pthread_mutex_unlock(&d->lock);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return due;
 }
 
 void

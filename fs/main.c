@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "backends/usedmap.h"
 #include "fs/ferryfs.h"
+#include "fs/pause.h"
 #include "fs/fleet.h"
 
 struct options {
@@ -373,14 +374,17 @@ flusher_main(void *arg)
 			struct fdisk *d = &fs->disks[i];
 			double now = ferry_now();
 			uint64_t got = d->received;
+			char gen[sizeof d->info.generation];
 			int r = cache_flush(d);
 
 			/* The last kept chunk checked: the cache is of the
 			 * disk's new generation. */
-			if (r == 0 && d->candidates == 0 &&
-			    atomic_exchange(&d->restamp, false) &&
-			    (r = cache_restamp(fs, d)) < 0)
-				d->restamp = true;
+			if (r == 0 && fetch_restamp_due(fs, d, gen, sizeof gen)) {
+				pause_at("restamp", 0, 0, &fs->stop);
+				r = cache_restamp(fs, d, gen);
+				if (r < 0)
+					d->restamp = true;
+			}
 
 			pthread_mutex_lock(&d->lock);
 			if (r < 0) {
@@ -677,6 +681,7 @@ main(int argc, char **argv)
 		goto out_args;
 	}
 	ferry_log_verbose(o.verbose);
+	pause_init();
 	if (o.listen) {
 		/* The one word left is the mountpoint: no SOURCE, they
 		 * dial in. */
