@@ -3,12 +3,13 @@
 # (optimised, and with AddressSanitizer + UBSan), run every unit and
 # integration test under meson in both, build a release configuration and
 # run its unit tests, then run each libFuzzer target for
-# FUZZ_SECONDS (default 30) in a clang build, and print "N passed, N failed".
+# FUZZ_SECONDS (default 30) in a clang build, and print "N passed, N failed,
+# N skipped".
 set -u
 cd "$(dirname "$0")/.."
 bash contrib/install-deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 
-pass=0 fail=0 rc=0
+pass=0 fail=0 skip=0 rc=0
 run_suite() {	# run_suite BUILDDIR MESON-OPTIONS...
 	local dir=$1
 	shift
@@ -26,13 +27,16 @@ run_suite() {	# run_suite BUILDDIR MESON-OPTIONS...
 		meson test -C "$dir" "${suites[@]}" --print-errorlogs --num-processes 2 \
 		--timeout-multiplier "${TIMEOUT_MULTIPLIER:-1}"
 	local r=$?
-	local p f
-	# Count from meson's JSON log: one object per test.
-	p=$(jq -s '[.[] | select(.result == "OK" or .result == "SKIP" or .result == "EXPECTEDFAIL")] | length' \
+	local p f k
+	# Count from meson's JSON log: one object per test. A skip is no
+	# pass: it is counted apart.
+	p=$(jq -s '[.[] | select(.result == "OK" or .result == "EXPECTEDFAIL")] | length' \
+		"$dir/meson-logs/testlog.json")
+	k=$(jq -s '[.[] | select(.result == "SKIP")] | length' \
 		"$dir/meson-logs/testlog.json")
 	f=$(jq -s '[.[] | select(.result != "OK" and .result != "SKIP" and .result != "EXPECTEDFAIL")] | length' \
 		"$dir/meson-logs/testlog.json")
-	pass=$((pass + p)); fail=$((fail + f))
+	pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + k))
 	return $r
 }
 
@@ -58,5 +62,5 @@ if [ "${FERRY_FUZZ:-1}" = 1 ]; then
 		-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug || rc=1
 fi
 [ "$rc" = 0 ] || [ "$fail" -gt 0 ] || fail=$((fail + 1))	# a build failed
-echo "$pass passed, $fail failed"
+echo "$pass passed, $fail failed, $skip skipped"
 exit $rc
