@@ -68,6 +68,8 @@ struct http_priv {
 	struct curl_slist **range_headers;
 	struct curl_slist *retired;	/* replaced lists, freed at close */
 	bool compress;
+	/* A plain URL: the strong ETag of the version mounted, or "". */
+	char etag[100];
 	bool verbose;
 	double timeout;		/* opts.timeout */
 	long stall;		/* opts.stall_timeout */
@@ -111,7 +113,10 @@ struct xfer {
 	/* From Content-Range: "bytes A-B/TOTAL" or "bytes * /TOTAL". */
 	int64_t cr_start, cr_end, cr_total;
 	uint64_t disk_size;	/* range mode: the disk's, 0 if not known */
-	char etag[100];
+	char etag[100];		/* ETag:, as sent (quotes, W/) */
+	char lastmod[64];	/* Last-Modified: */
+	double retry_after;	/* seconds a 429 or 503 asked to wait, or 0 */
+	bool stale;		/* a plain URL's reply of another ETag */
 	/* Range mode: the request's headers (NULL: the source's). */
 	const struct curl_slist *headers;
 	struct hconn *conn;
@@ -150,6 +155,25 @@ inband_digests(struct xfer *x, const char *v, size_t len)
 	x->sink->digests(x->sink->arg, first, dg, (size_t)count);
 }
 
+/* Retry-After: delay-seconds or an HTTP-date, as seconds from now (0:
+ * none or unreadable); at most an hour, whatever a server says. */
+static double
+retry_after_of(const char *v, int n)
+{
+	char s[64];
+	double sec;
+
+	snprintf(s, sizeof s, "%.*s", n, v);
+	if (s[0] >= '0' && s[0] <= '9') {
+		sec = strtod(s, NULL);
+	} else {
+		time_t at = curl_getdate(s, NULL);
+
+		sec = at > 0 ? difftime(at, time(NULL)) : 0;
+	}
+	return sec > 0 ? FERRY_MIN(sec, 3600.0) : 0;
+}
+
 static size_t
 header_cb(char *line, size_t size, size_t n, void *arg)
 {
@@ -171,7 +195,8 @@ header_cb(char *line, size_t size, size_t n, void *arg)
 
 		x->status = sp ? strtol(sp + 1, NULL, 10) : 0;
 		x->cr_start = x->cr_end = x->cr_total = -1;
-		x->etag[0] = '\0';
+		x->etag[0] = x->lastmod[0] = '\0';
+		x->retry_after = 0;
 		x->zstd = x->coding_bad = false;
 	} else if (strncasecmp(buf, "Content-Encoding:", 17) == 0) {
 		const char *v = buf + 17;
@@ -199,14 +224,20 @@ header_cb(char *line, size_t size, size_t n, void *arg)
 			x->cr_total = t;
 		}
 	} else if (strncasecmp(buf, "ETag:", 5) == 0 ||
-		   (strncasecmp(buf, "Last-Modified:", 14) == 0 &&
-		    !x->etag[0])) {
+		   strncasecmp(buf, "Last-Modified:", 14) == 0 ||
+		   strncasecmp(buf, "Retry-After:", 12) == 0) {
 		const char *v = strchr(buf, ':') + 1;
+		int vl;
 
 		while (*v == ' ')
 			v++;
-		snprintf(x->etag, sizeof x->etag, "%.*s",
-			 (int)strcspn(v, "\r\n"), v);
+		vl = (int)strcspn(v, "\r\n");
+		if (buf[0] == 'E' || buf[0] == 'e')
+			snprintf(x->etag, sizeof x->etag, "%.*s", vl, v);
+		else if (buf[0] == 'L' || buf[0] == 'l')
+			snprintf(x->lastmod, sizeof x->lastmod, "%.*s", vl, v);
+		else
+			x->retry_after = retry_after_of(v, vl);
 	}
 	return len;
 }
@@ -368,6 +399,7 @@ static size_t
 write_cb(char *data, size_t size, size_t n, void *arg)
 {
 	struct xfer *x = arg;
+	const char *mounted_etag = ((const struct http_priv *)x->src->priv)->etag;
 	size_t len = size * n;
 
 	if (x->src->cancel && *x->src->cancel) {
@@ -399,6 +431,13 @@ write_cb(char *data, size_t size, size_t n, void *arg)
 	    (x->disk_size && x->cr_total != (int64_t)x->disk_size) ||
 	    x->coding_bad) {
 		x->range_ok = false;
+		return 0;
+	}
+	/* A plain URL's object replaced by another version, by a server
+	 * that ignored If-Match: not one byte of it reaches the sink. */
+	if (x->got == 0 && x->etag[0] && mounted_etag[0] &&
+	    strcmp(x->etag, mounted_etag) != 0) {
+		x->stale = true;
 		return 0;
 	}
 	if (x->sink->wire) {
@@ -622,27 +661,55 @@ http_error(struct http_priv *p, const char *url, CURLcode cc,
 		ferry_error("%s: not found (HTTP 404)", url);
 		return -ENOENT;
 	case 412:
-		ferry_error("%s: the disk changed at the source (its generation "
-			    "is no longer the one mounted); remount to start "
-			    "over", url);
+		if (p->ferry)
+			ferry_error("%s: the disk changed at the source (its "
+				    "generation is no longer the one mounted); "
+				    "remount to start over", url);
+		else
+			ferry_error("%s: the object changed on the server (it "
+				    "is no longer the version mounted: HTTP "
+				    "412); remount to start over", url);
 		return -ESTALE;
 	case 416:
 		ferry_error("%s: range not satisfiable (HTTP 416)", url);
 		return -ERANGE;
+	case 408:
+	case 429:
+	case 503:
+		/* The server asks to come back (Retry-After, if it says
+		 * when): transient. */
+		ferry_error("%s: HTTP %ld, the server is busy%s", url,
+			    x->status, x->retry_after > 0 ? " (it says when "
+			    "to retry)" : "");
+		return -EBUSY;
+	case 400:
+		ferry_error("%s: the server refused the request as malformed "
+			    "(HTTP 400)", url);
+		return -EINVAL;
+	case 405:
+	case 501:
+		ferry_error("%s: the server does not support this request "
+			    "(HTTP %ld)", url, x->status);
+		return -EOPNOTSUPP;
 	default:
+		/* Other 5xx: the server failed, another try may go
+		 * through. Other 4xx: this request will not. */
 		ferry_error("%s: HTTP %ld", url, x->status);
-		return -EIO;
+		return x->status >= 500 && x->status <= 599 ? -EIO :
+		       -EREMOTEIO;
 	}
 }
 
 /* Errors that another attempt on a fresh connection may cure: the link
- * or the server failed (reset, refused, stalled, truncated, TLS, 5xx). Not
- * a refused token, a changed key, a missing disk or a changed source. */
+ * or the server failed (reset, refused, stalled, truncated, TLS, 5xx), or
+ * it is busy (408, 429, 503). Not a refused token, a changed key, a
+ * missing disk, a changed source, nor a request the server will never
+ * take (400, 405, 501, another 4xx). */
 static bool
 transient(int r)
 {
 	return r == -EIO || r == -ETIMEDOUT || r == -ECONNREFUSED ||
-	       r == -EPROTO || r == -EHOSTUNREACH;
+	       r == -EPROTO || r == -EHOSTUNREACH || r == -EBUSY;
 }
 
 /* One request. @x is prepared by the caller (range or collect mode). */
@@ -665,6 +732,7 @@ request(struct ferry_source *src, const char *url, struct xfer *x)
 	}
 	x->src = src;
 	x->status = 0;
+	x->stale = false;
 	x->cr_start = x->cr_end = x->cr_total = -1;
 	x->range_ok = true;
 	curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&x->conn);
@@ -708,7 +776,12 @@ request(struct ferry_source *src, const char *url, struct xfer *x)
 	x->dctx = NULL;
 	x->zbuf = NULL;
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-	if (cc == CURLE_OK && x->ranged && x->status == 206 &&
+	if (x->stale) {
+		ferry_error("%s: the object changed on the server (ETag %s, "
+			    "mounted %s); remount to start over", url,
+			    x->etag, p->etag);
+		r = -ESTALE;
+	} else if (cc == CURLE_OK && x->ranged && x->status == 206 &&
 	    x->got == x->want) {
 		r = 0;
 	} else if (cc == CURLE_OK && !x->ranged && x->status == 200) {
@@ -746,11 +819,13 @@ struct retry {
 	struct ferry_source *src;
 	const char *url;
 	double delay, deadline;
+	double after;		/* the last reply's Retry-After, seconds */
 	unsigned tries;
 };
 
-/* After attempt result @r (@progressed: it delivered bytes): pause and
- * return true to try again, or return false with the final result in @r. */
+/* After attempt result @r (@progressed: it delivered bytes; t->after: the
+ * reply's Retry-After): pause and return true to try again, or return
+ * false with the final result in @r. */
 static bool
 retry_again(struct retry *t, int *r, bool progressed)
 {
@@ -797,8 +872,9 @@ retry_again(struct retry *t, int *r, bool progressed)
 					  (uint64_t)(now * 1e9) },
 		       sizeof seed);
 	/* Jitter, so that the streams of a restarted exporter do not all
-	 * come back at once. */
-	nap(src, FERRY_MIN(t->delay * (0.5 + 0.5 * erand48(seed)),
+	 * come back at once; never sooner than a busy server asked. */
+	nap(src, FERRY_MIN(FERRY_MAX(t->delay * (0.5 + 0.5 * erand48(seed)),
+				     t->after),
 			   t->deadline - now));
 	t->delay = FERRY_MIN(t->delay * 2, BACKOFF_MAX);
 	return true;
@@ -884,6 +960,7 @@ http_fetch(struct ferry_source *src, unsigned disk, uint64_t off,
 			ferry_health_failed(src, ferry_last_error());
 			r = 0;
 		}
+		t.after = x.retry_after;
 		if (!retry_again(&t, &r, x.got > 0))
 			break;
 	}
@@ -971,6 +1048,7 @@ http_digests(struct ferry_source *src, unsigned disk, uint64_t chunk,
 				ferry_error("%s: bad digests: %s", url, why);
 		}
 		free(x.body);
+		t.after = x.retry_after;
 	} while (retry_again(&t, &r, false));
 	retry_end(&t, r);
 	return r;
@@ -1070,6 +1148,54 @@ list_ferry_disks(struct ferry_source *src)
 	return 0;
 }
 
+/* @from plus @extra as a new list in @out. */
+static int
+copy_headers(const struct curl_slist *from, const char *extra,
+	     struct curl_slist **out)
+{
+	struct curl_slist *l = NULL, *n;
+
+	for (; from; from = from->next, l = n)
+		if (!(n = curl_slist_append(l, from->data)))
+			goto fail;
+	if (!(n = curl_slist_append(l, extra)))
+		goto fail;
+	*out = n;
+	return 0;
+fail:
+	curl_slist_free_all(l);
+	return -ENOMEM;
+}
+
+/* A plain URL's object may be replaced while mounted. Its range requests
+ * carry the version the mount started with: If-Match with a strong ETag
+ * (a weak one never matches a range), else If-Unmodified-Since, so that a
+ * server answers 412 for another version rather than mix two; and each
+ * reply's ETag is compared with it too (request()), for a server that
+ * ignores the condition. */
+static int
+plain_validator(struct ferry_source *src, const struct xfer *x)
+{
+	struct http_priv *p = src->priv;
+	char h[200];
+
+	if (x->etag[0] && strncmp(x->etag, "W/", 2) != 0) {
+		snprintf(p->etag, sizeof p->etag, "%s", x->etag);
+		snprintf(h, sizeof h, "If-Match: %s", x->etag);
+	} else if (x->lastmod[0]) {
+		snprintf(h, sizeof h, "If-Unmodified-Since: %s", x->lastmod);
+	} else {
+		ferry_info("%s: the server gives no ETag or Last-Modified: a "
+			   "change of the object while mounted cannot be told",
+			   p->what);
+		return 0;
+	}
+	p->range_headers = calloc(2, sizeof *p->range_headers);
+	if (!p->range_headers)
+		return -ENOMEM;
+	return copy_headers(p->headers, h, &p->range_headers[0]);
+}
+
 /* A plain URL: one disk, its name from the last path segment. */
 static int
 probe_plain_url(struct ferry_source *src, const char *url)
@@ -1128,27 +1254,8 @@ probe_plain_url(struct ferry_source *src, const char *url)
 		return r;
 	d->allocated = d->size;
 	snprintf(d->generation, sizeof d->generation, "%" PRIu64 "-%s",
-		 d->size, x.etag);
-	return 0;
-}
-
-/* @from plus @extra as a new list in @out. */
-static int
-copy_headers(const struct curl_slist *from, const char *extra,
-	     struct curl_slist **out)
-{
-	struct curl_slist *l = NULL, *n;
-
-	for (; from; from = from->next, l = n)
-		if (!(n = curl_slist_append(l, from->data)))
-			goto fail;
-	if (!(n = curl_slist_append(l, extra)))
-		goto fail;
-	*out = n;
-	return 0;
-fail:
-	curl_slist_free_all(l);
-	return -ENOMEM;
+		 d->size, x.etag[0] ? x.etag : x.lastmod);
+	return plain_validator(src, &x);
 }
 
 /* The headers of each disk's range requests to a ferry-export. Only range

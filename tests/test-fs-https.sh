@@ -65,6 +65,59 @@ cmp "$T/mnt/vm-disk.raw" "$T/www/vm-disk.img" || fail "view differs from the ima
 unmount_ferry "$T/mnt"
 ok "https:// URL on nginx: raw view == image"
 
+# The object replaced while mounted: no read mixes the two versions. Range
+# requests carry the ETag mounted (If-Match); nginx answers 412 for the new
+# one, and the read fails with a line that says why.
+mount_ferry "$SRC" "$T/mnt" "cache=$T/cache6,cacert=$T/cert.pem,prefetch=0,views=raw,timeout=30"
+cmp -n $((8 * 1048576)) "$T/mnt/vm-disk.raw" "$T/www/vm-disk.img" || fail "the first 8 MiB"
+make_disk "$T/new.img"
+chmod 644 "$T/new.img"
+touch -d @$(($(date +%s) + 100)) "$T/new.img"	# nginx's ETag: mtime and size
+mv "$T/new.img" "$T/www/vm-disk.img"
+rc=0
+timeout 20 dd if="$T/mnt/vm-disk.raw" of="$T/after.bin" bs=1M skip=72 count=4 status=none 2>"$T/dd.err" || rc=$?
+[ "$rc" != 124 ] || fail "a read of the replaced object hung"
+[ "$rc" != 0 ] || fail "a read after the object was replaced went through: the disk mixes two versions"
+err=$(status "$T/mnt" vm-disk error)
+echo "$err" | grep -q "changed on the server" || fail "no 'changed on the server' in the disk's state: $err"
+unmount_ferry "$T/mnt"
+ok "the object replaced while mounted: the read fails ($(cat "$T/dd.err")); the state says: $err"
+
+# Statuses: 400, 405 and 501 will not change with another try, and fail
+# the read at once; 429 (busy) is retried, no sooner than its Retry-After.
+# nginx answers the mount's one-byte probe, then the status for the data.
+kill "$NGINX_PID"; wait "$NGINX_PID" 2>/dev/null
+for c in 400 405 501 429; do
+	ln -f "$T/www/vm-disk.img" "$T/www/s$c.img"
+	locs="${locs:-}location = /s$c.img { if (\$http_range != \"bytes=0-0\") { add_header Retry-After 2 always; return $c; } } "
+done
+start_nginx "access_log $T/access.log; $locs"
+for c in 400 405 501 429; do
+	mount_ferry "https://127.0.0.1:$PORT/s$c.img" "$T/mnt" "cache=$T/cache-s$c,cacert=$T/cert.pem,prefetch=0,views=raw,timeout=5"
+	t0=$(date +%s.%N)
+	rc=0
+	timeout 60 dd if="$T/mnt/s$c.raw" of=/dev/null bs=1M skip=40 count=1 status=none 2>/dev/null || rc=$?
+	took=$(echo "$(date +%s.%N) - $t0" | bc)
+	n=$(grep -c "/s$c.img HTTP/1.1\" $c " "$T/access.log")
+	[ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "HTTP $c: the read ended $rc after $took s"
+	err=$(status "$T/mnt" s$c error)
+	echo "$err" | grep -q "$c" || fail "HTTP $c: the state says $err"
+	if [ "$c" = 429 ]; then
+		# -o timeout=5: tries at 0, 2 and 4 s, a last one at 5, and
+		# the kernel's second read (without Retry-After, the backoff
+		# from 0.2 s would try 7 times).
+		[ "$(echo "$took >= 4" | bc)" = 1 ] || fail "HTTP 429 given up after $took s, before -o timeout=5"
+		[ "$n" -ge 2 ] && [ "$n" -le 5 ] || fail "HTTP 429 with Retry-After 2: $n requests in $took s"
+	else
+		[ "$(echo "$took < 3" | bc)" = 1 ] || fail "HTTP $c retried: the read took $took s"
+		# The kernel asks once more after a failed readahead.
+		[ "$n" -le 2 ] || fail "HTTP $c asked $n times"
+	fi
+	unmount_ferry "$T/mnt"
+	ok "HTTP $c: the read fails after $took s, $n request(s): $err"
+done
+SRC="https://127.0.0.1:$PORT/vm-disk.img"
+
 # Without the CA: TLS verification fails, clearly, and nothing mounts.
 expect_refused "$SRC" "cache=$T/cache2" "certificate"
 
