@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Used blocks on damaged filesystems: a disk whose ext4 has a bitmap that
 # fails its checksum, whose XFS has an AGF that disagrees with its btree,
-# whose NTFS has a torn $Bitmap record, whose FAT claims more sectors than
+# whose NTFS has a torn $Bitmap record (and two more that were not shut
+# down cleanly: the dirty flag, a journal to replay), whose FAT claims more sectors than
 # its partition, and whose LVM2 PVs hold lying (an LV past the PV's end)
 # and truncated metadata. Each is served whole (all data), with one log
 # line that says why, and the exporter neither crashes nor drops a byte.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/serverdisk.sh"
 requires losetup sgdisk mkfs.ext4 mkfs.xfs mkntfs mkfs.vfat pvcreate \
-	vgcreate python3 jq
+	vgcreate python3 jq ntfs-3g ntfsinfo
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (loop devices)"; exit 77; }
 
 test_cleanup() {
@@ -24,7 +25,9 @@ layout="1 1 64
 3 385 64
 4 449 64
 5 513 64
-6 577 64"
+6 577 64
+7 641 64
+8 705 64"
 while read -r n s z; do
 	sgdisk -n "$n:$((s * 2048)):+$((z * 2048))" "$disk" >/dev/null || fail "sgdisk"
 done <<< "$layout"
@@ -39,6 +42,11 @@ part 1 && mkfs.ext4 -q -F "$LOOP" && mount "$LOOP" "$T/m" &&
 part 2 && mkfs.xfs -q -f "$LOOP" || fail "xfs"
 part 3 && mkntfs -q -F -Q "$LOOP" >/dev/null 2>&1 || fail "ntfs"
 part 4 && mkfs.vfat -F 16 "$LOOP" >/dev/null || fail "vfat"
+# Files written through ntfs-3g, so that $Bitmap has clusters in use.
+for n in 7 8; do
+	part $n && mkntfs -q -F -Q "$LOOP" >/dev/null 2>&1 && ntfs-3g "$LOOP" "$T/m" &&
+		head -c $((8 * MiB)) /dev/urandom > "$T/m/a" && umount "$T/m" || fail "ntfs on p$n"
+done
 for n in 5 6; do
 	part $n && pvcreate -ff -y "$LOOP" >/dev/null 2>&1 &&
 		vgcreate ferrydmg$$-$n "$LOOP" >/dev/null 2>&1 &&
@@ -128,6 +136,56 @@ def add_lv(t):		# after the end of pv0 and of physical_volumes
     return t[:i] + lv + t[i:]
 set_text(513 * MiB, add_lv)
 set_text(577 * MiB, lambda t: t[:len(t) // 2])
+
+# p7, p8 ntfs, as a crash or Windows' Fast Startup leaves them: the
+# dirty flag in $Volume's information; a $LogFile restart area with a
+# client in use and no clean flag (in both restart pages, each with its
+# update sequence).
+def ntfs(p):
+    bs = rd(p, 512)
+    csize = struct.unpack_from('<H', bs, 11)[0] * bs[13]
+    return csize, p + le64(bs, 48) * csize
+def attr(rec, t):
+    o = struct.unpack_from('<H', rec, 20)[0]
+    while le32(rec, o) != 0xffffffff:
+        if le32(rec, o) == t and rec[o + 9] == 0:
+            return o
+        o += le32(rec, o + 4)
+p7 = 641 * MiB
+csize, mft = ntfs(p7)
+mirr = p7 + le64(rd(p7, 512), 56) * csize	# $MFTMirr: records 0-3 again
+rec = rd(mft + 3 * 1024, 512)
+o = attr(rec, 0x70)
+for m in (mft, mirr):
+    val = m + 3 * 1024 + o + struct.unpack_from('<H', rec, o + 20)[0]
+    wr(val + 10, bytes([rd(val + 10, 1)[0] | 1]))
+p8 = 705 * MiB
+csize, mft = ntfs(p8)
+rec = rd(mft + 2 * 1024, 512)
+o = attr(rec, 0x80)
+runs = o + struct.unpack_from('<H', rec, o + 32)[0]
+lb, ob = rec[runs] & 15, rec[runs] >> 4
+lcn = int.from_bytes(rec[runs + 1 + lb:runs + 1 + lb + ob], 'little')
+logsize = int.from_bytes(rec[runs + 1:runs + 1 + lb], 'little') * csize
+for k in range(2):
+    pg = bytearray(4096)
+    pg[0:4] = b'RSTR'
+    struct.pack_into('<HH', pg, 4, 0x1e, 9)
+    # page sizes; the area's offset; version 1.1
+    struct.pack_into('<IIHHH', pg, 0x10, 4096, 4096, 0x40, 1, 1)
+    # the area: LSN, 1 client, none free, client 0 in use, no clean
+    # flag, sequence number bits (67 less the log size's), 0x30-byte
+    # header and then the client array, the log's size
+    struct.pack_into('<QHHHHIHHQIHH', pg, 0x40, 0x1000 + k, 1, 0xffff,
+                     0, 0, 67 - logsize.bit_length(), 0x30 + 0xa0, 0x30,
+                     logsize, 0, 0x30, 0x40)
+    # the client: no neighbours, named NTFS (UTF-16)
+    struct.pack_into('<QQHHH6xI', pg, 0x70, 0x1000, 0x1000, 0xffff, 0xffff, 1, 8)
+    pg[0x70 + 0x20:0x70 + 0x28] = 'NTFS'.encode('utf-16-le')
+    struct.pack_into('<H', pg, 0x1e, 7)
+    for i in range(1, 9):
+        struct.pack_into('<H', pg, i * 512 - 2, 7)
+    wr(p8 + lcn * csize + k * 4096, bytes(pg))
 PY
 
 loop_at "$disk" 0 $((800 * MiB)) || fail "losetup"
@@ -148,13 +206,25 @@ check p3 ntfs "damaged"
 check p4 vfat "do not fit"
 check p5 LVM2_member "outside the PV"
 check p6 LVM2_member "does not parse"
+check p7 ntfs "dirty"
+check p8 ntfs "to replay"
 ok "damaged volumes are all data, each with its reason logged: $(grep -c 'all data' "$T/export.log") lines"
 used=$(jq '.disks[0].used' "$T/body")
 [ "$used" = $((800 * MiB)) ] || fail "used $used: something was dropped"
-
 mnt=$T/mnt
 mount_ferry "$URL" "$mnt" "cache=$T/cache,views=raw"
 cmp "$disk" "$mnt/srv.raw" || fail "the mounted disk differs from the source"
 kill -0 "$EXPORT_PID" || fail "ferry-export died"
 ok "the whole disk crossed as it is"
+# ntfs-3g's tools agree: ntfsinfo will not open the dirty p7 ("scheduled
+# for check"); ntfs-3g finds p8's journal unclean (and, last, mends it).
+part 7 || fail "losetup p7"
+ntfsinfo -m "$LOOP" >"$T/ntfsinfo.log" 2>&1
+grep -q "scheduled for check" "$T/ntfsinfo.log" || fail "ntfsinfo opens the dirty p7: $(head -3 "$T/ntfsinfo.log")"
+detach "$LOOP"
+part 8 || fail "losetup p8"
+timeout 30 ntfs-3g "$LOOP" "$T/m" >"$T/ntfs3g.log" 2>&1 && umount "$T/m"
+grep -q "unclean file system" "$T/ntfs3g.log" || fail "ntfs-3g finds p8's journal clean: $(cat "$T/ntfs3g.log")"
+detach "$LOOP"
+ok "ntfsinfo finds p7 dirty, ntfs-3g p8 unclean, as ferry does"
 echo "PASS"

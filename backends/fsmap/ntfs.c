@@ -12,23 +12,39 @@
  * the bitmap covers, which includes the backup boot sector in the
  * partition's last sector. A $Bitmap described through an attribute list
  * (a volume too fragmented for one record) is not read: all data.
+ *
+ * $Bitmap is only as new as the last time the volume was shut down: after
+ * a crash, or Windows' Fast Startup (a hibernated kernel), clusters the
+ * journal allocated may not be in it yet. So a volume is all data when
+ * $Volume (record 3) has its dirty flag set in $VOLUME_INFORMATION, or
+ * when $LogFile (record 2) has a restart area with clients still in use
+ * and no "clean" flag, as ntfs-3g judges it before mounting. An empty log
+ * (all 0xff: mkntfs, or ntfs-3g's reset at unmount) is clean.
  * libntfs-3g would read it too, but needs a device of its own to mount
  * and brings a whole filesystem driver to read one file; this is 200 lines
  * over the read callback, fuzzed like the other parsers.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backends/fsmap/fsmap.h"
 #include "common/util.h"
 
+#define MFT_LOGFILE	2
+#define MFT_VOLUME	3
 #define MFT_BITMAP	6
+#define AT_VOLUME_INFO	0x70u
 #define AT_DATA		0x80u
 #define AT_ATTR_LIST	0x20u
 #define AT_END		0xffffffffu
 #define RUNS_MAX	65536
 #define BITMAP_READ	(1u << 20)
+#define VOLUME_IS_DIRTY	0x0001u
+#define RESTART_CLEAN	0x0002u
+#define LOG_NO_CLIENT	0xffffu
+#define RSTR_MAX	(64u << 10)	/* a restart page at most */
 
 struct run {
 	int64_t lcn;		/* -1: sparse */
@@ -52,6 +68,47 @@ fixup(uint8_t *rec, uint32_t size, uint32_t sector)
 		memcpy(end, rec + off + i * 2, 2);
 	}
 	return 0;
+}
+
+/* The unnamed attribute of @type in MFT record @rec (fixed up), or NULL;
+ * an attribute list met first sets *@list. */
+static const uint8_t *
+find_attr(const uint8_t *rec, uint32_t recsize, uint32_t type, bool *list)
+{
+	*list = false;
+	for (uint32_t aoff = fsmap_le16(rec + 20); aoff + 16 <= recsize;) {
+		const uint8_t *a = rec + aoff;
+		uint32_t t = fsmap_le32(a), alen = fsmap_le32(a + 4);
+
+		if (t == AT_END || alen < 16 || alen > recsize - aoff)
+			return NULL;
+		if (t == AT_ATTR_LIST) {
+			*list = true;
+			return NULL;
+		}
+		if (t == type && a[9] == 0)
+			return a;
+		aoff += alen;
+	}
+	return NULL;
+}
+
+/* The value of resident attribute @a of record @rec, at least @need bytes
+ * of it, or NULL. */
+static const uint8_t *
+resident_value(const uint8_t *rec, uint32_t recsize, const uint8_t *a,
+	       uint32_t need)
+{
+	uint32_t alen = fsmap_le32(a + 4), vlen, voff;
+
+	if (a[8] != 0 || alen < 24)
+		return NULL;
+	vlen = fsmap_le32(a + 16);
+	voff = fsmap_le16(a + 20);
+	if (vlen < need || voff > alen || vlen > alen - voff ||
+	    (size_t)(a - rec) + alen > recsize)
+		return NULL;
+	return a + voff;
 }
 
 /* Decode the run list at @p (up to @end) into @runs; @return the count or
@@ -118,12 +175,134 @@ add_free_bits(struct ferry_extents *fr, const uint8_t *bits, uint64_t nbits,
 	return 0;
 }
 
+/* MFT record @idx (from @mft, records of @recsize bytes) into @rec, its
+ * update sequence undone. @return 0, -EINVAL (damaged) or a read's error. */
+static int
+read_record(const struct fsmap_vol *v, uint64_t mft, uint32_t recsize,
+	    uint32_t bps, uint32_t idx, uint8_t *rec)
+{
+	int r = v->read(v->ctx, mft + idx * (uint64_t)recsize, rec, recsize);
+
+	if (r < 0)
+		return r;
+	if (memcmp(rec, "FILE", 4) != 0 || fixup(rec, recsize, bps) < 0)
+		return -EINVAL;
+	return 0;
+}
+
+/* Is the restart page @pg (@size bytes, fixed up) one whose area says the
+ * log has nothing to replay? @return 1 clean, 0 not, -EINVAL damaged;
+ * its current LSN into *@lsn. */
+static int
+restart_clean(uint8_t *pg, uint32_t size, uint64_t *lsn)
+{
+	uint16_t ro;
+
+	if (memcmp(pg, "RSTR", 4) != 0 || fixup(pg, size, 512) < 0)
+		return -EINVAL;
+	ro = fsmap_le16(pg + 0x18);
+	if (ro < 0x1e || ro > size - 16 || ro % 8)
+		return -EINVAL;
+	*lsn = fsmap_le64(pg + ro);
+	return fsmap_le16(pg + ro + 0xc) == LOG_NO_CLIENT ||
+	       (fsmap_le16(pg + ro + 0xe) & RESTART_CLEAN);
+}
+
+/* Was the volume shut down cleanly? Its dirty flag ($Volume) and its
+ * journal's restart area ($LogFile, the newer of its two restart pages).
+ * @return 0 if so, else -EINVAL with the reason (not clean, or records
+ * that cannot be read) in @why, or a read's error. @rec and @runs are
+ * buffers. */
+static int
+check_clean(const struct fsmap_vol *v, uint64_t mft, uint32_t recsize,
+	    uint32_t bps, uint64_t csize, uint64_t clusters, uint8_t *rec,
+	    struct run *runs, char *why, size_t whylen)
+{
+	const uint8_t *a, *val;
+	uint8_t *pg = NULL;
+	uint32_t psize;
+	uint64_t lsn[2] = { 0, 0 }, at;
+	int n, r, state[2];
+	bool list;
+
+	r = read_record(v, mft, recsize, bps, MFT_VOLUME, rec);
+	if (r == -EINVAL)
+		return fsmap_fail(why, whylen, r, "MFT record of $Volume is "
+				  "damaged");
+	if (r < 0)
+		return r;
+	a = find_attr(rec, recsize, AT_VOLUME_INFO, &list);
+	val = a ? resident_value(rec, recsize, a, 12) : NULL;
+	if (!val)
+		return fsmap_fail(why, whylen, -EINVAL, "no volume information "
+				  "in $Volume");
+	if (fsmap_le16(val + 10) & VOLUME_IS_DIRTY)
+		return fsmap_fail(why, whylen, -EINVAL, "the volume is dirty "
+				  "(not shut down cleanly, or a check is due): "
+				  "$Bitmap may lag its journal");
+
+	r = read_record(v, mft, recsize, bps, MFT_LOGFILE, rec);
+	if (r == -EINVAL)
+		return fsmap_fail(why, whylen, r, "MFT record of $LogFile is "
+				  "damaged");
+	if (r < 0)
+		return r;
+	a = find_attr(rec, recsize, AT_DATA, &list);
+	n = a && a[8] == 1 && fsmap_le32(a + 4) >= 64 &&
+	    fsmap_le16(a + 32) < fsmap_le32(a + 4) ?
+	    decode_runs(a + fsmap_le16(a + 32), a + fsmap_le32(a + 4), runs) :
+	    -EINVAL;
+	if (n <= 0 || runs[0].lcn < 0 || (uint64_t)runs[0].lcn >= clusters)
+		return fsmap_fail(why, whylen, -EINVAL, "no run list in "
+				  "$LogFile");
+	at = (uint64_t)runs[0].lcn * csize;
+	pg = malloc(RSTR_MAX);
+	if (!pg)
+		return -ENOMEM;
+	r = v->read(v->ctx, at, pg, 512);
+	if (r < 0)
+		goto out;
+	if (fsmap_le32(pg) == 0xffffffffu) {
+		r = 0;		/* an empty log: nothing to replay */
+		goto out;
+	}
+	psize = fsmap_le32(pg + 0x10);
+	if (memcmp(pg, "RSTR", 4) != 0 || psize < 512 || psize > RSTR_MAX ||
+	    (psize & (psize - 1)) || 2 * (uint64_t)psize > runs[0].len * csize) {
+		r = fsmap_fail(why, whylen, -EINVAL, "$LogFile has no valid "
+			       "restart page");
+		goto out;
+	}
+	for (int k = 0; k < 2; k++) {
+		r = v->read(v->ctx, at + (uint64_t)k * psize, pg, psize);
+		if (r < 0)
+			goto out;
+		state[k] = restart_clean(pg, psize, &lsn[k]);
+	}
+	/* The newer valid page is the journal's word, as ntfs-3g takes it. */
+	n = state[0] < 0 ? 1 : state[1] < 0 ? 0 : lsn[1] > lsn[0] ? 1 : 0;
+	if (state[n] < 0)
+		r = fsmap_fail(why, whylen, -EINVAL, "$LogFile's restart pages "
+			       "are damaged");
+	else if (state[n] == 0)
+		r = fsmap_fail(why, whylen, -EINVAL, "$LogFile has changes "
+			       "to replay (a crash, or Windows' Fast Startup): "
+			       "$Bitmap may lag them");
+	else
+		r = 0;
+out:
+	free(pg);
+	return r;
+}
+
 static int
 ntfs_free(const struct fsmap_vol *v, struct ferry_extents *fr, char *why,
 	  size_t whylen)
 {
 	uint8_t bs[512], *rec = NULL, *bits = NULL;
-	uint32_t bps, spc, recsize, aoff;
+	uint32_t bps, spc, recsize;
+	const uint8_t *a;
+	bool list;
 	uint64_t total, csize, clusters, mft, done = 0, run = 0, runlen = 0;
 	int8_t cpr;
 	struct run *runs = NULL;
@@ -164,44 +343,34 @@ ntfs_free(const struct fsmap_vol *v, struct ferry_extents *fr, char *why,
 		r = -ENOMEM;
 		goto out;
 	}
-	r = v->read(v->ctx, mft * csize + MFT_BITMAP * (uint64_t)recsize, rec,
-		    recsize);
+	r = check_clean(v, mft * csize, recsize, bps, csize, clusters, rec,
+			runs, why, whylen);
 	if (r < 0)
 		goto out;
-	if (memcmp(rec, "FILE", 4) != 0 || fixup(rec, recsize, bps) < 0) {
+	r = read_record(v, mft * csize, recsize, bps, MFT_BITMAP, rec);
+	if (r == -EINVAL)
 		r = fsmap_fail(why, whylen, -EINVAL, "MFT record of $Bitmap is "
 			       "damaged");
+	if (r < 0)
+		goto out;
+	a = find_attr(rec, recsize, AT_DATA, &list);
+	if (list) {
+		r = fsmap_fail(why, whylen, -ENOTSUP, "$Bitmap has an "
+			       "attribute list");
 		goto out;
 	}
-	/* Find the unnamed $DATA attribute. */
-	for (aoff = fsmap_le16(rec + 20); aoff + 16 <= recsize;) {
-		const uint8_t *a = rec + aoff;
-		uint32_t type = fsmap_le32(a), alen = fsmap_le32(a + 4);
+	if (a) {
+		uint32_t alen = fsmap_le32(a + 4);
+		uint16_t ro;
 
-		if (type == AT_END)
-			break;
-		if (alen < 16 || alen > recsize - aoff)
-			break;
-		if (type == AT_ATTR_LIST) {
-			r = fsmap_fail(why, whylen, -ENOTSUP, "$Bitmap has an "
-				       "attribute list");
+		if (a[8] != 1 || alen < 64 || fsmap_le64(a + 16) != 0) {
+			r = fsmap_fail(why, whylen, -ENOTSUP, "$Bitmap data is "
+				       "resident or split");
 			goto out;
 		}
-		if (type == AT_DATA && a[9] == 0) {
-			uint16_t ro;
-
-			if (a[8] != 1 || alen < 64 || fsmap_le64(a + 16) != 0) {
-				r = fsmap_fail(why, whylen, -ENOTSUP, "$Bitmap "
-					       "data is resident or split");
-				goto out;
-			}
-			ro = fsmap_le16(a + 32);
-			if (ro >= alen)
-				break;
+		ro = fsmap_le16(a + 32);
+		if (ro < alen)
 			nruns = decode_runs(a + ro, a + alen, runs);
-			break;
-		}
-		aoff += alen;
 	}
 	if (nruns <= 0) {
 		r = fsmap_fail(why, whylen, -EINVAL, "no $DATA run list in "

@@ -10,6 +10,10 @@ fsmap-xfs/v5-2ag: a v5 XFS of 2 AGs of 16 blocks of 512 bytes. AG 0's
   first record (cycle 1) is an unmount record. The superblock's free count
   (13) says it was cleanly unmounted too. The unit test checks the parser
   against this layout.
+fsmap-ntfs/ntfs-2m-rstr: ntfs-2m (made by mkntfs) whose $LogFile starts
+  with two restart pages as Windows leaves them after a clean shutdown (a
+  client in use, the clean flag set), so that the fuzzer starts inside the
+  restart page checks.
 fsmap-disk/mbr-2: an MBR disk of 1 MiB: p1 (256 KiB at 128 KiB) a swap
   area, p2 (256 KiB at 512 KiB) with 16 KiB of random bytes, and 16 KiB of
   "boot loader" bytes in the gap after the MBR.
@@ -99,6 +103,31 @@ def mbr_disk():
     return bytes(img)
 
 
+def ntfs_rstr(img):
+    img = bytearray(img)
+    le16 = lambda o: struct.unpack_from('<H', img, o)[0]
+    le32 = lambda o: struct.unpack_from('<I', img, o)[0]
+    csize = le16(11) * img[13]
+    rec = struct.unpack_from('<Q', img, 48)[0] * csize + 2 * 1024
+    o = rec + le16(rec + 20)
+    while le32(o) != 0x80:
+        o += le32(o + 4)
+    runs = o + le16(o + 32)
+    lb, ob = img[runs] & 15, img[runs] >> 4
+    log = int.from_bytes(img[runs + 1 + lb:runs + 1 + lb + ob], 'little') * csize
+    for k in range(2):
+        pg = bytearray(4096)
+        pg[0:4] = b'RSTR'
+        struct.pack_into('<HH', pg, 4, 0x1e, 9)
+        struct.pack_into('<IIHHH', pg, 0x10, 4096, 4096, 0x40, 1, 1)
+        struct.pack_into('<QHHHH', pg, 0x40, 0x1000 + k, 1, 0xffff, 0, 2)
+        struct.pack_into('<H', pg, 0x1e, 7)
+        for i in range(1, 9):
+            struct.pack_into('<H', pg, i * 512 - 2, 7)
+        img[log + k * 4096:log + (k + 1) * 4096] = pg
+    return bytes(img)
+
+
 def write(path, data):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, 'wb') as f:
@@ -108,3 +137,5 @@ def write(path, data):
 base = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'corpus')
 write(os.path.join(base, 'fsmap-xfs', 'v5-2ag'), xfs_v5())
 write(os.path.join(base, 'fsmap-disk', 'mbr-2'), mbr_disk())
+with open(os.path.join(base, 'fsmap-ntfs', 'ntfs-2m'), 'rb') as f:
+    write(os.path.join(base, 'fsmap-ntfs', 'ntfs-2m-rstr'), ntfs_rstr(f.read()))

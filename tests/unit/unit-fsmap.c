@@ -185,6 +185,114 @@ test_vfat(void)
 	free(img);
 }
 
+/* The first unnamed attribute of @type in MFT record @rec (1 KiB, its
+ * first sector only: where these tests write). */
+static uint8_t *
+ntfs_attr(uint8_t *rec, uint32_t type)
+{
+	for (uint32_t o = fsmap_le16(rec + 20); o + 16 <= 1024;) {
+		uint32_t t = fsmap_le32(rec + o), len = fsmap_le32(rec + o + 4);
+
+		if (t == 0xffffffffu || len < 16)
+			break;
+		if (t == type && rec[o + 9] == 0)
+			return rec + o;
+		o += len;
+	}
+	return NULL;
+}
+
+static void
+put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+/* A restart page of @size bytes at @pg: update sequence at 0x1e (number
+ * 7 in every sector's last word), its area at 0x40 with @in_use and
+ * @flags, current LSN @lsn. */
+static void
+rstr_page(uint8_t *pg, uint32_t size, uint16_t in_use, uint16_t flags,
+	  uint64_t lsn)
+{
+	uint16_t count = (uint16_t)(size / 512 + 1);
+
+	memset(pg, 0, size);
+	memcpy(pg, "RSTR", 4);
+	put16(pg + 4, 0x1e);
+	put16(pg + 6, count);
+	pg[0x10] = (uint8_t)size;
+	pg[0x11] = (uint8_t)(size >> 8);
+	put16(pg + 0x18, 0x40);
+	for (int i = 0; i < 8; i++)
+		pg[0x40 + i] = (uint8_t)(lsn >> (8 * i));
+	put16(pg + 0x40 + 0xc, in_use);
+	put16(pg + 0x40 + 0xe, flags);
+	put16(pg + 0x1e, 7);
+	for (uint16_t i = 1; i < count; i++)	/* saved words are zeros */
+		put16(pg + i * 512 - 2, 7);
+}
+
+/* $Bitmap may lag the journal: a dirty volume, and a $LogFile with
+ * changes to replay, are all data; a clean restart area is not. */
+static void
+test_ntfs_unclean(uint8_t *img, size_t size, uint64_t mft, uint64_t csize)
+{
+	uint8_t *vol = img + mft + 3 * 1024, *a, *val, *log, *runs;
+	uint64_t at, len, lsn = 0x1000;
+	struct ferry_extents fr;
+	char why[200];
+
+	a = ntfs_attr(vol, 0x70);
+	EXPECT(a != NULL && a[8] == 0);
+	if (!a)
+		return;
+	val = a + fsmap_le16(a + 20);
+	val[10] |= 1;			/* VOLUME_IS_DIRTY */
+	EXPECT(run("ntfs", img, size, &fr, why) == -EINVAL &&
+	       strstr(why, "dirty"));
+	ferry_extents_free(&fr);
+	val[10] &= (uint8_t)~1;
+
+	/* $LogFile's first run: its header byte gives the sizes of its
+	 * length and of its (here positive) offset. */
+	a = ntfs_attr(img + mft + 2 * 1024, 0x80);
+	EXPECT(a != NULL && a[8] == 1);
+	if (!a)
+		return;
+	runs = a + fsmap_le16(a + 32);
+	len = at = 0;
+	for (unsigned i = 0; i < (runs[0] & 0xfu); i++)
+		len |= (uint64_t)runs[1 + i] << (8 * i);
+	for (unsigned i = 0; i < (runs[0] >> 4); i++)
+		at |= (uint64_t)runs[1 + (runs[0] & 0xf) + i] << (8 * i);
+	EXPECT(len * csize >= 8192 && at * csize + 8192 <= size);
+	if (at * csize + 8192 > size)
+		return;
+	log = img + at * csize;
+	EXPECT(fsmap_le32(log) == 0xffffffffu);	/* mkntfs: empty */
+	for (int k = 0; k < 2; k++)		/* a client in use */
+		rstr_page(log + k * 4096, 4096, 0, 0, lsn + (uint64_t)k);
+	EXPECT(run("ntfs", img, size, &fr, why) == -EINVAL &&
+	       strstr(why, "replay"));
+	ferry_extents_free(&fr);
+	/* The newer page is the one that counts. */
+	rstr_page(log + 4096, 4096, 0xffff, 0, lsn - 1);
+	EXPECT(run("ntfs", img, size, &fr, why) == -EINVAL);
+	ferry_extents_free(&fr);
+	rstr_page(log, 4096, 0, 2, lsn + 5);	/* RESTART_VOLUME_IS_CLEAN */
+	EXPECT(run("ntfs", img, size, &fr, why) == 0 && fr.data_bytes > 0);
+	ferry_extents_free(&fr);
+	log[510] ^= 0xff;			/* torn: the other page counts */
+	EXPECT(run("ntfs", img, size, &fr, why) == 0);
+	ferry_extents_free(&fr);
+	rstr_page(log + 4096, 4096, 0, 0, lsn - 1);
+	EXPECT(run("ntfs", img, size, &fr, why) == -EINVAL);
+	ferry_extents_free(&fr);
+	memset(log, 0xff, 8192);
+}
+
 /* NTFS as mkntfs makes it: the boot sector and the backup boot sector at
  * the end are used; some space is free; a torn $Bitmap record is
  * refused. */
@@ -210,6 +318,8 @@ test_ntfs(void)
 	EXPECT(run("ntfs", img, size, &fr, why) == -EINVAL &&
 	       strstr(why, "damaged"));
 	ferry_extents_free(&fr);
+	img[mft + 6 * 1024 + 510] ^= 0xff;
+	test_ntfs_unclean(img, size, mft, csize);
 	free(img);
 }
 
