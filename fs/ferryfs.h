@@ -206,6 +206,9 @@ struct ferryfs {
 	struct open_file *open_files;
 
 	struct fuse_session *se;	/* for the kernel cache notifications */
+	/* The length of each .ferry text file (by inode, below the disks')
+	 * as last rendered, for its attributes (ops.c). */
+	_Atomic size_t text_size[FERRY_INO_FILE0];
 	/* Added to every inode number the kernel sees: 0, or in a fleet
 	 * mount (fleet.c) the member's number << 32. */
 	uint64_t ino_base;
