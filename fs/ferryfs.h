@@ -83,9 +83,16 @@ struct fdisk {
 	_Atomic uint64_t grew, shrank;
 	unsigned resyncs;		/* resyncs that took a new map */
 	atomic_bool restamp;		/* take the generation once resolved */
-	/* Resyncs so far (sched.lock): a chunk fetched by a run that began
-	 * before the last one becomes a candidate, not present. */
-	unsigned epoch;
+	/* Resyncs so far (written under sched.lock and reply_lock): a chunk
+	 * fetched by a run that began before the last one becomes a
+	 * candidate, not present. */
+	_Atomic unsigned epoch;
+	/* A reply spliced from the cache file holds it shared, from the
+	 * check that its chunks are still of its epoch to the end of the
+	 * reply; a resync takes it to demote them, so no chunk a reply is
+	 * reading is mended or punched under it (ops.c, resync.c).
+	 * Writers first: a resync is never starved by readers. */
+	pthread_rwlock_t reply_lock;
 
 	_Atomic uint64_t present_chunks; /* data chunks present */
 	_Atomic uint64_t cached;	/* data bytes present */

@@ -325,6 +325,15 @@ setup_disks(struct ferryfs *fs)
 		d->data_fd = d->map_fd = -1;
 		pthread_mutex_init(&d->lock, NULL);
 		pthread_mutex_init(&d->lay_lock, NULL);
+		{
+			pthread_rwlockattr_t a;
+
+			pthread_rwlockattr_init(&a);
+			pthread_rwlockattr_setkind_np(&a,
+				PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+			pthread_rwlock_init(&d->reply_lock, &a);
+			pthread_rwlockattr_destroy(&a);
+		}
 		ferry_extents_init(&m, d->info.size);
 		r = fs->src->ops->extents(fs->src, d->idx, &m);
 		if (r == 0)	/* the views come with the files */

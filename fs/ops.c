@@ -38,6 +38,7 @@
 #include "common/util.h"
 #include "backends/usedmap.h"
 #include "fs/dirbuf.h"
+#include "fs/pause.h"
 #include "fs/ferryfs.h"
 
 enum {
@@ -817,10 +818,13 @@ segs_add_disk(struct segs *s, const struct ferry_extents *map,
 
 /* Answer a read of [off, off+size) of @f (inside the file): fetch the disk
  * ranges it maps to, then reply with fd buffers on the cache file for them,
- * generated metadata and zeros. @return 0 (replied) or -errno (not). */
+ * generated metadata and zeros. @l is @f's layout, taken after epoch
+ * @epoch of its disk was read. @return 0 (replied), 1 (a resync came
+ * between: not replied, to be read again on its layout) or -errno (not
+ * replied). */
 static int
 read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f,
-	  const struct layout *l, uint64_t off, size_t size,
+	  const struct layout *l, unsigned epoch, uint64_t off, size_t size,
 	  struct fetch_ra *ra)
 {
 	const struct view *v = layout_view(l, f);
@@ -924,8 +928,21 @@ read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f,
 			}
 		}
 		bv->count = k;
-		if (r == 0)
+	}
+	if (r == 0 && ndisk && !direct && !fs->nocache) {
+		/* Spliced from the cache file: its chunks must be the ones
+		 * ensured, of this epoch, until the kernel has the bytes. */
+		pthread_rwlock_rdlock(&f->d->reply_lock);
+		if (f->d->epoch != epoch) {
+			r = 1;
+		} else {
+			pause_at("reply", disk[0].off / f->d->chunk, 1,
+				 &fs->stop);
 			fuse_reply_data(req, bv, 0);
+		}
+		pthread_rwlock_unlock(&f->d->reply_lock);
+	} else if (r == 0) {
+		fuse_reply_data(req, bv, 0);
 	}
 	if (s.v != s.small)
 		free(s.v);
@@ -975,17 +992,26 @@ ferry_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	/* One layout for the whole read, however long it waits. */
-	l = layout_get(f->d);
-	vsize = layout_view(l, f)->size;
-	if (off < 0 || (uint64_t)off >= vsize) {
+	/* One layout for the whole read, however long it waits; again on
+	 * the new one if a resync demoted its chunks before the reply. */
+	do {
+		unsigned epoch = f->d->epoch;
+
+		l = layout_get(f->d);
+		vsize = layout_view(l, f)->size;
+		if (off < 0 || (uint64_t)off >= vsize) {
+			layout_put(l);
+			fuse_reply_buf(req, NULL, 0);
+			return;
+		}
+		r = read_view(req, fs, f, l, epoch, (uint64_t)off,
+			      (size_t)FERRY_MIN((uint64_t)size,
+						vsize - (uint64_t)off),
+			      &of_of(fi)->ra);
 		layout_put(l);
-		fuse_reply_buf(req, NULL, 0);
-		return;
-	}
-	size = (size_t)FERRY_MIN((uint64_t)size, vsize - (uint64_t)off);
-	r = read_view(req, fs, f, l, (uint64_t)off, size, &of_of(fi)->ra);
-	layout_put(l);
+	} while (r == 1 && !fs->stop);
+	if (r == 1)
+		r = -ECANCELED;		/* unmounting */
 	if (r < 0)
 		fuse_reply_err(req, r == -ECANCELED || r == -ENOMEM ? -r : EIO);
 }

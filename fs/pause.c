@@ -34,7 +34,7 @@ pause_init(void)
 	memcpy(P.point, v, n);
 	P.point[n] = '\0';
 	v = colon + 1;
-	if (strcmp(P.point, "run") == 0) {
+	if (strcmp(P.point, "run") == 0 || strcmp(P.point, "reply") == 0) {
 		char *end;
 
 		errno = 0;
@@ -53,7 +53,7 @@ pause_init(void)
 	return;
 bad:
 	ferry_error("FERRYFS_TEST_PAUSE=%s: expected restamp:FILE or "
-		    "run:CHUNK:FILE; nothing armed", getenv("FERRYFS_TEST_PAUSE"));
+		    "run|reply:CHUNK:FILE; nothing armed", getenv("FERRYFS_TEST_PAUSE"));
 }
 
 void
@@ -66,7 +66,7 @@ pause_at(const char *point, uint64_t first, uint64_t n,
 	if (!atomic_load_explicit(&P.armed, memory_order_relaxed) ||
 	    strcmp(point, P.point) != 0)
 		return;
-	if (strcmp(point, "run") == 0 &&
+	if (strcmp(point, "restamp") != 0 &&
 	    (P.chunk < first || P.chunk - first >= n))
 		return;
 	if (!atomic_exchange(&P.armed, false))

@@ -73,6 +73,9 @@ take_layout(struct ferryfs *fs, struct fdisk *d, struct layout *l,
 	struct sched *s = &fs->sched;
 	struct layout *old;
 
+	/* No reply is reading a chunk of the cache file from here on: the
+	 * chunks about to be demoted are mended and punched after this. */
+	pthread_rwlock_wrlock(&d->reply_lock);
 	pthread_mutex_lock(&s->lock);
 	l->seq = d->lay->seq + 1;
 	old = layout_swap(d, l);
@@ -111,6 +114,7 @@ take_layout(struct ferryfs *fs, struct fdisk *d, struct layout *l,
 	d->restamp = true;
 	pthread_cond_broadcast(&s->work);
 	pthread_mutex_unlock(&s->lock);
+	pthread_rwlock_unlock(&d->reply_lock);
 	return old;
 }
 

@@ -9,6 +9,9 @@
 #     newer generation.
 # Each time the mount is then stopped and mounted again on the same cache;
 # the remount must read the source as it is now.
+#  3. a read's reply is held after its chunks were checked, and a resync
+#     frees half of what it reads and changes the rest: the reply is the
+#     old bytes or the new, never a mix of the two.
 . "$(dirname "$0")/functions.sh"
 requires jq cmp python3
 
@@ -121,4 +124,43 @@ mount_ferry "$URL" "$T/mnt" "cache=$T/cache2,compress=0,prefetch=0"
 cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "the remount reads a chunk the second resync had left unchecked"
 unmount_ferry "$T/mnt"
 ok "a resync between the restamp's decision and its write: the cache says $g3 (decided), $pending chunks stay to check; the remount reads the new source"
+# 3.
+FERRYFS_TEST_PAUSE="reply:60:$T/go3" mount_ferry "$URL" "$T/mnt" \
+	"cache=$T/cache3,compress=0,prefetch=0,views=raw"
+cp "$T/disk.img" "$T/old.img"
+python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+open(sys.argv[2], "wb").write(os.pread(fd, 128 << 10, 60 << 20))
+' "$T/mnt/disk.raw" "$T/read3.bin" &
+READER=$!
+PIDS+=("$READER")
+wait_file "$T/go3.held" "the reply of the read at 60 MiB"
+fallocate -p -o $((60 * M)) -l 65536 "$T/disk.img"
+head -c 65536 /dev/urandom |
+	dd of="$T/disk.img" bs=65536 seek=$((60 * 16 + 1)) conv=notrunc status=none
+echo resync >"$T/mnt/.ferry/control" || fail "resync refused"
+# A resync that does not wait for the reply is done in well under this.
+for _ in $(seq 30); do
+	[ "$(jq -r .resync.state "$T/mnt/.ferry/status.json")" = done ] && break
+	sleep 0.1
+done
+touch "$T/go3"
+wait "$READER" || fail "the read at 60 MiB failed"
+python3 -c '
+import sys
+got = open(sys.argv[1], "rb").read()
+def at(p):
+    with open(p, "rb") as f:
+        f.seek(60 << 20)
+        return f.read(128 << 10)
+old, new = at(sys.argv[2]), at(sys.argv[3])
+assert old != new
+print("the held read is", "the old bytes" if got == old else "the new bytes" if got == new else "a MIX")
+sys.exit(0 if got in (old, new) else 1)
+' "$T/read3.bin" "$T/old.img" "$T/disk.img" || fail "the read held across the resync mixed generations"
+resync_ended "$T/mnt"
+cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "after the resync the mount differs from the source"
+unmount_ferry "$T/mnt"
+ok "a reply held across a resync that punched and changed its bytes: one generation's bytes; the mount follows after"
 echo "PASS"
