@@ -283,7 +283,7 @@ ferry_relay_step(struct ferry_relay *r, short *ev_a, short *ev_b)
 }
 
 unsigned long long
-ferry_relay_pump(int a, int b, const volatile bool *stop)
+ferry_relay_pump(int a, int b, const atomic_bool *stop)
 {
 	struct ferry_relay r;
 	unsigned long long moved;

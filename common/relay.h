@@ -11,6 +11,7 @@
 #ifndef FERRY_RELAY_H
 #define FERRY_RELAY_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -66,7 +67,7 @@ void ferry_relay_close(struct ferry_relay *r);
 /*! ferry_relay_pump() : move bytes both ways between sockets @a and @b
  * until either closes or fails, or *@stop is set (checked every second).
  * Both stay open for the caller. @return bytes moved from @b to @a. */
-unsigned long long ferry_relay_pump(int a, int b, const volatile bool *stop);
+unsigned long long ferry_relay_pump(int a, int b, const atomic_bool *stop);
 
 /*! ferry_set_nonblock() / ferry_keepalive() : socket settings used on
  * both ends (keepalive: probes after 30 s idle, dead after 75 s more). */

@@ -202,7 +202,7 @@ fetch_direct(struct ferryfs *fs, struct fdisk *d,
 	 * sequential reader starting (the kernel's first readahead): the
 	 * chunk path, which it needs next anyway, rather than its bytes
 	 * twice. */
-	if (!cold || (span > FIRST_MAX && fetch_ra_first(ra)) ||
+	if (!cold || (span > FIRST_MAX && ra_first(ra)) ||
 	    fetch_ra_follows(fs, d, ra, rv[0].off,
 			     rv[n - 1].off + rv[n - 1].len))
 		return 0;

@@ -28,6 +28,7 @@ struct fuse_session;
 #include "common/bitmap.h"
 #include "common/extents.h"
 #include "common/rate.h"
+#include "fs/readahead.h"
 #include "fs/views/view.h"
 
 struct fetch_job;
@@ -154,18 +155,6 @@ struct sched {
 	_Atomic unsigned fg_busy;
 	pthread_cond_t fg_idle;		/* fg_busy dropped to 0 */
 	double fg_last;			/* when it last did (ferry_now) */
-};
-
-/* Readahead state of one open file, in disk offsets. */
-struct fetch_ra {
-	pthread_mutex_t lock;
-	uint64_t next;		/* where a sequential read goes on */
-	uint64_t queued;	/* readahead queued up to here */
-	uint64_t mark;		/* reaching it queues the next window */
-	uint64_t window;	/* bytes; doubles while the reader keeps on */
-	/* The last read went on from the one before it, or took the chunk
-	 * path: a read that goes on from this one is sequential. */
-	bool going;
 };
 
 /* One open file of the mount. The kernel may still owe RELEASEs when the
@@ -364,12 +353,6 @@ int fetch_ensure_v(struct ferryfs *fs, struct fdisk *d,
 bool fetch_ra_follows(struct ferryfs *fs, struct fdisk *d, struct fetch_ra *ra,
 		      uint64_t a, uint64_t b);
 
-/*! fetch_ra_note() : @ra's reader read up to disk offset @end without
- * needing any data there (holes): it goes on from there. */
-void fetch_ra_note(struct fetch_ra *ra, uint64_t end);
-
-/*! fetch_ra_first() : has @ra's reader read nothing yet? */
-bool fetch_ra_first(struct fetch_ra *ra);
 
 /*! fetch_note_result() : a fetch for @d ended with @err (0 or negative
  *  errno): the disk's state ("error" and why, or not) says so; a cancelled
@@ -387,8 +370,6 @@ void fetch_fg_leave(struct ferryfs *fs);
 void fetch_later(struct ferryfs *fs, struct fdisk *d, uint64_t off,
 		 uint64_t len);
 
-void fetch_ra_init(struct fetch_ra *ra);
-void fetch_ra_destroy(struct fetch_ra *ra);
 
 /*! fetch_pread() : read disk bytes through the cache (fetching them).
  * @return 0 or -errno. */

@@ -74,7 +74,7 @@
 #define PAUSE_MAX 10.0		/* seconds a background transfer may wait */
 #define RA_START 4		/* chunks: the first readahead window */
 #define VERIFY_TRIES 3		/* fetches of a chunk whose digest differs */
-#define FOLLOW_AHEAD (2u << 20)	/* fetch_ra_follows(): reads ahead */
+#define FOLLOW_AHEAD (2u << 20)	/* ra_follows(): reads ahead */
 #define LATER_QUIET 0.2		/* seconds without a reader before the
 				 * chunks of small reads are fetched */
 #define FG_HOLD 0.05		/* seconds background transfers stay
@@ -784,7 +784,7 @@ run_fetch_tries(struct run *r)
 		/* Blocks a live filesystem took since the map was made are
 		 * in the digest, not in the map's data: from here on, whole
 		 * chunks. */
-		if (d->info.live)
+		if (__atomic_load_n(&d->info.live, __ATOMIC_RELAXED))
 			r->whole = true;
 		ferry_digest_hex(&r->got[r->bad], got);
 		ferry_digest_hex(&r->want[r->bad], want);
@@ -1201,108 +1201,6 @@ queue_demand(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t end,
 	return 0;
 }
 
-/* Readahead for a read of disk bytes [a, b) that needs @need chunks
- * fetched: which range to queue, if any. Like the kernel's: when a
- * sequential reader reaches the start of the window queued last (the
- * mark), the next window, twice as large up to the maximum, is queued
- * after it. A reader past all it had queued that finds its bytes cached
- * gets nothing queued: it follows data that came without it (behind
- * hydration, or ferry-convert reading what arrived), and readahead there
- * would only take the link from hydration for the chunks it is about to
- * bring anyway (bench/link.sh, compress=0 at 1 Gbit/s). Its first read
- * that has to wait starts the windows again. Updates @ra. */
-static bool
-ra_plan(struct ferryfs *fs, struct fdisk *d, struct fetch_ra *ra, uint64_t a,
-	uint64_t b, uint64_t need, uint64_t *from, uint64_t *to)
-{
-	uint64_t max = fs->readahead;
-	bool go = false;
-
-	if (max == 0) {
-		pthread_mutex_lock(&ra->lock);
-		ra->next = b;	/* still followed, for fetch_ra_follows */
-		ra->going = true;
-		pthread_mutex_unlock(&ra->lock);
-		return false;
-	}
-	pthread_mutex_lock(&ra->lock);
-	ra->going = true;
-	/* Reads of one sequential reader may arrive a little out of order
-	 * (the kernel's readahead runs on several FUSE threads). */
-	if (ra->next != UINT64_MAX && a + ra->window >= ra->next &&
-	    a <= ra->next + ra->window) {
-		if (b >= ra->mark && (need > 0 || ra->queued > b)) {
-			*from = FERRY_MAX(ra->queued, b);
-			*to = FERRY_MIN(*from + ra->window, d->info.size);
-			ra->mark = *from;
-			ra->queued = FERRY_MAX(*to, *from);
-			ra->window = FERRY_MIN(ra->window * 2, max);
-			go = *to > *from;
-		}
-		ra->next = FERRY_MAX(ra->next, b);
-	} else {
-		/* A new reader, or a jump: start small again. */
-		ra->window = FERRY_MIN(RA_START * d->chunk, max);
-		ra->queued = ra->mark = ra->next = b;
-	}
-	pthread_mutex_unlock(&ra->lock);
-	return go;
-}
-
-bool
-fetch_ra_follows(struct ferryfs *fs, struct fdisk *d, struct fetch_ra *ra,
-		 uint64_t a, uint64_t b)
-{
-	uint64_t back = FERRY_MAX(fs->smallread, (uint64_t)128 << 10);
-	bool seq;
-
-	pthread_mutex_lock(&ra->lock);
-	/* The kernel's readahead sends a sequential reader's reads ahead
-	 * of it, on several threads, up to its window (1 MiB here): a read
-	 * that far on goes on as much as the next one does. */
-	seq = ra->next != UINT64_MAX && a + back >= ra->next &&
-	      a <= ra->next + FOLLOW_AHEAD;
-	if (seq && !ra->going) {
-		/* On from a random read: a reader starting, or chance (a
-		 * random read of a 1 GiB disk lands there one time in 450,
-		 * twice in fio's 1000; the chunk path it then took, with its
-		 * readahead, held a 200 Mbit/s link for 44 ms and the 30
-		 * reads after it 5-13 ms each). A small read still; the next
-		 * read that goes on is sequential. */
-		ra->going = true;
-		ra->next = FERRY_MAX(ra->next, b);
-		seq = false;
-	} else if (!seq) {	/* as ra_plan() takes a jump */
-		ra->going = false;
-		ra->window = FERRY_MIN(RA_START * d->chunk, fs->readahead);
-		ra->queued = ra->mark = ra->next = b;
-	}
-	pthread_mutex_unlock(&ra->lock);
-	return seq;
-}
-
-void
-fetch_ra_note(struct fetch_ra *ra, uint64_t end)
-{
-	pthread_mutex_lock(&ra->lock);
-	if (ra->next != UINT64_MAX) {	/* (a first read: ra_plan starts it) */
-		ra->next = end;
-		ra->going = true;
-	}
-	pthread_mutex_unlock(&ra->lock);
-}
-
-bool
-fetch_ra_first(struct fetch_ra *ra)
-{
-	bool first;
-
-	pthread_mutex_lock(&ra->lock);
-	first = ra->next == UINT64_MAX;
-	pthread_mutex_unlock(&ra->lock);
-	return first;
-}
-
 void
 fetch_fg_enter(struct ferryfs *fs)
 {
@@ -1348,19 +1246,26 @@ fetch_later(struct ferryfs *fs, struct fdisk *d, uint64_t off, uint64_t len)
 	pthread_mutex_unlock(&s->lock);
 }
 
-void
-fetch_ra_init(struct fetch_ra *ra)
+/* The readahead windows of @d's readers (readahead.h). */
+static struct ra_limits
+ra_limits_of(const struct ferryfs *fs, const struct fdisk *d)
 {
-	pthread_mutex_init(&ra->lock, NULL);
-	ra->next = UINT64_MAX;
-	ra->queued = ra->mark = ra->window = 0;
-	ra->going = false;
+	return (struct ra_limits){
+		.max = fs->readahead,
+		.start = RA_START * d->chunk,
+		.size = d->info.size,
+		.back = FERRY_MAX(fs->smallread, (uint64_t)128 << 10),
+		.ahead = FOLLOW_AHEAD,
+	};
 }
 
-void
-fetch_ra_destroy(struct fetch_ra *ra)
+bool
+fetch_ra_follows(struct ferryfs *fs, struct fdisk *d, struct fetch_ra *ra,
+		 uint64_t a, uint64_t b)
 {
-	pthread_mutex_destroy(&ra->lock);
+	struct ra_limits lim = ra_limits_of(fs, d);
+
+	return ra_follows(ra, &lim, a, b);
 }
 
 int
@@ -1369,6 +1274,7 @@ fetch_ensure_v(struct ferryfs *fs, struct fdisk *d,
 	       size_t nr, struct fetch_ra *ra)
 {
 	struct sched *s = &fs->sched;
+	struct ra_limits lim = ra_limits_of(fs, d);
 	struct fetch_job *small[16], **jobs = small;
 	uint64_t first, last, need = 0, ra_from = 0, ra_to = 0;
 	size_t n = 0;
@@ -1390,7 +1296,7 @@ again:
 				need++;
 	}
 	if (ra && nr && tries == 0)
-		ahead = ra_plan(fs, d, ra, rv[0].off,
+		ahead = ra_plan(ra, &lim, rv[0].off,
 				rv[nr - 1].off + rv[nr - 1].len, need,
 				&ra_from, &ra_to);
 	if (need == 0 && !ahead)

@@ -63,7 +63,7 @@ struct fleet {
 	struct ferry_http_opts hopts;
 	struct fuse_session *se;
 	time_t mount_time;
-	volatile bool stop;
+	atomic_bool stop;
 };
 
 static struct ferryfs *

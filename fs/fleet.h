@@ -38,7 +38,9 @@ struct rsource {
 	struct ferry_hello hello;	/* the last one (token cleared) */
 	char dir[FERRY_SOURCE_NAME_MAX + 1];	/* its directory */
 	char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	int ufd;			/* the Unix socket curl connects to */
+	/* The Unix socket curl connects to; -1 tells its acceptor to stop
+	 * (rsource_stop), so read by it without a lock. */
+	_Atomic int ufd;
 	pthread_t acceptor;
 	bool acceptor_started;
 
@@ -72,7 +74,7 @@ struct listener {
 	_Atomic unsigned pending;	/* connections in handshake */
 	pthread_t tid;
 	bool started;
-	volatile bool stop;
+	atomic_bool stop;
 };
 
 /* listen.c */

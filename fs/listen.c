@@ -208,17 +208,16 @@ acceptor_main(void *arg)
 	struct rsource *rs = arg;
 
 	for (;;) {
-		struct pollfd pf = { .fd = rs->ufd, .events = POLLIN };
+		int ufd = rs->ufd;	/* closed only once this thread ends */
+		struct pollfd pf = { .fd = ufd, .events = POLLIN };
 		struct pair *p;
 		int fd;
 
-		if (poll(&pf, 1, 1000) < 0 && errno != EINTR)
-			break;
-		if (rs->ufd < 0)
+		if (ufd < 0 || (poll(&pf, 1, 1000) < 0 && errno != EINTR))
 			break;
 		if (!(pf.revents & POLLIN))
 			continue;
-		fd = accept4(rs->ufd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		fd = accept4(ufd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0)
 			continue;
 		p = malloc(sizeof *p);

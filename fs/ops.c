@@ -225,7 +225,8 @@ status_render(struct ferryfs *fs)
 			"views", views ? views : json_null(),
 			"verify", d->verify,
 			"digest_mismatches", (json_int_t)d->mismatches,
-			"live", d->info.live,
+			"live", __atomic_load_n(&d->info.live,
+						__ATOMIC_RELAXED),
 			"resync", json_pack("{sIsIsIsIsIsI}",
 				"pending", (json_int_t)d->candidates,
 				"kept", (json_int_t)d->kept,
@@ -299,6 +300,7 @@ map_render(struct ferryfs *fs)
 		struct fdisk *d = &fs->disks[i];
 		struct layout *l = layout_get(d);
 		json_t *data = json_array();
+		char gen[sizeof d->info.generation];
 		unsigned seq;
 
 		/* The data ranges and the layout they belong to, from one
@@ -310,11 +312,14 @@ map_render(struct ferryfs *fs)
 				(json_int_t)l->map.v[k].len));
 		seq = l->seq;
 		layout_put(l);
+		pthread_mutex_lock(&d->lock);	/* a resync writes it */
+		snprintf(gen, sizeof gen, "%s", d->info.generation);
+		pthread_mutex_unlock(&d->lock);
 		json_array_append_new(disks, json_pack(
 			"{sssIsIsssIsbsoso}", "name", d->info.name,
 			"size", (json_int_t)d->info.size,
 			"chunk_size", (json_int_t)d->chunk,
-			"generation", d->info.generation,
+			"generation", gen,
 			"layout", (json_int_t)seq,
 			"complete", d->present_chunks >= d->data_chunks,
 			"data", data ? data : json_null(),
@@ -590,7 +595,7 @@ of_free(struct ferryfs *fs, struct open_file *of)
 	if (of->next)
 		of->next->prev = of->prev;
 	pthread_mutex_unlock(&fs->open_lock);
-	fetch_ra_destroy(&of->ra);
+	ra_destroy(&of->ra);
 	free(of->text);
 	free(of);
 }
@@ -727,7 +732,7 @@ ferry_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (of->text)
 		fs->text_size[ino] = strlen(of->text);
-	fetch_ra_init(&of->ra);
+	ra_init(&of->ra);
 	pthread_mutex_lock(&fs->open_lock);
 	of->next = fs->open_files;
 	if (of->next)
@@ -856,7 +861,7 @@ read_view(fuse_req_t req, struct ferryfs *fs, struct vfile *f,
 			 : 1;
 	}
 	if (r == 0 && !ndisk && dend && ra)
-		fetch_ra_note(ra, dend);	/* a reader going through holes */
+		ra_note(ra, dend);	/* a reader going through holes */
 	if (r == 0 && ndisk) {
 		disk = malloc(ndisk * sizeof *disk);
 		ndisk = 0;

@@ -167,7 +167,8 @@ resync_disk(struct ferryfs *fs, struct fdisk *d)
 		layout_put(l);
 		return r;
 	}
-	d->info.live = now.live;
+	/* Read without a lock by the workers and status.json. */
+	__atomic_store_n(&d->info.live, now.live, __ATOMIC_RELAXED);
 	d->grew = grew;
 	d->shrank = shrank;
 	old = take_layout(fs, d, l, now.generation, &demoted);

@@ -35,6 +35,19 @@ cleanup() {
 	# A test's own extra cleanup (a tmpfs it mounted), once nothing of
 	# the test runs any more.
 	[ "$(type -t test_cleanup)" = function ] && test_cleanup
+	# A race ThreadSanitizer saw in any program the test ran fails it,
+	# whether or not that program's exit status was looked at (the
+	# exporters are stopped by a signal).
+	local races
+	races=$(grep -l "WARNING: ThreadSanitizer" "$T"/*.log 2>/dev/null)
+	if [ -n "$races" ]; then
+		for f in $races; do
+			echo "FAIL: ThreadSanitizer in $f:" >&2
+			grep -A24 -m3 "WARNING: ThreadSanitizer" "$f" >&2
+		done
+		[ -n "${KEEP_T:-}" ] || rm -rf "$T"
+		exit 1
+	fi
 	[ -n "${KEEP_T:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
@@ -155,10 +168,11 @@ expect_refused() {
 }
 
 # sanitized BINARY: built with AddressSanitizer (whose quarantine holds
-# up to 256 MiB of freed memory, so RSS bounds differ).
+# up to 256 MiB of freed memory) or ThreadSanitizer (whose shadow memory
+# is several times the program's), so RSS bounds differ.
 sanitized() {	# (not ldd | grep -q: under pipefail, ldd's SIGPIPE when
 		# grep stops early made this false now and then)
-	case "$(ldd "$1" 2>/dev/null)" in *libasan*) return 0 ;; esac
+	case "$(ldd "$1" 2>/dev/null)" in *libasan* | *libtsan*) return 0 ;; esac
 	return 1
 }
 

@@ -79,7 +79,7 @@ struct dialer {
 	unsigned long long taken;	/* connections the transit used */
 	int state;			/* for a log line per change */
 	char dir[FERRY_SOURCE_NAME_MAX + 1];	/* the transit's name for us */
-	volatile bool stop;
+	atomic_bool stop;
 	bool failed;			/* refused: main() exits 1 */
 	bool started;
 	pthread_t tid;
