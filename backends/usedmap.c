@@ -256,7 +256,6 @@ usedmap_pread(struct ferry_source *src, unsigned disk, void *buf, size_t len,
 {
 	struct usedmap *u = src->priv;
 	struct umap *m;
-	uint64_t pos = off, end = off + len;
 	int r = u->inner->ops->pread(u->inner, disk, buf, len, off);
 
 	if (r < 0)
@@ -264,18 +263,7 @@ usedmap_pread(struct ferry_source *src, unsigned disk, void *buf, size_t len,
 	m = get_map(u);
 	if (!m)
 		return 0;	/* no map: every byte as it is, never less */
-	/* Zero the gaps between used extents within [off, end). */
-	for (size_t i = ferry_extents_find(&m->used, off); pos < end; i++) {
-		uint64_t next = i < m->used.n ?
-				FERRY_MIN(m->used.v[i].off, end) : end;
-
-		if (next > pos)
-			memset((uint8_t *)buf + (pos - off), 0,
-			       (size_t)(next - pos));
-		if (i >= m->used.n)
-			break;
-		pos = FERRY_MAX(pos, m->used.v[i].off + m->used.v[i].len);
-	}
+	ferry_extents_zero_holes(&m->used, buf, off, len);
 	umap_put(u, m);
 	return 0;
 }

@@ -70,6 +70,24 @@ ferry_extents_all_data(struct ferry_extents *m)
 	return ferry_extents_add(m, 0, m->size);
 }
 
+void
+ferry_extents_zero_holes(const struct ferry_extents *m, void *buf,
+			 uint64_t off, size_t len)
+{
+	uint64_t pos = off, end = off + len;
+
+	for (size_t i = ferry_extents_find(m, off); pos < end; i++) {
+		uint64_t next = i < m->n ? FERRY_MIN(m->v[i].off, end) : end;
+
+		if (next > pos)
+			memset((uint8_t *)buf + (pos - off), 0,
+			       (size_t)(next - pos));
+		if (i >= m->n)
+			break;
+		pos = FERRY_MAX(pos, m->v[i].off + m->v[i].len);
+	}
+}
+
 int
 ferry_extents_minus_blocks(const struct ferry_extents *m,
 			   const struct ferry_bitmap *blocks, uint64_t gran,

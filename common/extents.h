@@ -38,6 +38,12 @@ int ferry_extents_add(struct ferry_extents *m, uint64_t off, uint64_t len);
 /*! ferry_extents_all_data() : replace the map with one extent covering all. */
 int ferry_extents_all_data(struct ferry_extents *m);
 
+/*! ferry_extents_zero_holes() : zero the bytes of @buf, which holds
+ * [@off, @off + @len) of a disk, that lie in none of @m's data ranges:
+ * what is not used reads as zeros. */
+void ferry_extents_zero_holes(const struct ferry_extents *m, void *buf,
+			      uint64_t off, size_t len);
+
 /*! ferry_extents_minus_blocks() :
  * @out (initialised, empty) = the data of @m less the blocks of @gran
  * bytes whose bit is set in @blocks (block i is [i*gran, (i+1)*gran),

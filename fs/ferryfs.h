@@ -380,6 +380,12 @@ int fetch_pread(struct ferryfs *fs, struct fdisk *d, void *buf, size_t len,
  * the source); it is fetched again when read or hydrated. */
 void fetch_forget(struct ferryfs *fs, struct fdisk *d, uint64_t c);
 
+/*! fetch_chunk_done() : the books of a fetch of chunk @c of @d, begun in
+ * epoch @epoch, that ended with @err: present and counted; a candidate if
+ * a resync came meanwhile; nothing counted for a chunk that is a hole by
+ * now; on an error, hydration comes back for it. sched.lock held. */
+void fetch_chunk_done(struct fdisk *d, uint64_t c, unsigned epoch, int err);
+
 /*! fetch_restamp_due() : may @d's cache take the generation its chunks are
  * of now? Only once a resync (or a remount) asked for it, every chunk kept
  * from an earlier generation is checked, and no run begun before the last
@@ -424,6 +430,16 @@ void verify_stop(struct ferryfs *fs);
  * the background (no-op while one runs). @return 0, or -ENOTSUP for a
  * source that has no generations. */
 int resync_start(struct ferryfs *fs);
+
+/*! resync_take_layout() : make @l (with generation @gen) @d's layout:
+ * every cached chunk that holds data in it becomes a candidate (their count
+ * in *@demoted), one all free in it is dropped, the counts start again,
+ * and the cache is to take @gen once the candidates are resolved. Waits
+ * for replies reading the cache file (reply_lock). @return the layout
+ * replaced, whose reference the caller holds. */
+struct layout *resync_take_layout(struct ferryfs *fs, struct fdisk *d,
+				  struct layout *l, const char *gen,
+				  uint64_t *demoted);
 
 /*! resync_stop() : wait for a resync. */
 void resync_stop(struct ferryfs *fs);

@@ -345,20 +345,16 @@ fetch_note_result(struct fdisk *d, int err)
 	pthread_mutex_unlock(&d->lock);
 }
 
-/* sched.lock held. */
-static void
-job_finish(struct ferryfs *fs, struct fetch_job *j, int err)
+void
+fetch_chunk_done(struct fdisk *d, uint64_t c, unsigned epoch, int err)
 {
-	struct sched *s = &fs->sched;
-	struct fdisk *d = j->d;
-
-	if (err == 0 && j->epoch != d->epoch) {
+	if (err == 0 && epoch != d->epoch) {
 		/* Fetched for the generation a resync has left since: kept
 		 * for checking, like the other chunks cached before it, if
 		 * it still holds data (else nothing would ever check it). */
-		if (fetch_chunk_has_data(d, j->chunk) &&
-		    !ferry_bitmap_test(&d->candidate, j->chunk)) {
-			ferry_bitmap_set(&d->candidate, j->chunk);
+		if (fetch_chunk_has_data(d, c) &&
+		    !ferry_bitmap_test(&d->candidate, c)) {
+			ferry_bitmap_set(&d->candidate, c);
 			d->candidates++;
 			d->dirty = true;
 		}
@@ -366,16 +362,25 @@ job_finish(struct ferryfs *fs, struct fetch_job *j, int err)
 		/* A job queued before a resync made its chunk a hole holds
 		 * nothing to count; the bit lets a reader still on the old
 		 * layout read its zeros (cache_clear_holes punched them). */
-		if (fetch_chunk_has_data(d, j->chunk)) {
-			d->cached += ferry_chunk_data(disk_map(d), d->chunk,
-						      j->chunk);
+		if (fetch_chunk_has_data(d, c)) {
+			d->cached += ferry_chunk_data(disk_map(d), d->chunk, c);
 			d->present_chunks++;
 		}
-		ferry_bitmap_set(&d->present, j->chunk);
+		ferry_bitmap_set(&d->present, c);
 		d->dirty = true;
-	} else if (j->chunk < d->hydrate_next) {
-		d->hydrate_next = j->chunk;	/* hydration comes back */
+	} else if (c < d->hydrate_next) {
+		d->hydrate_next = c;	/* hydration comes back */
 	}
+}
+
+/* sched.lock held. */
+static void
+job_finish(struct ferryfs *fs, struct fetch_job *j, int err)
+{
+	struct sched *s = &fs->sched;
+	struct fdisk *d = j->d;
+
+	fetch_chunk_done(d, j->chunk, j->epoch, err);
 	fetch_note_result(d, err);
 
 	ferry_bitmap_clear(&d->busy, j->chunk);

@@ -65,10 +65,9 @@ data_not_in(const struct ferry_extents *a, const struct ferry_extents *b,
 	return r;
 }
 
-/* The new layout in, every cached chunk a candidate. */
-static struct layout *
-take_layout(struct ferryfs *fs, struct fdisk *d, struct layout *l,
-	    const char *gen, uint64_t *demoted)
+struct layout *
+resync_take_layout(struct ferryfs *fs, struct fdisk *d, struct layout *l,
+		   const char *gen, uint64_t *demoted)
 {
 	struct sched *s = &fs->sched;
 	struct layout *old;
@@ -171,7 +170,7 @@ resync_disk(struct ferryfs *fs, struct fdisk *d)
 	__atomic_store_n(&d->info.live, now.live, __ATOMIC_RELAXED);
 	d->grew = grew;
 	d->shrank = shrank;
-	old = take_layout(fs, d, l, now.generation, &demoted);
+	old = resync_take_layout(fs, d, l, now.generation, &demoted);
 	layout_put(old);
 	/* What is free now never reads back an older generation's bytes
 	 * (l stays valid: only this thread swaps layouts). */

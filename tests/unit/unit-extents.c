@@ -1,6 +1,7 @@
 /* Extent maps: building, queries, and the JSON wire form both ways,
  * including the malformed maps a hostile or broken server could send. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -204,9 +205,47 @@ test_minus_blocks(void)
 	ferry_bitmap_free(&z);
 }
 
+/* A used map's holes read as zeros (the usedmap backend's pread): only the
+ * bytes outside every data range are cleared, at any offset and length,
+ * across ranges, before the first and after the last. */
+static void
+test_zero_holes(void)
+{
+	struct ferry_extents m;
+	uint8_t buf[1000], want[1000];
+
+	ferry_extents_init(&m, 10000);
+	CHECK(ferry_extents_add(&m, 1100, 100) == 0);
+	CHECK(ferry_extents_add(&m, 1300, 50) == 0);
+	CHECK(ferry_extents_add(&m, 1900, 500) == 0);
+	for (uint64_t off = 900; off < 1400; off += 37)
+		for (size_t len = 1; len <= sizeof buf; len += 111) {
+			memset(buf, 0xa5, sizeof buf);
+			ferry_extents_zero_holes(&m, buf, off, len);
+			for (size_t k = 0; k < sizeof buf; k++) {
+				uint64_t at = off + k;
+				bool data = (at >= 1100 && at < 1200) ||
+					    (at >= 1300 && at < 1350) ||
+					    (at >= 1900 && at < 2400);
+
+				want[k] = k < len && !data ? 0 : 0xa5;
+			}
+			CHECK(memcmp(buf, want, sizeof buf) == 0);
+		}
+	ferry_extents_free(&m);
+	/* No data at all: everything is zeroed. */
+	ferry_extents_init(&m, 10000);
+	memset(buf, 0xa5, sizeof buf);
+	ferry_extents_zero_holes(&m, buf, 5000, sizeof buf);
+	memset(want, 0, sizeof want);
+	CHECK(memcmp(buf, want, sizeof buf) == 0);
+	ferry_extents_free(&m);
+}
+
 int
 main(void)
 {
+	test_zero_holes();
 	test_minus_blocks();
 	test_build();
 	test_json_roundtrip();
