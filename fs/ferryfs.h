@@ -55,7 +55,9 @@ struct fdisk {
 	pthread_mutex_t lay_lock;
 	uint64_t chunk;			/* chunk size in bytes */
 	uint64_t nchunks;
-	uint64_t data_chunks;		/* chunks holding any data */
+	/* Chunks holding any data: written under sched.lock (a resync),
+	 * read without it (status.json). */
+	_Atomic uint64_t data_chunks;
 
 	/* Bit set: the chunk's data is in the cache file and may be read.
 	 * Set only after the bytes are written; read without locks. */
@@ -82,7 +84,7 @@ struct fdisk {
 	/* The last resync's new map against the one before: data bytes
 	 * that became used, and that became free. */
 	_Atomic uint64_t grew, shrank;
-	unsigned resyncs;		/* resyncs that took a new map */
+	_Atomic unsigned resyncs;	/* resyncs that took a new map */
 	atomic_bool restamp;		/* take the generation once resolved */
 	/* Resyncs so far (written under sched.lock and reply_lock): a chunk
 	 * fetched by a run that began before the last one becomes a

@@ -71,6 +71,7 @@ resync_take_layout(struct ferryfs *fs, struct fdisk *d, struct layout *l,
 {
 	struct sched *s = &fs->sched;
 	struct layout *old;
+	uint64_t data_chunks = 0;
 
 	/* No reply is reading a chunk of the cache file from here on: the
 	 * chunks about to be demoted are mended and punched after this. */
@@ -79,7 +80,6 @@ resync_take_layout(struct ferryfs *fs, struct fdisk *d, struct layout *l,
 	l->seq = d->lay->seq + 1;
 	old = layout_swap(d, l);
 	*demoted = 0;
-	d->data_chunks = 0;
 	for (uint64_t c = 0; c < d->nchunks; c++) {
 		bool was = ferry_bitmap_take(&d->present, c);
 
@@ -91,7 +91,7 @@ resync_take_layout(struct ferryfs *fs, struct fdisk *d, struct layout *l,
 				d->candidates--;
 			continue;
 		}
-		d->data_chunks++;
+		data_chunks++;
 		if (!was)
 			continue;
 		if (!ferry_bitmap_test(&d->candidate, c)) {
@@ -100,6 +100,7 @@ resync_take_layout(struct ferryfs *fs, struct fdisk *d, struct layout *l,
 		}
 		(*demoted)++;
 	}
+	d->data_chunks = data_chunks;
 	d->present_chunks = 0;
 	d->cached = 0;
 	d->epoch++;
