@@ -42,6 +42,7 @@ struct export_disk {
 	_Atomic uint64_t requests;	/* data requests */
 };
 
+struct pool;
 struct exporter {
 	struct export_disk *disks;
 	size_t ndisks;
@@ -52,6 +53,7 @@ struct exporter {
 	char host_id[33];		/* hash of the machine id */
 	unsigned max_conns;		/* --max-connections */
 	double header_timeout;		/* --header-timeout: the first request */
+	struct pool *pool;		/* the source threads (pool.h) */
 	_Atomic unsigned conns;		/* open connections, all threads */
 	_Atomic uint64_t conns_total;	/* connections accepted */
 };

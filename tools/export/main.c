@@ -39,6 +39,7 @@
 #include "backends/usedmap.h"
 #include "common/util.h"
 #include "tools/export/export.h"
+#include "tools/export/pool.h"
 
 #define MAX_THREADS 64
 
@@ -103,7 +104,8 @@ usage(FILE *f)
 "                          /metrics on the main address needs the token\n"
 "  -c, --cert FILE         PEM certificate (chain); needs --key\n"
 "  -k, --key FILE          PEM private key\n"
-"  -T, --threads N         event-loop threads (default: number of CPUs)\n"
+"  -T, --threads N         event-loop threads (default: number of CPUs);\n"
+"                          sources are read on 2N+2 threads beside them\n"
 "      --zstd-level N      compress data for clients that ask\n"
 "                          (Accept-Encoding: zstd) at this zstd level, -7\n"
 "                          (fastest) to 19; parts that do not shrink go\n"
@@ -679,6 +681,7 @@ main(int argc, char **argv)
 {
 	struct args a = { .listen = "0.0.0.0:8703", .format = "auto",
 			  .nthreads = sysconf(_SC_NPROCESSORS_ONLN) };
+	struct pool pool = { 0 };
 	struct exporter ex = { .zstd_level = 1, .max_conns = 512,
 			       .header_timeout = 10 };
 	struct worker workers[MAX_THREADS] = { 0 };
@@ -753,6 +756,11 @@ main(int argc, char **argv)
 	if (fd < 0)
 		goto out;
 	evthread_use_pthreads();
+	/* Twice the loops, and a few more: the sources' reads wait for disks
+	 * (and a hash or zstd runs on each), the loops only for sockets. */
+	ex.pool = &pool;
+	if (pool_start(&pool, (unsigned)FERRY_MIN(2 * a.nthreads + 2, 64)) < 0)
+		goto out;
 	for (long i = 0; i < a.nthreads; i++) {
 		struct worker *w = &workers[i];
 		int wfd = !a.connect ? dup(fd) : i == 0 ? dup(fd) :
@@ -821,6 +829,8 @@ main(int argc, char **argv)
 	rc = 0;
 stop:
 	dial_stop(&dl);
+	/* The source threads first: a job's completion goes to its loop. */
+	pool_stop(&pool);
 	for (long i = 0; i < a.nthreads; i++)
 		if (workers[i].stop)
 			event_active(workers[i].stop, EV_TIMEOUT, 0);

@@ -20,6 +20,11 @@
  * the command line are looked up, by exact match after percent-decoding,
  * so no path can reach another file. HEAD works wherever GET does. Nothing
  * here writes to a source.
+ *
+ * The event loop only parses, routes and sends. What reads or maps a
+ * source runs on the source threads (pool.h) as a job whose answer (a
+ * status, headers, a body, a stream to start, or a refusal) the loop then
+ * sends: one slow disk holds up its own requests, not a loop's others.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -49,6 +54,7 @@
 #include "backends/usedmap.h"
 #include "common/zframe.h"
 #include "tools/export/export.h"
+#include "tools/export/pool.h"
 #include "tools/export/route.h"
 
 /* Plain replies up to this size are read whole and sent at once; larger
@@ -87,6 +93,14 @@ struct stream {
 	struct span *span;	/* the body, read already (or NULL) */
 	struct event *timer;	/* --bwlimit: @held waits for it */
 	struct evbuffer *held;
+	/* The next piece, read on a source thread: @busy while it is, its
+	 * @piece_n bytes into @piece, or @piece_err. A connection lost
+	 * meanwhile (@closed) frees the stream once the piece is back. */
+	struct pool_job pj;
+	struct evbuffer *piece;
+	size_t piece_n;
+	int piece_err;
+	bool busy, closed;
 	char peer[80];
 };
 
@@ -342,6 +356,8 @@ stream_free(struct stream *st)
 		event_free(st->timer);
 	if (st->held)
 		evbuffer_free(st->held);
+	if (st->piece)
+		evbuffer_free(st->piece);
 	span_unref(st->span);
 	free(st->buf);
 	free(st);
@@ -359,7 +375,10 @@ stream_closed(struct evhttp_connection *evcon, void *arg)
 	 * still attached (server shutting down), libevent frees it. */
 	if (!evhttp_request_get_connection(st->req))
 		evhttp_send_reply_end(st->req);
-	stream_free(st);
+	if (st->busy)
+		st->closed = true;	/* piece_done() frees it */
+	else
+		stream_free(st);
 }
 
 static void
@@ -381,40 +400,56 @@ stream_timer(evutil_socket_t fd, short what, void *arg)
 	stream_send(st, buf);
 }
 
+/* Headers are gone already: end the body short and close, so the client
+ * sees a truncated transfer, never bad data. */
 static void
-stream_next(struct evhttp_connection *evcon, void *arg)
+stream_fail(struct stream *st)
 {
-	struct stream *st = arg;
-	struct evbuffer *buf;
-	double wait;
-	size_t n;
+	ferry_error("%s GET /v1/disks/%s: read failed at %" PRIu64
+		    "; closing the connection", st->peer, st->d->name,
+		    st->off);
+	evhttp_connection_set_closecb(st->evcon, NULL, NULL);
+	evhttp_connection_free_on_completion(st->evcon);
+	evhttp_send_reply_end(st->req);
+	stream_free(st);
+}
 
-	(void)evcon;
-	if (st->left == 0) {
-		evhttp_connection_set_closecb(st->evcon, NULL, NULL);
-		evhttp_send_reply_end(st->req);
+/* On a source thread: the next piece of @st as it goes on the wire. */
+static void
+piece_work(struct pool_job *j)
+{
+	struct stream *st = (struct stream *)((char *)j -
+					      offsetof(struct stream, pj));
+
+	st->piece = evbuffer_new();
+	st->piece_err = st->piece ? next_piece(st, st->piece, st->piece_n) :
+			-ENOMEM;
+}
+
+/* Back on the loop: send the piece, after the --bwlimit wait if due. */
+static void
+piece_done(struct pool_job *j)
+{
+	struct stream *st = (struct stream *)((char *)j -
+					      offsetof(struct stream, pj));
+	struct evbuffer *buf = st->piece;
+	double wait;
+
+	st->busy = false;
+	if (st->closed) {
 		stream_free(st);
 		return;
 	}
-	n = (size_t)FERRY_MIN(st->left, (uint64_t)PIECE);
-	buf = evbuffer_new();
-	if (!buf || next_piece(st, buf, n) < 0) {
-		/* Headers are gone already: end the body short and close,
-		 * so the client sees a truncated transfer, never bad data. */
-		ferry_error("%s GET /v1/disks/%s: read failed at %" PRIu64
-			    "; closing the connection", st->peer, st->d->name,
-			    st->off);
+	st->piece = NULL;
+	if (st->piece_err < 0) {
 		if (buf)
 			evbuffer_free(buf);
-		evhttp_connection_set_closecb(st->evcon, NULL, NULL);
-		evhttp_connection_free_on_completion(st->evcon);
-		evhttp_send_reply_end(st->req);
-		stream_free(st);
+		stream_fail(st);
 		return;
 	}
-	st->off += n;
-	st->left -= n;
-	st->d->served += n;
+	st->off += st->piece_n;
+	st->left -= st->piece_n;
+	st->d->served += st->piece_n;
 	/* --bwlimit: a piece beyond the tokens waits until they are due. */
 	wait = ferry_bucket_take(&st->ex->bucket, evbuffer_get_length(buf),
 				 ferry_now());
@@ -436,6 +471,114 @@ stream_next(struct evhttp_connection *evcon, void *arg)
 	stream_send(st, buf);
 }
 
+static void
+stream_next(struct evhttp_connection *evcon, void *arg)
+{
+	struct stream *st = arg;
+
+	(void)evcon;
+	/* libevent calls this whenever the connection's output drains,
+	 * which TLS may make it do again before the next piece is back:
+	 * one piece at a time. */
+	if (st->busy || st->held)
+		return;
+	if (st->left == 0) {
+		evhttp_connection_set_closecb(st->evcon, NULL, NULL);
+		evhttp_send_reply_end(st->req);
+		stream_free(st);
+		return;
+	}
+	st->piece_n = (size_t)FERRY_MIN(st->left, (uint64_t)PIECE);
+	st->pj.work = piece_work;
+	st->pj.done = piece_done;
+	st->busy = true;
+	if (pool_submit(st->ex->pool, evhttp_connection_get_base(st->evcon),
+			&st->pj) < 0) {
+		st->busy = false;
+		stream_fail(st);
+	}
+}
+
+/* What a source thread answers a request with, for the loop to send:
+ * a refusal (@why set), or @code with @hdrs and one of @json, @body, or
+ * the stream @st to start (none: no body). */
+#define ANSWER_HDRS 10
+struct answer {
+	int code;
+	const char *reason;
+	char why[300];
+	struct {
+		const char *name;
+		char *value;
+	} hdrs[ANSWER_HDRS];
+	size_t nhdrs;
+	json_t *json;
+	struct evbuffer *body;
+	struct stream *st;
+};
+
+/* A request whose answer needs the source. */
+struct sjob {
+	struct pool_job pj;
+	struct evhttp_request *req;
+	struct exporter *ex;
+	struct export_disk *d;		/* or NULL: every disk */
+	struct route rt;
+	/* Data requests: what they asked, copied from their headers. */
+	char *range, *match, *digests;
+	bool head, zstd;
+	struct answer a;
+};
+
+static void __attribute__((format(printf, 4, 5)))
+answer_refuse(struct answer *a, int code, const char *reason,
+	      const char *fmt, ...)
+{
+	va_list ap;
+
+	a->code = code;
+	a->reason = reason;
+	va_start(ap, fmt);
+	vsnprintf(a->why, sizeof a->why, fmt, ap);
+	va_end(ap);
+}
+
+static void
+answer_header(struct answer *a, const char *name, const char *value)
+{
+	if (a->nhdrs < ANSWER_HDRS &&
+	    (a->hdrs[a->nhdrs].value = strdup(value)))
+		a->hdrs[a->nhdrs++].name = name;
+}
+
+/* Drop header @name (a refusal after it was added). */
+static void
+answer_unheader(struct answer *a, const char *name)
+{
+	for (size_t i = 0; i < a->nhdrs; i++)
+		if (strcmp(a->hdrs[i].name, name) == 0) {
+			free(a->hdrs[i].value);
+			a->hdrs[i] = a->hdrs[--a->nhdrs];
+			i--;
+		}
+}
+
+static void
+sjob_free(struct sjob *j)
+{
+	for (size_t i = 0; i < j->a.nhdrs; i++)
+		free(j->a.hdrs[i].value);
+	json_decref(j->a.json);
+	if (j->a.body)
+		evbuffer_free(j->a.body);
+	if (j->a.st)
+		stream_free(j->a.st);
+	free(j->range);
+	free(j->match);
+	free(j->digests);
+	free(j);
+}
+
 /* "Ferry-Digests: BLOCK" on a range request: the digests of the
  * BLOCK-byte blocks it touches, read now, in a header of the same name, so
  * that the range is checked without a request of its own (fs/fetch.c,
@@ -444,7 +587,7 @@ stream_next(struct evhttp_connection *evcon, void *arg)
  * SPAN_MAX), else NULL. Anything else asked is ignored: the client then
  * asks .../digests. */
 static struct span *
-inband_digests(struct evkeyvalq *out, struct export_disk *d, unsigned epoch,
+inband_digests(struct answer *out, struct export_disk *d, unsigned epoch,
 	       const char *want, uint64_t off, uint64_t len, uint64_t size)
 {
 	struct ferry_digest dg[FERRY_DIGESTS_INBAND_MAX];
@@ -487,80 +630,76 @@ inband_digests(struct evkeyvalq *out, struct export_disk *d, unsigned epoch,
 		span_unref(sp);
 		return NULL;
 	}
-	evhttp_add_header(out, "Ferry-Digests", v);
+	answer_header(out, "Ferry-Digests", v);
 	return sp;
 }
 
+/* GET /v1/disks/NAME, on a source thread. */
 static void
-serve_data(struct evhttp_request *req, struct exporter *ex,
-	   struct export_disk *d)
+data_work(struct sjob *j)
 {
-	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
-	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
-	const char *range = evhttp_find_header(in, "Range");
+	struct answer *out = &j->a;
+	struct export_disk *d = j->d;
+	struct exporter *ex = j->ex;
 	uint64_t size, off = 0, len;
-	int code = 200, r;
-	const char *reason = "OK";
-	bool head = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
-	bool zstd = !head && ex->zstd_level != 0 &&
-		    ferry_accepts_coding(evhttp_find_header(
-			    in, "Accept-Encoding"), "zstd");
-	const char *match = evhttp_find_header(in, "If-Match");
 	char gen[sizeof d->src->disks[0].generation], hdr[160];
 	unsigned epoch = export_look(d, gen, sizeof gen, &size);
 	struct span *span = NULL;
+	bool zstd = j->zstd;
+	int r;
 
 	/* The generation is the entity tag: a client that mounted another
 	 * generation of this disk gets 412 instead of mixing its bytes. */
 	len = size;
-	if (match && !ferry_if_match(match, gen)) {
-		refuse(req, 412, "Precondition Failed",
-		       "disk %s is at generation %s, not %.100s", d->name,
-		       gen, match);
+	out->code = 200;
+	out->reason = "OK";
+	if (j->match && !ferry_if_match(j->match, gen)) {
+		answer_refuse(out, 412, "Precondition Failed",
+			      "disk %s is at generation %s, not %.100s",
+			      d->name, gen, j->match);
 		return;
 	}
 	snprintf(hdr, sizeof hdr, "\"%s\"", gen);
-	evhttp_add_header(out, "ETag", hdr);
-	if (range) {
-		r = ferry_parse_range(range, size, &off, &len);
+	answer_header(out, "ETag", hdr);
+	if (j->range) {
+		r = ferry_parse_range(j->range, size, &off, &len);
 		if (r == -ERANGE) {
 			snprintf(hdr, sizeof hdr, "bytes */%" PRIu64, size);
-			evhttp_add_header(out, "Content-Range", hdr);
-			refuse(req, 416, "Range Not Satisfiable",
-			       "range %.60s outside disk %s of %" PRIu64
-			       " bytes", range, d->name, size);
+			answer_header(out, "Content-Range", hdr);
+			answer_refuse(out, 416, "Range Not Satisfiable",
+				      "range %.60s outside disk %s of %" PRIu64
+				      " bytes", j->range, d->name, size);
 			return;
 		}
 		if (r < 0) {
-			refuse(req, 400, "Bad Request",
-			       "malformed Range header %.60s", range);
+			answer_refuse(out, 400, "Bad Request",
+				      "malformed Range header %.60s", j->range);
 			return;
 		}
-		code = 206;
-		reason = "Partial Content";
+		out->code = 206;
+		out->reason = "Partial Content";
 		snprintf(hdr, sizeof hdr, "bytes %" PRIu64 "-%" PRIu64
 			 "/%" PRIu64, off, off + len - 1, size);
-		evhttp_add_header(out, "Content-Range", hdr);
+		answer_header(out, "Content-Range", hdr);
 	}
-	if (range && !head)
-		span = inband_digests(out, d, epoch,
-				      evhttp_find_header(in, "Ferry-Digests"),
-				      off, len, size);
-	evhttp_add_header(out, "Content-Type", "application/octet-stream");
-	evhttp_add_header(out, "Accept-Ranges", "bytes");
-	evhttp_add_header(out, "Vary", "Accept-Encoding");
+	if (j->range && !j->head)
+		span = inband_digests(out, d, epoch, j->digests, off, len,
+				      size);
+	answer_header(out, "Content-Type", "application/octet-stream");
+	answer_header(out, "Accept-Ranges", "bytes");
+	answer_header(out, "Vary", "Accept-Encoding");
 	zstd = zstd && len > 0;
 	if (zstd) {
 		/* The body is the range's bytes as zstd frames; its length
 		 * is known only as it goes, so it is sent chunked. */
-		evhttp_add_header(out, "Content-Encoding", "zstd");
+		answer_header(out, "Content-Encoding", "zstd");
 	} else {
 		snprintf(hdr, sizeof hdr, "%" PRIu64, len);
-		evhttp_add_header(out, "Content-Length", hdr);
+		answer_header(out, "Content-Length", hdr);
 	}
 
-	if (head || len == 0) {
-		evhttp_send_reply(req, code, reason, NULL);
+	if (j->head || len == 0) {
+		span_unref(span);
 		return;
 	}
 	if (!zstd && len <= SMALL_REPLY && !ex->bucket.rate) {
@@ -571,16 +710,15 @@ serve_data(struct evhttp_request *req, struct exporter *ex,
 			span_unref(span);
 			if (buf)
 				evbuffer_free(buf);
-			evhttp_remove_header(out, "Content-Length");
-			evhttp_remove_header(out, "Content-Range");
-			refuse(req, 500, "Internal Server Error",
-			       "reading disk %s at %" PRIu64 " failed",
-			       d->name, off);
+			answer_unheader(out, "Content-Length");
+			answer_unheader(out, "Content-Range");
+			answer_refuse(out, 500, "Internal Server Error",
+				      "reading disk %s at %" PRIu64 " failed",
+				      d->name, off);
 			return;
 		}
 		d->served += len;
-		evhttp_send_reply(req, code, reason, buf);
-		evbuffer_free(buf);
+		out->body = buf;
 		span_unref(span);
 		return;
 	}
@@ -590,12 +728,10 @@ serve_data(struct evhttp_request *req, struct exporter *ex,
 	if (!st || (zstd && !span && !(st->buf = malloc(PIECE)))) {
 		span_unref(span);
 		free(st);
-		evhttp_remove_header(out, "Content-Encoding");
-		refuse(req, 503, "Service Unavailable", "out of memory");
+		answer_unheader(out, "Content-Encoding");
+		answer_refuse(out, 503, "Service Unavailable", "out of memory");
 		return;
 	}
-	st->req = req;
-	st->evcon = evhttp_request_get_connection(req);
 	st->ex = ex;
 	st->d = d;
 	st->off = off;
@@ -603,10 +739,7 @@ serve_data(struct evhttp_request *req, struct exporter *ex,
 	st->epoch = epoch;
 	st->zstd = zstd;
 	st->span = span;
-	peer_of(req, st->peer, sizeof st->peer);
-	evhttp_send_reply_start(req, code, reason);
-	evhttp_connection_set_closecb(st->evcon, stream_closed, st);
-	stream_next(st->evcon, st);
+	out->st = st;
 }
 
 static void
@@ -632,9 +765,11 @@ send_json(struct evhttp_request *req, json_t *root)
 	free(text);
 }
 
+/* GET /v1/disks, on a source thread (each disk's map may be computed). */
 static void
-serve_list(struct evhttp_request *req, struct exporter *ex)
+list_work(struct sjob *j)
 {
+	struct exporter *ex = j->ex;
 	json_t *arr = json_array();
 
 	for (size_t i = 0; arr && i < ex->ndisks; i++) {
@@ -648,8 +783,9 @@ serve_list(struct evhttp_request *req, struct exporter *ex)
 		export_look(&ex->disks[i], gen, sizeof gen, &size);
 		if (zeros_map(&ex->disks[i], &m) < 0) {
 			json_decref(arr);
-			refuse(req, 500, "Internal Server Error", "extent map "
-			       "of %s failed", ex->disks[i].name);
+			answer_refuse(&j->a, 500, "Internal Server Error",
+				      "extent map of %s failed",
+				      ex->disks[i].name);
 			return;
 		}
 		used = m.data_bytes;
@@ -665,75 +801,75 @@ serve_list(struct evhttp_request *req, struct exporter *ex)
 			"live", di->live,
 			"digests", FERRY_DIGEST_NAME));
 	}
-	send_json(req, arr ? json_pack("{ssso}", "host_id", ex->host_id,
-				       "disks", arr) : NULL);
+	j->a.json = arr ? json_pack("{ssso}", "host_id", ex->host_id,
+				    "disks", arr) : NULL;
 }
 
+/* GET /v1/disks/NAME/extents, on a source thread. */
 static void
-serve_extents(struct evhttp_request *req, struct export_disk *d, bool fresh)
+extents_work(struct sjob *j)
 {
+	struct export_disk *d = j->d;
 	struct ferry_extents m;
-	struct evbuffer *buf;
 	char *text;
-	int r;
 
 	export_look(d, NULL, 0, NULL);
-	if (fresh)
+	if (j->rt.fresh)
 		ferry_usedmap_since(d->src, ferry_now());
-	r = zeros_map(d, &m);
-	if (r < 0) {
-		refuse(req, 500, "Internal Server Error",
-		       "extent map of %s failed", d->name);
+	if (zeros_map(d, &m) < 0) {
+		answer_refuse(&j->a, 500, "Internal Server Error",
+			      "extent map of %s failed", d->name);
 		return;
 	}
 	text = ferry_extents_to_json(&m);
 	ferry_extents_free(&m);
-	buf = evbuffer_new();
-	if (!text || !buf) {
+	j->a.body = evbuffer_new();
+	if (!text || !j->a.body) {
 		free(text);
-		if (buf)
-			evbuffer_free(buf);
-		refuse(req, 503, "Service Unavailable", "out of memory");
+		answer_refuse(&j->a, 503, "Service Unavailable",
+			      "out of memory");
 		return;
 	}
-	evbuffer_add(buf, text, strlen(text));
-	evbuffer_add(buf, "\n", 1);
+	evbuffer_add(j->a.body, text, strlen(text));
+	evbuffer_add(j->a.body, "\n", 1);
 	free(text);
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-			  "Content-Type", "application/json");
-	evhttp_send_reply(req, 200, "OK", buf);
-	evbuffer_free(buf);
+	j->a.code = 200;
+	j->a.reason = "OK";
+	answer_header(&j->a, "Content-Type", "application/json");
 }
 
+/* GET /v1/disks/NAME/digests, on a source thread. */
 static void
-serve_digests(struct evhttp_request *req, struct export_disk *d,
-	      const struct route *rt)
+digests_work(struct sjob *j)
 {
+	struct export_disk *d = j->d;
 	uint64_t size, nchunks;
-	uint64_t chunk = rt->chunk, first = rt->first, count = rt->count;
+	uint64_t chunk = j->rt.chunk, first = j->rt.first, count = j->rt.count;
 	struct ferry_digest *dg = NULL;
 	json_t *arr;
 
 	export_look(d, NULL, 0, &size);
 	nchunks = (size + chunk - 1) / chunk;
 	if (first >= nchunks || count > nchunks - first) {
-		refuse(req, 416, "Range Not Satisfiable", "digests: chunks "
-		       "%" PRIu64 "+%" PRIu64 " outside disk %s of %" PRIu64
-		       " chunks", first, count, d->name, nchunks);
-		goto out;
+		answer_refuse(&j->a, 416, "Range Not Satisfiable", "digests: "
+			      "chunks %" PRIu64 "+%" PRIu64 " outside disk %s "
+			      "of %" PRIu64 " chunks", first, count, d->name,
+			      nchunks);
+		return;
 	}
 	dg = calloc((size_t)count, sizeof *dg);
 	arr = json_array();
 	if (!dg || !arr) {
 		json_decref(arr);
-		refuse(req, 503, "Service Unavailable", "out of memory");
+		answer_refuse(&j->a, 503, "Service Unavailable",
+			      "out of memory");
 		goto out;
 	}
 	if (ferry_source_digests(d->src, 0, chunk, first, (size_t)count,
 				 dg) < 0) {
 		json_decref(arr);
-		refuse(req, 500, "Internal Server Error", "reading disk %s for "
-		       "digests failed", d->name);
+		answer_refuse(&j->a, 500, "Internal Server Error", "reading "
+			      "disk %s for digests failed", d->name);
 		goto out;
 	}
 	for (uint64_t i = 0; i < count; i++) {
@@ -742,13 +878,109 @@ serve_digests(struct evhttp_request *req, struct export_disk *d,
 		ferry_digest_hex(&dg[i], hex);
 		json_array_append_new(arr, json_string(hex));
 	}
-	send_json(req, json_pack("{sssIsIso}", "algorithm", FERRY_DIGEST_NAME,
-				 "chunk", (json_int_t)chunk,
-				 "first", (json_int_t)first, "digests", arr));
+	j->a.json = json_pack("{sssIsIso}", "algorithm", FERRY_DIGEST_NAME,
+			      "chunk", (json_int_t)chunk,
+			      "first", (json_int_t)first, "digests", arr);
 out:
 	free(dg);
 }
 
+static void
+sjob_work(struct pool_job *pj)
+{
+	struct sjob *j = (struct sjob *)pj;
+
+	switch (j->rt.kind) {
+	case ROUTE_DATA: data_work(j); break;
+	case ROUTE_LIST: list_work(j); break;
+	case ROUTE_EXTENTS: extents_work(j); break;
+	case ROUTE_DIGESTS: digests_work(j); break;
+	case ROUTE_INFO: j->a.json = info_json(j->ex); break;
+	default: answer_refuse(&j->a, 404, "Not Found", "no such endpoint");
+	}
+}
+
+/* Back on the loop: send what the source thread answered. A request
+ * whose connection was lost meanwhile is detached from it, and sending
+ * frees it. */
+static void
+sjob_done(struct pool_job *pj)
+{
+	struct sjob *j = (struct sjob *)pj;
+	struct evhttp_request *req = j->req;
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+	struct answer *a = &j->a;
+	struct stream *st = a->st;
+
+	for (size_t i = 0; i < a->nhdrs; i++)
+		evhttp_add_header(out, a->hdrs[i].name, a->hdrs[i].value);
+	if (a->why[0]) {
+		refuse(req, a->code, a->reason, "%s", a->why);
+	} else if (j->rt.kind != ROUTE_DATA && j->rt.kind != ROUTE_EXTENTS) {
+		send_json(req, a->json);
+		a->json = NULL;
+	} else if (!st) {
+		evhttp_send_reply(req, a->code, a->reason, a->body);
+	} else if (!(st->evcon = evhttp_request_get_connection(req))) {
+		evhttp_send_reply(req, a->code, a->reason, NULL);	/* frees */
+	} else {
+		a->st = NULL;
+		st->req = req;
+		peer_of(req, st->peer, sizeof st->peer);
+		evhttp_send_reply_start(req, a->code, a->reason);
+		evhttp_connection_set_closecb(st->evcon, stream_closed, st);
+		stream_next(st->evcon, st);
+	}
+	sjob_free(j);
+}
+
+static char *
+dup_header(struct evkeyvalq *in, const char *name)
+{
+	const char *v = evhttp_find_header(in, name);
+
+	return v ? strdup(v) : NULL;
+}
+
+/* Hand @req (routed to @rt, disk @d) to a source thread. */
+static void
+serve_source(struct evhttp_request *req, struct exporter *ex,
+	     struct export_disk *d, const struct route *rt)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct sjob *j = calloc(1, sizeof *j);
+	bool fail = !j || !evcon;
+
+	if (j) {
+		j->pj.work = sjob_work;
+		j->pj.done = sjob_done;
+		j->req = req;
+		j->ex = ex;
+		j->d = d;
+		j->rt = *rt;
+	}
+	if (!fail && rt->kind == ROUTE_DATA) {
+		j->head = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
+		j->zstd = !j->head && ex->zstd_level != 0 &&
+			  ferry_accepts_coding(evhttp_find_header(
+				  in, "Accept-Encoding"), "zstd");
+		j->range = dup_header(in, "Range");
+		j->match = dup_header(in, "If-Match");
+		j->digests = dup_header(in, "Ferry-Digests");
+		fail = (evhttp_find_header(in, "Range") && !j->range) ||
+		       (evhttp_find_header(in, "If-Match") && !j->match) ||
+		       (evhttp_find_header(in, "Ferry-Digests") &&
+			!j->digests);
+	}
+	if (fail || pool_submit(ex->pool, evhttp_connection_get_base(evcon),
+				&j->pj) < 0) {
+		if (j)
+			sjob_free(j);
+		refuse(req, 503, "Service Unavailable", "out of memory, or "
+		       "shutting down");
+	}
+}
 static struct export_disk *
 find_disk(struct exporter *ex, const char *name)
 {
@@ -998,16 +1230,12 @@ handle(struct evhttp_request *req, void *arg)
 		       "Not Found" : "Service Unavailable", "%s", why);
 		return;
 	}
-	if (rt.kind == ROUTE_LIST) {
-		serve_list(req, ex);
-		return;
-	}
-	if (rt.kind == ROUTE_INFO) {
-		send_json(req, info_json(ex));
-		return;
-	}
 	if (rt.kind == ROUTE_METRICS) {
 		serve_metrics(req, ex);
+		return;
+	}
+	if (rt.kind == ROUTE_LIST || rt.kind == ROUTE_INFO) {
+		serve_source(req, ex, NULL, &rt);
 		return;
 	}
 	d = find_disk(ex, rt.name);
@@ -1017,12 +1245,7 @@ handle(struct evhttp_request *req, void *arg)
 	}
 	if (rt.kind == ROUTE_DATA)
 		d->requests++;
-	if (rt.kind == ROUTE_DATA)
-		serve_data(req, ex, d);
-	else if (rt.kind == ROUTE_EXTENTS)
-		serve_extents(req, d, rt.fresh);
-	else
-		serve_digests(req, d, &rt);
+	serve_source(req, ex, d, &rt);
 }
 
 
