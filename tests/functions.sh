@@ -191,16 +191,22 @@ wait_state() {
 	fail "$2 did not reach $3: $(cat "$1/.ferry/status.json")"
 }
 
-# resync_mount MNT DISK [SECONDS]: "resync" in MNT's control file; fails
-# unless it ends "done", then waits for DISK to be complete again.
-resync_mount() {
+# resync_run MNT [SECONDS]: "resync" in MNT's control file; fails unless
+# it ends "done".
+resync_run() {
 	echo resync >"$1/.ferry/control" || fail "resync refused"
-	for _ in $(seq $((${3:-120} * 10))); do
+	for _ in $(seq $((${2:-120} * 10))); do
 		[ "$(jq -r .resync.state "$1/.ferry/status.json")" = running ] || break
 		sleep 0.1
 	done
 	[ "$(jq -r .resync.state "$1/.ferry/status.json")" = done ] ||
 		fail "resync: $(jq -c .resync "$1/.ferry/status.json")"
+}
+
+# resync_mount MNT DISK [SECONDS]: resync_run, then wait for DISK to be
+# complete again.
+resync_mount() {
+	resync_run "$1" "${3:-120}"
 	wait_state "$1" "$2" complete "${3:-120}"
 }
 

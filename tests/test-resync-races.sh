@@ -28,16 +28,6 @@ wait_file() {
 	done
 	fail "$2 never happened"
 }
-# resync_started MNT: "resync" in the control file, waiting for it to end.
-resync_ended() {
-	echo resync >"$1/.ferry/control" || fail "resync refused"
-	for _ in $(seq 600); do
-		[ "$(jq -r .resync.state "$1/.ferry/status.json")" = running ] || break
-		sleep 0.1
-	done
-	[ "$(jq -r .resync.state "$1/.ferry/status.json")" = done ] ||
-		fail "resync: $(jq -c .resync "$1/.ferry/status.json")"
-}
 cache_gen() {
 	jq -r .generation "$T/cache$1/disk.json"
 }
@@ -65,7 +55,7 @@ EOF
 wait_file "$T/go1.held" "the run of chunk 50"
 g1=$(cache_gen 1)
 scribble 50
-resync_ended "$T/mnt"
+resync_run "$T/mnt"
 g2=$(source_gen)
 [ "$g2" != "$g1" ] || fail "the source's generation did not move ($g1)"
 # The other cached chunk (0, read for the partition table at mount) is
@@ -101,13 +91,13 @@ FERRYFS_TEST_PAUSE="restamp:$T/go2" mount_ferry "$URL" "$T/mnt" \
 	"cache=$T/cache2,compress=0,prefetch=0"
 cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "first read"
 scribble 3
-resync_ended "$T/mnt"
+resync_run "$T/mnt"
 g3=$(source_gen)
 cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "read after the first resync"
 [ "$(status "$T/mnt" disk resync.pending)" = 0 ] || fail "pending after the read: $(status "$T/mnt" disk resync)"
 wait_file "$T/go2.held" "the restamp to $g3"
 scribble 45
-resync_ended "$T/mnt"
+resync_run "$T/mnt"
 g4=$(source_gen)
 [ "$g4" != "$g3" ] || fail "the source's generation did not move ($g3)"
 pending=$(status "$T/mnt" disk resync.pending)
@@ -159,7 +149,7 @@ assert old != new
 print("the held read is", "the old bytes" if got == old else "the new bytes" if got == new else "a MIX")
 sys.exit(0 if got in (old, new) else 1)
 ' "$T/read3.bin" "$T/old.img" "$T/disk.img" || fail "the read held across the resync mixed generations"
-resync_ended "$T/mnt"
+resync_run "$T/mnt"
 cmp "$T/mnt/disk.raw" "$T/disk.img" || fail "after the resync the mount differs from the source"
 unmount_ferry "$T/mnt"
 ok "a reply held across a resync that punched and changed its bytes: one generation's bytes; the mount follows after"

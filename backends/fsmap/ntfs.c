@@ -176,17 +176,21 @@ add_free_bits(struct ferry_extents *fr, const uint8_t *bits, uint64_t nbits,
 }
 
 /* MFT record @idx (from @mft, records of @recsize bytes) into @rec, its
- * update sequence undone. @return 0, -EINVAL (damaged) or a read's error. */
+ * update sequence undone; it is file @name's, for the reason given when
+ * it is damaged. @return 0, -EINVAL (damaged, @why says so) or a read's
+ * error. */
 static int
 read_record(const struct fsmap_vol *v, uint64_t mft, uint32_t recsize,
-	    uint32_t bps, uint32_t idx, uint8_t *rec)
+	    uint32_t bps, uint32_t idx, uint8_t *rec, const char *name,
+	    char *why, size_t whylen)
 {
 	int r = v->read(v->ctx, mft + idx * (uint64_t)recsize, rec, recsize);
 
 	if (r < 0)
 		return r;
 	if (memcmp(rec, "FILE", 4) != 0 || fixup(rec, recsize, bps) < 0)
-		return -EINVAL;
+		return fsmap_fail(why, whylen, -EINVAL, "MFT record of %s is "
+				  "damaged", name);
 	return 0;
 }
 
@@ -225,10 +229,8 @@ check_clean(const struct fsmap_vol *v, uint64_t mft, uint32_t recsize,
 	int n, r, state[2];
 	bool list;
 
-	r = read_record(v, mft, recsize, bps, MFT_VOLUME, rec);
-	if (r == -EINVAL)
-		return fsmap_fail(why, whylen, r, "MFT record of $Volume is "
-				  "damaged");
+	r = read_record(v, mft, recsize, bps, MFT_VOLUME, rec, "$Volume", why,
+			whylen);
 	if (r < 0)
 		return r;
 	a = find_attr(rec, recsize, AT_VOLUME_INFO, &list);
@@ -241,10 +243,8 @@ check_clean(const struct fsmap_vol *v, uint64_t mft, uint32_t recsize,
 				  "(not shut down cleanly, or a check is due): "
 				  "$Bitmap may lag its journal");
 
-	r = read_record(v, mft, recsize, bps, MFT_LOGFILE, rec);
-	if (r == -EINVAL)
-		return fsmap_fail(why, whylen, r, "MFT record of $LogFile is "
-				  "damaged");
+	r = read_record(v, mft, recsize, bps, MFT_LOGFILE, rec, "$LogFile",
+			why, whylen);
 	if (r < 0)
 		return r;
 	a = find_attr(rec, recsize, AT_DATA, &list);
@@ -347,10 +347,8 @@ ntfs_free(const struct fsmap_vol *v, struct ferry_extents *fr, char *why,
 			runs, why, whylen);
 	if (r < 0)
 		goto out;
-	r = read_record(v, mft * csize, recsize, bps, MFT_BITMAP, rec);
-	if (r == -EINVAL)
-		r = fsmap_fail(why, whylen, -EINVAL, "MFT record of $Bitmap is "
-			       "damaged");
+	r = read_record(v, mft * csize, recsize, bps, MFT_BITMAP, rec,
+			"$Bitmap", why, whylen);
 	if (r < 0)
 		goto out;
 	a = find_attr(rec, recsize, AT_DATA, &list);
