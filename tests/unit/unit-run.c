@@ -15,6 +15,7 @@
 #include "common/util.h"
 #include "fs/ferryfs.h"
 #include "tests/unit/check.h"
+#include "tests/unit/fsdisk.h"
 
 #define MiB (UINT64_C(1) << 20)
 #define NCHUNKS 16
@@ -132,7 +133,6 @@ static void
 setup(void)
 {
 	struct ferry_extents m;
-	struct layout *l;
 	char path[] = "/tmp/unit-run.XXXXXX";
 
 	memset(&fs, 0, sizeof fs);
@@ -153,25 +153,15 @@ setup(void)
 	fs.verify = true;
 	ferry_adapt_init(&fs.adapt);
 	disk.info = info;
-	disk.chunk = MiB;
-	disk.nchunks = NCHUNKS;
 	disk.verify = true;
-	pthread_mutex_init(&disk.lock, NULL);
-	pthread_mutex_init(&disk.lay_lock, NULL);
-	pthread_rwlock_init(&disk.reply_lock, NULL);
-	CHECK(ferry_bitmap_init(&disk.present, NCHUNKS) == 0);
-	CHECK(ferry_bitmap_init(&disk.busy, NCHUNKS) == 0);
-	CHECK(ferry_bitmap_init(&disk.candidate, NCHUNKS) == 0);
 	ferry_extents_init(&m, SIZE);
 	CHECK(ferry_extents_add(&m, 0, SIZE) == 0);
-	CHECK(layout_new(&fs, &disk, &m, &l) == 0);
+	fsdisk_init(&fs, &disk, NCHUNKS, MiB, &m);
 	ferry_extents_free(&m);
-	disk.lay = l;
-	disk.data_chunks = NCHUNKS;
+	CHECK_EQ_U64(disk.data_chunks, NCHUNKS);
 	disk.data_fd = mkstemp(path);
 	CHECK(disk.data_fd >= 0 && ftruncate(disk.data_fd, SIZE) == 0);
 	unlink(path);
-	disk.map_fd = -1;
 	F.hold_at = UINT64_MAX;
 	F.held = F.release = false;
 	F.bad_chunk = -1;
@@ -186,10 +176,7 @@ teardown(void)
 	fs.stop = true;
 	fetch_stop(&fs);
 	close(disk.data_fd);
-	layout_put(disk.lay);
-	ferry_bitmap_free(&disk.present);
-	ferry_bitmap_free(&disk.busy);
-	ferry_bitmap_free(&disk.candidate);
+	fsdisk_free(&disk);
 	free(fs.workers);
 }
 

@@ -11,6 +11,7 @@
 
 #include "fs/ferryfs.h"
 #include "tests/unit/check.h"
+#include "tests/unit/fsdisk.h"
 
 #define MiB (UINT64_C(1) << 20)
 #define NCHUNKS 16
@@ -35,7 +36,6 @@ setup(void)
 {
 	static const uint64_t v[][2] = { { 0, 8 }, { 12, 2 } };
 	struct ferry_extents m = map_of(v, 2);
-	struct layout *l;
 
 	memset(&fs, 0, sizeof fs);
 	memset(&disk, 0, sizeof disk);
@@ -45,30 +45,15 @@ setup(void)
 	pthread_cond_init(&fs.sched.fg_idle, NULL);
 	fs.disks = &disk;
 	fs.ndisks = 1;
-	disk.chunk = MiB;
-	disk.nchunks = NCHUNKS;
-	disk.info.size = NCHUNKS * MiB;
 	snprintf(disk.info.generation, sizeof disk.info.generation, "g1");
-	pthread_mutex_init(&disk.lock, NULL);
-	pthread_mutex_init(&disk.lay_lock, NULL);
-	pthread_rwlock_init(&disk.reply_lock, NULL);
-	CHECK(ferry_bitmap_init(&disk.present, NCHUNKS) == 0);
-	CHECK(ferry_bitmap_init(&disk.busy, NCHUNKS) == 0);
-	CHECK(ferry_bitmap_init(&disk.candidate, NCHUNKS) == 0);
-	CHECK(layout_new(&fs, &disk, &m, &l) == 0);
-	disk.lay = l;
-	for (uint64_t c = 0; c < NCHUNKS; c++)
-		disk.data_chunks += fetch_chunk_has_data(&disk, c);
+	fsdisk_init(&fs, &disk, NCHUNKS, MiB, &m);
 	ferry_extents_free(&m);
 }
 
 static void
 teardown(void)
 {
-	layout_put(disk.lay);
-	ferry_bitmap_free(&disk.present);
-	ferry_bitmap_free(&disk.busy);
-	ferry_bitmap_free(&disk.candidate);
+	fsdisk_free(&disk);
 }
 
 /* Take map @v as a resync would, with generation @gen. */
